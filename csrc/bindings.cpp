@@ -1,0 +1,226 @@
+// pybind11 module hashindex._core. Argument checking that needs Python types
+// (dtype, shape, contiguity) lives in the Python layer (hashindex/_validate.py);
+// here arrays arrive as C-contiguous buffers and the GIL is released around
+// every loop over codes.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <atomic>
+#include <chrono>
+#include <numeric>
+
+#include "dispatch.h"
+#include "errors.h"
+#include "flat_index.h"
+#include "format.h"
+#include "parallel.h"
+#include "scan.h"
+
+namespace py = pybind11;
+using namespace hashindex;
+
+namespace {
+
+using Codes = py::array_t<uint8_t, py::array::c_style>;
+using Ids = py::array_t<int64_t, py::array::c_style>;
+
+void check_rows(const Codes& a, int code_size, const char* name) {
+    if (a.ndim() != 2 || a.shape(1) != code_size)
+        throw std::invalid_argument(std::string(name) + ": expected shape (n, " + std::to_string(code_size) + ")");
+}
+
+template <class T>
+py::array_t<T> to_numpy(std::vector<T>&& v) {
+    auto* heap = new std::vector<T>(std::move(v));
+    py::capsule owner(heap, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+    return py::array_t<T>({static_cast<py::ssize_t>(heap->size())}, {sizeof(T)}, heap->data(), owner);
+}
+
+py::bytes to_pybytes(const std::vector<uint8_t>& b) {
+    return py::bytes(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
+py::tuple search(const FlatIndex& index, const Codes& queries, int64_t k, int threads) {
+    check_rows(queries, index.code_size(), "queries");
+    const int64_t nq = queries.shape(0);
+    py::array_t<int32_t> distances({nq, k});
+    py::array_t<int64_t> ids({nq, k});
+    {
+        py::gil_scoped_release nogil;
+        index.search(queries.data(), nq, k, threads, distances.mutable_data(), ids.mutable_data());
+    }
+    return py::make_tuple(distances, ids);
+}
+
+py::tuple range_search(const FlatIndex& index, const Codes& queries, int32_t radius, int threads) {
+    check_rows(queries, index.code_size(), "queries");
+    RangeResult r;
+    {
+        py::gil_scoped_release nogil;
+        r = index.range_search(queries.data(), queries.shape(0), radius, threads);
+    }
+    return py::make_tuple(to_numpy(std::move(r.lims)), to_numpy(std::move(r.distances)), to_numpy(std::move(r.ids)));
+}
+
+// Full distance matrix through the same kernels as search (radius = nbits keeps every pair).
+py::array_t<int32_t> hamming_distances(const Codes& x, const Codes& y, int threads) {
+    if (x.ndim() != 2 || y.ndim() != 2 || x.shape(1) != y.shape(1))
+        throw std::invalid_argument("x and y: expected 2-D arrays with the same number of bytes per row");
+    const int code_size = static_cast<int>(x.shape(1));
+    const int64_t nx = x.shape(0), ny = y.shape(0);
+    py::array_t<int32_t> out({nx, ny});
+    if (code_size == 0) {
+        std::fill(out.mutable_data(), out.mutable_data() + nx * ny, 0);
+        return out;
+    }
+    int32_t* dst = out.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        CodeStore store(code_size);
+        store.append(y.data(), ny);
+        std::vector<int64_t> slot_ids(static_cast<std::size_t>(ny));
+        std::iota(slot_ids.begin(), slot_ids.end(), 0);
+        const std::vector<uint64_t> qwords = rows_to_words(x.data(), nx, code_size);
+        scan_store<RangeSink>(
+            store, qwords.data(), nx, threads,
+            [&](int64_t) { return RangeSink(8 * code_size, ny, slot_ids.data()); },
+            [&](int64_t q, RangeSink& sink) {
+                for (const Hit& h : sink.hits) dst[q * ny + h.id] = h.distance;
+            });
+    }
+    return out;
+}
+
+std::atomic<uint64_t> g_bandwidth_sink{0};
+
+// Sequential read bandwidth of this machine (GB/s) over a buffer of `nbytes`,
+// median of `repeats`: benchmarks put scan speeds beside it, measured the same way.
+double read_bandwidth(int64_t nbytes, int threads, int repeats) {
+    HX_CHECK(nbytes >= 4096 && repeats >= 1, "nbytes >= 4096 and repeats >= 1");
+    py::gil_scoped_release nogil;
+    threads = resolve_threads(threads);
+    const int64_t words = nbytes / 8;
+    std::vector<uint64_t, CacheAligned<uint64_t>> buf(static_cast<std::size_t>(words));
+    for (int64_t i = 0; i < words; ++i) buf[static_cast<std::size_t>(i)] = static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ULL;
+    std::vector<uint64_t> sums(static_cast<std::size_t>(threads) * 8, 0);
+    std::vector<double> rates;
+    for (int r = 0; r < repeats; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const int64_t per = (words + threads - 1) / threads;
+        parallel_for(threads, threads, [&](int64_t t) {
+            uint64_t a = 0, b = 0, c = 0, d = 0;
+            const uint64_t* p = buf.data();
+            const int64_t end = std::min(words, (t + 1) * per);
+            for (int64_t i = t * per; i + 4 <= end; i += 4) {
+                a += p[i];
+                b += p[i + 1];
+                c += p[i + 2];
+                d += p[i + 3];
+            }
+            sums[static_cast<std::size_t>(t) * 8] += a ^ b ^ c ^ d;
+        });
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        rates.push_back(static_cast<double>(words * 8) / s / 1e9);
+    }
+    // Published so the compiler cannot drop the reads as dead code.
+    g_bandwidth_sink.store(std::accumulate(sums.begin(), sums.end(), uint64_t{0}), std::memory_order_relaxed);
+    std::sort(rates.begin(), rates.end());
+    return rates[rates.size() / 2];
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "hashindex compiled core (private; use the hashindex package)";
+
+    static py::exception<FormatError> format_error(m, "FormatError", PyExc_ValueError);
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const MissingIdError& e) {
+            PyErr_SetString(PyExc_KeyError, e.what());
+        } catch (const FormatError& e) {
+            py::set_error(format_error, e.what());
+        }
+    });
+
+    m.def("simd_level", [] { return std::string(active_kernels().name); });
+    m.def("supported_simd_levels", &supported_level_names);
+    m.def("set_simd_level", &set_level, py::arg("name"));
+    m.def("available_threads", &available_threads);
+    m.def("hamming_distances", &hamming_distances, py::arg("x"), py::arg("y"), py::arg("threads") = 0);
+    m.def("read_bandwidth", &read_bandwidth, py::arg("nbytes"), py::arg("threads") = 0, py::arg("repeats") = 21);
+    m.attr("PAD_DISTANCE") = kPadDistance;
+    m.attr("FORMAT_VERSION") = kFormatVersion;
+
+    m.def("peek_kind", [](const py::bytes& data, const std::string& source) {
+        const std::string_view v = data;
+        return std::string(kind_name(peek_kind(reinterpret_cast<const uint8_t*>(v.data()), v.size(), source)));
+    });
+    m.def("read_file", [](const std::string& path) {
+        std::vector<uint8_t> bytes;
+        {
+            py::gil_scoped_release nogil;
+            bytes = read_file(path);
+        }
+        return to_pybytes(bytes);
+    });
+
+    py::class_<FlatIndex>(m, "FlatIndex")
+        .def(py::init<int>(), py::arg("nbits"))
+        .def_property_readonly("nbits", &FlatIndex::nbits)
+        .def_property_readonly("code_size", &FlatIndex::code_size)
+        .def("__len__", &FlatIndex::size)
+        .def("add",
+             [](FlatIndex& self, const Codes& codes, std::optional<Ids> ids) {
+                 check_rows(codes, self.code_size(), "codes");
+                 if (ids && ids->size() != codes.shape(0))
+                     throw std::invalid_argument("ids: expected one id per code");
+                 py::gil_scoped_release nogil;
+                 self.add(codes.data(), codes.shape(0), ids ? ids->data() : nullptr);
+             },
+             py::arg("codes"), py::arg("ids") = py::none())
+        .def("search", &search, py::arg("queries"), py::arg("k"), py::arg("threads") = 0)
+        .def("range_search", &range_search, py::arg("queries"), py::arg("radius"), py::arg("threads") = 0)
+        .def("remove",
+             [](FlatIndex& self, const Ids& ids) {
+                 py::gil_scoped_release nogil;
+                 self.remove(ids.data(), ids.size());
+             },
+             py::arg("ids"))
+        .def("get",
+             [](const FlatIndex& self, const Ids& ids) {
+                 Codes out({static_cast<py::ssize_t>(ids.size()), static_cast<py::ssize_t>(self.code_size())});
+                 uint8_t* dst = out.mutable_data();
+                 py::gil_scoped_release nogil;
+                 self.get(ids.data(), ids.size(), dst);
+                 return out;
+             },
+             py::arg("ids"))
+        .def("ids", [](const FlatIndex& self) { return to_numpy(self.ids()); })
+        .def("__contains__", &FlatIndex::contains)
+        .def("reset", &FlatIndex::reset)
+        .def("to_bytes",
+             [](const FlatIndex& self) {
+                 std::vector<uint8_t> b;
+                 {
+                     py::gil_scoped_release nogil;
+                     b = self.to_bytes();
+                 }
+                 return to_pybytes(b);
+             })
+        .def("write",
+             [](const FlatIndex& self, const std::string& path) {
+                 py::gil_scoped_release nogil;
+                 write_file_atomic(path, self.to_bytes());
+             },
+             py::arg("path"))
+        .def_static(
+            "from_bytes",
+            [](const py::bytes& data, const std::string& source) {
+                const std::string_view v = data;
+                return FlatIndex::from_bytes(reinterpret_cast<const uint8_t*>(v.data()), v.size(), source);
+            },
+            py::arg("data"), py::arg("source") = "<bytes>");
+}

@@ -1,0 +1,196 @@
+#include "flat_index.h"
+
+#include <algorithm>
+#include <mutex>
+
+#include "errors.h"
+#include "format.h"
+#include "scan.h"
+
+namespace hashindex {
+
+FlatIndex::FlatIndex(int nbits) : nbits_(nbits), store_(nbits > 0 ? nbits / 8 : 1) {
+    HX_CHECK(nbits > 0 && nbits % 8 == 0, "nbits must be a positive multiple of 8, got " + std::to_string(nbits));
+}
+
+FlatIndex::FlatIndex(FlatIndex&& o) noexcept
+    : nbits_(o.nbits_), next_id_(o.next_id_), store_(std::move(o.store_)), slot_ids_(std::move(o.slot_ids_)),
+      slots_(std::move(o.slots_)) {}
+
+int64_t FlatIndex::size() const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    return store_.size();
+}
+
+void FlatIndex::check_new_ids(const int64_t* ids, int64_t n) const {
+    std::unordered_map<int64_t, int64_t> seen;
+    seen.reserve(static_cast<std::size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+        HX_CHECK(ids[i] >= 0, "ids must be >= 0 (-1 marks padding in results), got " + std::to_string(ids[i]) +
+                                  " at position " + std::to_string(i));
+        if (slots_.count(ids[i]))
+            throw std::invalid_argument("ids: id " + std::to_string(ids[i]) + " (position " + std::to_string(i) +
+                                        ") is already in the index");
+        auto ins = seen.emplace(ids[i], i);
+        if (!ins.second)
+            throw std::invalid_argument("ids: id " + std::to_string(ids[i]) + " appears twice (positions " +
+                                        std::to_string(ins.first->second) + " and " + std::to_string(i) + ")");
+    }
+}
+
+void FlatIndex::add(const uint8_t* codes, int64_t n, const int64_t* ids) {
+    HX_CHECK(n >= 0, "number of codes must be >= 0");
+    std::unique_lock<std::shared_mutex> lk(mu_);
+    if (ids) check_new_ids(ids, n);
+    const int64_t base = store_.size();
+    slots_.reserve(static_cast<std::size_t>(base + n));
+    slot_ids_.reserve(static_cast<std::size_t>(base + n));
+    store_.append(codes, n);
+    for (int64_t i = 0; i < n; ++i) {
+        const int64_t id = ids ? ids[i] : next_id_ + i;
+        slot_ids_.push_back(id);
+        slots_.emplace(id, base + i);
+    }
+    for (int64_t i = 0; i < n; ++i) next_id_ = std::max(next_id_, slot_ids_[static_cast<std::size_t>(base + i)] + 1);
+}
+
+void FlatIndex::search(const uint8_t* queries, int64_t nq, int64_t k, int threads, int32_t* distances,
+                       int64_t* ids) const {
+    HX_CHECK(k > 0, "k must be > 0, got " + std::to_string(k));
+    const std::vector<uint64_t> qwords = rows_to_words(queries, nq, code_size());
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    const int64_t n = store_.size();
+    scan_store<TopKSink>(
+        store_, qwords.data(), nq, threads, [&](int64_t) { return TopKSink(k, n, slot_ids_.data()); },
+        [&](int64_t q, TopKSink& sink) { sink.write_sorted(distances + q * k, ids + q * k); });
+}
+
+RangeResult FlatIndex::range_search(const uint8_t* queries, int64_t nq, int32_t radius, int threads) const {
+    HX_CHECK(radius >= 0, "radius must be >= 0, got " + std::to_string(radius));
+    const std::vector<uint64_t> qwords = rows_to_words(queries, nq, code_size());
+    std::vector<std::vector<Hit>> per_query(static_cast<std::size_t>(nq));
+    {
+        std::shared_lock<std::shared_mutex> lk(mu_);
+        const int64_t n = store_.size();
+        scan_store<RangeSink>(
+            store_, qwords.data(), nq, threads, [&](int64_t) { return RangeSink(radius, n, slot_ids_.data()); },
+            [&](int64_t q, RangeSink& sink) {
+                sink.sort();
+                per_query[static_cast<std::size_t>(q)].swap(sink.hits);
+            });
+    }
+    RangeResult r;
+    r.lims.resize(static_cast<std::size_t>(nq) + 1, 0);
+    for (int64_t q = 0; q < nq; ++q)
+        r.lims[static_cast<std::size_t>(q + 1)] = r.lims[static_cast<std::size_t>(q)] + per_query[static_cast<std::size_t>(q)].size();
+    r.distances.reserve(static_cast<std::size_t>(r.lims.back()));
+    r.ids.reserve(static_cast<std::size_t>(r.lims.back()));
+    for (auto& hits : per_query)
+        for (const Hit& h : hits) {
+            r.distances.push_back(h.distance);
+            r.ids.push_back(h.id);
+        }
+    return r;
+}
+
+int64_t FlatIndex::slot_of(int64_t id) const {
+    auto it = slots_.find(id);
+    if (it == slots_.end()) throw MissingIdError("id " + std::to_string(id) + " is not in the index");
+    return it->second;
+}
+
+void FlatIndex::remove(const int64_t* ids, int64_t n) {
+    std::unique_lock<std::shared_mutex> lk(mu_);
+    std::unordered_map<int64_t, int64_t> seen;
+    for (int64_t i = 0; i < n; ++i) {
+        slot_of(ids[i]);
+        if (!seen.emplace(ids[i], i).second)
+            throw std::invalid_argument("ids: id " + std::to_string(ids[i]) + " appears twice");
+    }
+    // Moving the last code into each hole keeps removal O(removed); result
+    // order never depends on slot order, since ties break by id.
+    for (int64_t i = 0; i < n; ++i) {
+        const int64_t slot = slot_of(ids[i]);
+        const int64_t last = store_.size() - 1;
+        if (slot != last) {
+            store_.move(last, slot);
+            const int64_t moved = slot_ids_[static_cast<std::size_t>(last)];
+            slot_ids_[static_cast<std::size_t>(slot)] = moved;
+            slots_[moved] = slot;
+        }
+        slots_.erase(ids[i]);
+        slot_ids_.pop_back();
+        store_.truncate(last);
+    }
+}
+
+void FlatIndex::get(const int64_t* ids, int64_t n, uint8_t* out) const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    for (int64_t i = 0; i < n; ++i) slot_of(ids[i]);
+    for (int64_t i = 0; i < n; ++i) store_.read_row(slot_of(ids[i]), out + i * code_size());
+}
+
+std::vector<int64_t> FlatIndex::ids() const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    return slot_ids_;
+}
+
+bool FlatIndex::contains(int64_t id) const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    return slots_.count(id) != 0;
+}
+
+void FlatIndex::reset() {
+    std::unique_lock<std::shared_mutex> lk(mu_);
+    store_.clear();
+    slot_ids_.clear();
+    slots_.clear();
+    next_id_ = 0;
+}
+
+// Payload of kind Flat: nbits u32, reserved u32 (0), ntotal u64, next_id i64,
+// codes (ntotal rows of nbits/8 bytes, row-major), ids (ntotal i64).
+std::vector<uint8_t> FlatIndex::to_bytes() const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    const int64_t n = store_.size();
+    PayloadWriter w;
+    w.reserve(static_cast<std::size_t>(24 + n * (code_size() + 8)));
+    w.put<uint32_t>(static_cast<uint32_t>(nbits_));
+    w.put<uint32_t>(0);
+    w.put<uint64_t>(static_cast<uint64_t>(n));
+    w.put<int64_t>(next_id_);
+    std::vector<uint8_t> row(static_cast<std::size_t>(code_size()));
+    for (int64_t s = 0; s < n; ++s) {
+        store_.read_row(s, row.data());
+        w.put_bytes(row.data(), row.size());
+    }
+    w.put_bytes(slot_ids_.data(), static_cast<std::size_t>(n) * sizeof(int64_t));
+    return w.finish(IndexKind::Flat);
+}
+
+FlatIndex FlatIndex::from_bytes(const uint8_t* data, std::size_t size, const std::string& source) {
+    PayloadReader r(data, size, IndexKind::Flat, source);
+    const auto nbits = r.get<uint32_t>("nbits");
+    if (nbits == 0 || nbits % 8 != 0 || nbits > (1u << 24)) r.fail("invalid nbits " + std::to_string(nbits));
+    r.get<uint32_t>("reserved");
+    const auto n = r.get<uint64_t>("ntotal");
+    const auto next_id = r.get<int64_t>("next_id");
+    const std::size_t code_size = nbits / 8;
+    if (n > size / (code_size + 8)) r.fail("ntotal " + std::to_string(n) + " does not fit in the file");
+    const uint8_t* codes = r.take(static_cast<std::size_t>(n) * code_size, "codes");
+    const uint8_t* id_bytes = r.take(static_cast<std::size_t>(n) * 8, "ids");
+    r.expect_end();
+    std::vector<int64_t> ids(static_cast<std::size_t>(n));
+    if (n) std::memcpy(ids.data(), id_bytes, static_cast<std::size_t>(n) * 8);
+    FlatIndex index(static_cast<int>(nbits));
+    try {
+        index.add(codes, static_cast<int64_t>(n), ids.data());
+    } catch (const std::invalid_argument& e) {
+        r.fail(std::string("invalid ids: ") + e.what());
+    }
+    if (next_id < index.next_id_) r.fail("next_id " + std::to_string(next_id) + " is below the largest id");
+    index.next_id_ = next_id;
+    return index;
+}
+
+}  // namespace hashindex

@@ -1,0 +1,58 @@
+// Exact exhaustive Hamming search over packed codes.
+#pragma once
+#include <cstdint>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "code_store.h"
+#include "results.h"
+
+namespace hashindex {
+
+struct RangeResult {
+    std::vector<int64_t> lims;
+    std::vector<int32_t> distances;
+    std::vector<int64_t> ids;
+};
+
+class FlatIndex {
+public:
+    explicit FlatIndex(int nbits);
+
+    int nbits() const { return nbits_; }
+    int code_size() const { return store_.code_size(); }
+    int64_t size() const;
+
+    // ids may be null: then ids continue after the largest id ever added.
+    void add(const uint8_t* codes, int64_t n, const int64_t* ids);
+    void search(const uint8_t* queries, int64_t nq, int64_t k, int threads, int32_t* distances,
+                int64_t* ids) const;
+    RangeResult range_search(const uint8_t* queries, int64_t nq, int32_t radius, int threads) const;
+    // All or nothing: throws MissingIdError before changing anything if an id is absent.
+    void remove(const int64_t* ids, int64_t n);
+    void get(const int64_t* ids, int64_t n, uint8_t* out) const;
+    std::vector<int64_t> ids() const;
+    bool contains(int64_t id) const;
+    void reset();
+
+    std::vector<uint8_t> to_bytes() const;
+    static FlatIndex from_bytes(const uint8_t* data, std::size_t size, const std::string& source);
+
+    FlatIndex(FlatIndex&& other) noexcept;
+
+private:
+    int64_t slot_of(int64_t id) const;
+    void check_new_ids(const int64_t* ids, int64_t n) const;
+
+    int nbits_;
+    int64_t next_id_ = 0;
+    CodeStore store_;
+    std::vector<int64_t> slot_ids_;
+    std::unordered_map<int64_t, int64_t> slots_;
+    // Searches share; add/remove/reset exclude (searches run with the GIL released).
+    mutable std::shared_mutex mu_;
+};
+
+}  // namespace hashindex

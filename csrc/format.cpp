@@ -1,0 +1,196 @@
+#include "format.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <fstream>
+#include <stdexcept>
+
+#if !defined(_WIN32)
+#include <fcntl.h>
+#include <unistd.h>
+#endif
+
+namespace hashindex {
+namespace {
+
+constexpr uint8_t kMagic[8] = {0x89, 'H', 'X', 'I', '\r', '\n', 0x1a, '\n'};
+constexpr std::size_t kHeaderSize = 24;
+constexpr std::size_t kTrailerSize = 4;
+
+bool little_endian_host() {
+    const uint16_t probe = 1;
+    uint8_t first;
+    std::memcpy(&first, &probe, 1);
+    return first == 1;
+}
+
+// Slicing-by-8 tables: ~8x the bytewise table's speed, so checking a 1 GB
+// index costs well under a second.
+struct Crc32Tables {
+    uint32_t t[8][256];
+    Crc32Tables() {
+        for (uint32_t i = 0; i < 256; ++i) {
+            uint32_t c = i;
+            for (int j = 0; j < 8; ++j) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+            t[0][i] = c;
+        }
+        for (uint32_t i = 0; i < 256; ++i)
+            for (int s = 1; s < 8; ++s) t[s][i] = (t[s - 1][i] >> 8) ^ t[0][t[s - 1][i] & 0xff];
+    }
+};
+
+[[noreturn]] void format_error(const std::string& source, const std::string& why) {
+    throw FormatError(source + ": " + why);
+}
+
+struct Header {
+    uint32_t version, kind;
+    uint64_t payload;
+};
+
+Header check_image(const uint8_t* data, std::size_t size, const std::string& source) {
+    if (!little_endian_host()) format_error(source, "index files are little-endian; this host is not supported");
+    if (size < sizeof(kMagic) || std::memcmp(data, kMagic, sizeof(kMagic)) != 0)
+        format_error(source, "not a hashindex file (bad magic bytes)");
+    if (size < kHeaderSize + kTrailerSize)
+        format_error(source, "truncated: " + std::to_string(size) + " bytes is shorter than the header");
+    Header h;
+    std::memcpy(&h.version, data + 8, 4);
+    std::memcpy(&h.kind, data + 12, 4);
+    std::memcpy(&h.payload, data + 16, 8);
+    if (h.version == 0 || h.version > kFormatVersion)
+        format_error(source, "format version " + std::to_string(h.version) + " is not readable by this build (reads 1.." +
+                                 std::to_string(kFormatVersion) + "); upgrade hashindex");
+    const uint64_t expected = kHeaderSize + h.payload + kTrailerSize;
+    if (h.payload > size || expected != size)
+        format_error(source, (size < expected ? "truncated: " : "trailing bytes: ") + std::string("expected ") +
+                                 std::to_string(expected) + " bytes, got " + std::to_string(size));
+    uint32_t stored;
+    std::memcpy(&stored, data + size - kTrailerSize, 4);
+    if (crc32(data, size - kTrailerSize) != stored) format_error(source, "checksum mismatch: the file is corrupted");
+    return h;
+}
+
+}  // namespace
+
+const char* kind_name(uint32_t kind) {
+    switch (kind) {
+        case static_cast<uint32_t>(IndexKind::Flat): return "FlatIndex";
+        default: return "unknown";
+    }
+}
+
+uint32_t crc32(const uint8_t* data, std::size_t size, uint32_t crc) {
+    static const Crc32Tables tables;
+    const auto& t = tables.t;
+    crc = ~crc;
+    while (size >= 8) {
+        uint32_t lo, hi;
+        std::memcpy(&lo, data, 4);
+        std::memcpy(&hi, data + 4, 4);
+        lo ^= crc;
+        crc = t[7][lo & 0xff] ^ t[6][(lo >> 8) & 0xff] ^ t[5][(lo >> 16) & 0xff] ^ t[4][lo >> 24] ^
+              t[3][hi & 0xff] ^ t[2][(hi >> 8) & 0xff] ^ t[1][(hi >> 16) & 0xff] ^ t[0][hi >> 24];
+        data += 8;
+        size -= 8;
+    }
+    while (size--) crc = t[0][(crc ^ *data++) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+
+std::vector<uint8_t> PayloadWriter::finish(IndexKind kind) const {
+    std::vector<uint8_t> out(kHeaderSize + bytes_.size() + kTrailerSize);
+    const uint32_t version = kFormatVersion, k = static_cast<uint32_t>(kind);
+    const uint64_t payload = bytes_.size();
+    std::memcpy(out.data(), kMagic, 8);
+    std::memcpy(out.data() + 8, &version, 4);
+    std::memcpy(out.data() + 12, &k, 4);
+    std::memcpy(out.data() + 16, &payload, 8);
+    if (!bytes_.empty()) std::memcpy(out.data() + kHeaderSize, bytes_.data(), bytes_.size());
+    const uint32_t crc = crc32(out.data(), out.size() - kTrailerSize);
+    std::memcpy(out.data() + out.size() - kTrailerSize, &crc, 4);
+    return out;
+}
+
+PayloadReader::PayloadReader(const uint8_t* data, std::size_t size, IndexKind kind, std::string source)
+    : source_(std::move(source)) {
+    const Header h = check_image(data, size, source_);
+    if (h.kind != static_cast<uint32_t>(kind))
+        format_error(source_, std::string("holds a ") + kind_name(h.kind) + " (kind " + std::to_string(h.kind) +
+                                  "), not a " + kind_name(static_cast<uint32_t>(kind)) +
+                                  "; use hashindex.load() to open any kind");
+    cur_ = data + kHeaderSize;
+    end_ = cur_ + h.payload;
+}
+
+const uint8_t* PayloadReader::take(std::size_t size, const char* what) {
+    if (size > static_cast<std::size_t>(end_ - cur_))
+        fail(std::string("payload ends inside ") + what);
+    const uint8_t* p = cur_;
+    cur_ += size;
+    return p;
+}
+
+void PayloadReader::expect_end() const {
+    if (cur_ != end_) fail("payload has " + std::to_string(end_ - cur_) + " unexpected trailing bytes");
+}
+
+void PayloadReader::fail(const std::string& why) const { format_error(source_, why); }
+
+uint32_t peek_kind(const uint8_t* data, std::size_t size, const std::string& source) {
+    return check_image(data, size, source).kind;
+}
+
+std::vector<uint8_t> read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary | std::ios::ate);
+    if (!in) throw std::runtime_error(path + ": cannot open for reading");
+    const std::streamoff size = in.tellg();
+    std::vector<uint8_t> bytes(static_cast<std::size_t>(size));
+    in.seekg(0);
+    if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size))
+        throw std::runtime_error(path + ": read failed");
+    return bytes;
+}
+
+void write_file_atomic(const std::string& path, const std::vector<uint8_t>& bytes) {
+#if defined(_WIN32)
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+        if (!out) throw std::runtime_error(path + ": cannot open a temporary file beside it for writing");
+        out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+        out.flush();
+        if (!out) throw std::runtime_error(path + ": write failed");
+    }
+    std::remove(path.c_str());
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error(path + ": rename failed");
+#else
+    const std::string tmp = path + ".tmp." + std::to_string(static_cast<long>(getpid()));
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) throw std::runtime_error(path + ": cannot create " + tmp + ": " + std::strerror(errno));
+    std::size_t done = 0;
+    while (done < bytes.size()) {
+        const ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            const int err = errno;
+            ::close(fd);
+            ::unlink(tmp.c_str());
+            throw std::runtime_error(path + ": write failed: " + std::strerror(err));
+        }
+        done += static_cast<std::size_t>(w);
+    }
+    if (::fsync(fd) != 0 || ::close(fd) != 0) {
+        const int err = errno;
+        ::unlink(tmp.c_str());
+        throw std::runtime_error(path + ": flush failed: " + std::strerror(err));
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+        const int err = errno;
+        ::unlink(tmp.c_str());
+        throw std::runtime_error(path + ": rename failed: " + std::strerror(err));
+    }
+#endif
+}
+
+}  // namespace hashindex

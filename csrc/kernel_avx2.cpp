@@ -1,0 +1,103 @@
+// AVX2 kernel (compiled with -mavx2 -mpopcnt): CPUs without AVX-512.
+//
+// AVX2 has no vector popcount, so each byte is counted with two PSHUFB nibble
+// look-ups (Mula's method). Byte counts are added across words before one
+// PSADBW folds them into 64-bit lane sums: a byte holds at most 8 per word, so
+// 31 words fit before it could overflow 255.
+#include "kernels.h"
+
+#ifdef HASHINDEX_X86
+#include <immintrin.h>
+
+namespace hashindex {
+namespace {
+
+constexpr int kFlushWords = 31;
+
+inline __m256i popcount_bytes(__m256i v, __m256i lut, __m256i low_mask) {
+    const __m256i lo = _mm256_and_si256(v, low_mask);
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low_mask);
+    return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
+}
+
+// Lanes whose 64-bit sum is <= thr, as a 4-bit mask.
+inline uint32_t lanes_within(__m256i sums, __m256i thr) {
+    const __m256i over = _mm256_cmpgt_epi64(sums, thr);
+    return static_cast<uint32_t>(~_mm256_movemask_pd(_mm256_castsi256_pd(over))) & 0xFu;
+}
+
+template <int G, int WC>
+void scan_group(const uint64_t* blocks, int64_t b0, int64_t b1, int runtime_words,
+                const uint64_t* q, HitSink* const* sinks) {
+    const int words = WC ? WC : runtime_words;
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low_mask = _mm256_set1_epi8(0x0f);
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i thr[G];
+    for (int j = 0; j < G; ++j) thr[j] = _mm256_set1_epi64x(sinks[j]->threshold);
+    for (int64_t b = b0; b < b1; ++b) {
+        const uint64_t* blk = blocks + b * kBlock * words;
+        __m256i sum_lo[G], sum_hi[G], cnt_lo[G], cnt_hi[G];
+        for (int j = 0; j < G; ++j) sum_lo[j] = sum_hi[j] = cnt_lo[j] = cnt_hi[j] = zero;
+        for (int w = 0; w < words; ++w) {
+            const __m256i x_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + w * kBlock));
+            const __m256i x_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + w * kBlock + 4));
+            for (int j = 0; j < G; ++j) {
+                const __m256i qw = _mm256_set1_epi64x(static_cast<long long>(q[j * words + w]));
+                cnt_lo[j] = _mm256_add_epi8(cnt_lo[j], popcount_bytes(_mm256_xor_si256(x_lo, qw), lut, low_mask));
+                cnt_hi[j] = _mm256_add_epi8(cnt_hi[j], popcount_bytes(_mm256_xor_si256(x_hi, qw), lut, low_mask));
+            }
+            if ((w + 1) % kFlushWords == 0 || w + 1 == words) {
+                for (int j = 0; j < G; ++j) {
+                    sum_lo[j] = _mm256_add_epi64(sum_lo[j], _mm256_sad_epu8(cnt_lo[j], zero));
+                    sum_hi[j] = _mm256_add_epi64(sum_hi[j], _mm256_sad_epu8(cnt_hi[j], zero));
+                    cnt_lo[j] = cnt_hi[j] = zero;
+                }
+            }
+        }
+        for (int j = 0; j < G; ++j) {
+            const uint32_t lanes = lanes_within(sum_lo[j], thr[j]) | (lanes_within(sum_hi[j], thr[j]) << 4);
+            if (lanes) {
+                alignas(32) uint64_t wide[kBlock];
+                _mm256_store_si256(reinterpret_cast<__m256i*>(wide), sum_lo[j]);
+                _mm256_store_si256(reinterpret_cast<__m256i*>(wide + 4), sum_hi[j]);
+                uint32_t dist[kBlock];
+                for (int l = 0; l < kBlock; ++l) dist[l] = static_cast<uint32_t>(wide[l]);
+                sinks[j]->on_hits(sinks[j], b * kBlock, lanes, dist);
+                thr[j] = _mm256_set1_epi64x(sinks[j]->threshold);
+            }
+        }
+    }
+}
+
+template <int WC>
+void scan_words(const uint64_t* blocks, int64_t b0, int64_t b1, int words, const uint64_t* queries,
+                int64_t nq, HitSink* const* sinks) {
+    // Two queries per pass: with 4 accumulators each, more would spill the 16 ymm registers.
+    int64_t q = 0;
+    for (; q + 2 <= nq; q += 2) scan_group<2, WC>(blocks, b0, b1, words, queries + q * words, sinks + q);
+    if (q < nq) scan_group<1, WC>(blocks, b0, b1, words, queries + q * words, sinks + q);
+}
+
+}  // namespace
+
+void scan_avx2(const uint64_t* blocks, int64_t b0, int64_t b1, int words, const uint64_t* queries,
+               int64_t nq, HitSink* const* sinks) {
+    switch (words) {
+        case 1: scan_words<1>(blocks, b0, b1, words, queries, nq, sinks); break;
+        case 2: scan_words<2>(blocks, b0, b1, words, queries, nq, sinks); break;
+        case 4: scan_words<4>(blocks, b0, b1, words, queries, nq, sinks); break;
+        case 16: scan_words<16>(blocks, b0, b1, words, queries, nq, sinks); break;
+        default: scan_words<0>(blocks, b0, b1, words, queries, nq, sinks); break;
+    }
+}
+
+uint32_t distance_avx2(const uint64_t* a, const uint64_t* b, int words) {
+    uint64_t d = 0;
+    for (int w = 0; w < words; ++w) d += static_cast<uint64_t>(_mm_popcnt_u64(a[w] ^ b[w]));
+    return static_cast<uint32_t>(d);
+}
+
+}  // namespace hashindex
+#endif

@@ -1,0 +1,130 @@
+// AVX-512 VPOPCNTDQ kernel (compiled with -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vpopcntdq).
+//
+// One 512-bit load holds word w of the 8 codes of a block; XOR with the query
+// word, VPOPCNTQ and an add give 8 partial distances at once. Up to 4 queries
+// share each load, so a block read from L1/L2 serves 4 queries: VPOPCNTQ (one
+// port on Intel and Zen 4) becomes the limit instead of cache bandwidth.
+#include "kernels.h"
+
+#ifdef HASHINDEX_X86
+#include <immintrin.h>
+
+namespace hashindex {
+namespace {
+
+inline __m512i block_distance(const uint64_t* blk, const uint64_t* q, int words, int j) {
+    __m512i acc = _mm512_setzero_si512();
+    for (int w = 0; w < words; ++w) {
+        const __m512i x = _mm512_load_si512(reinterpret_cast<const void*>(blk + w * kBlock));
+        acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(
+                                        _mm512_xor_si512(x, _mm512_set1_epi64(static_cast<long long>(q[j * words + w])))));
+    }
+    return acc;
+}
+
+// Cold path, out of line: it recomputes the block's distances instead of
+// keeping accumulators alive across the branch, because any call in the hot
+// loop makes the compiler spill every zmm register around it (all are
+// caller-saved).
+template <int G>
+__attribute__((noinline)) void report_block(const uint64_t* blk, const uint64_t* q, int words, int64_t first_slot,
+                                            HitSink* const* sinks) {
+    for (int j = 0; j < G; ++j) {
+        const __m512i acc = block_distance(blk, q, words, j);
+        const __mmask8 m = _mm512_cmple_epu64_mask(acc, _mm512_set1_epi64(sinks[j]->threshold));
+        if (!m) continue;
+        alignas(32) uint32_t dist[kBlock];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(dist), _mm512_cvtepi64_epi32(acc));
+        sinks[j]->on_hits(sinks[j], first_slot, m, dist);
+    }
+}
+
+template <int G, int WC>
+void scan_group(const uint64_t* blocks, int64_t b0, int64_t b1, int runtime_words,
+                const uint64_t* q, HitSink* const* sinks) {
+    const int words = WC ? WC : runtime_words;
+    // Query words stay in registers when they fit (32 zmm registers in all).
+    constexpr bool kHoist = WC > 0 && G * WC <= 16;
+    __m512i qreg[kHoist ? G * WC : 1];
+    if (kHoist)
+        for (int i = 0; i < G * WC; ++i) qreg[i] = _mm512_set1_epi64(static_cast<long long>(q[i]));
+    // thr1 = threshold + 1, so acc - thr1 is negative exactly for hits. The
+    // subtract and OR run on port 0 and VPMOVQ2M tests the sign bits, leaving
+    // port 5 to VPOPCNTQ (a compare-into-mask per query would share port 5
+    // with it on Intel).
+    __m512i thr1[G];
+#pragma GCC unroll 4
+    for (int j = 0; j < G; ++j) thr1[j] = _mm512_set1_epi64(static_cast<long long>(sinks[j]->threshold) + 1);
+    for (int64_t b = b0; b < b1; ++b) {
+        const uint64_t* blk = blocks + b * kBlock * words;
+        __m512i acc[G];
+#pragma GCC unroll 4
+        for (int j = 0; j < G; ++j) acc[j] = _mm512_setzero_si512();
+#pragma GCC unroll 16
+        for (int w = 0; w < words; ++w) {
+            const __m512i x = _mm512_load_si512(reinterpret_cast<const void*>(blk + w * kBlock));
+#pragma GCC unroll 4
+            for (int j = 0; j < G; ++j) {
+                const __m512i qw = kHoist ? qreg[kHoist ? j * WC + w : 0]
+                                          : _mm512_set1_epi64(static_cast<long long>(q[j * words + w]));
+                acc[j] = _mm512_add_epi64(acc[j], _mm512_popcnt_epi64(_mm512_xor_si512(x, qw)));
+            }
+        }
+        __m512i below = _mm512_sub_epi64(acc[0], thr1[0]);
+#pragma GCC unroll 4
+        for (int j = 1; j < G; ++j) below = _mm512_or_si512(below, _mm512_sub_epi64(acc[j], thr1[j]));
+        const __mmask8 any = _mm512_movepi64_mask(below);
+        if (__builtin_expect(!_kortestz_mask8_u8(any, any), 0)) {
+            report_block<G>(blk, q, words, b * kBlock, sinks);
+#pragma GCC unroll 4
+            for (int j = 0; j < G; ++j) thr1[j] = _mm512_set1_epi64(static_cast<long long>(sinks[j]->threshold) + 1);
+        }
+    }
+}
+
+template <int WC>
+void scan_words(const uint64_t* blocks, int64_t b0, int64_t b1, int words, const uint64_t* queries,
+                int64_t nq, HitSink* const* sinks) {
+    int64_t q = 0;
+    for (; q + 4 <= nq; q += 4) scan_group<4, WC>(blocks, b0, b1, words, queries + q * words, sinks + q);
+    switch (nq - q) {
+        case 3: scan_group<3, WC>(blocks, b0, b1, words, queries + q * words, sinks + q); break;
+        case 2: scan_group<2, WC>(blocks, b0, b1, words, queries + q * words, sinks + q); break;
+        case 1: scan_group<1, WC>(blocks, b0, b1, words, queries + q * words, sinks + q); break;
+        default: break;
+    }
+}
+
+}  // namespace
+
+void scan_avx512(const uint64_t* blocks, int64_t b0, int64_t b1, int words, const uint64_t* queries,
+                 int64_t nq, HitSink* const* sinks) {
+    switch (words) {
+        case 1: scan_words<1>(blocks, b0, b1, words, queries, nq, sinks); break;
+        case 2: scan_words<2>(blocks, b0, b1, words, queries, nq, sinks); break;
+        case 4: scan_words<4>(blocks, b0, b1, words, queries, nq, sinks); break;
+        case 8: scan_words<8>(blocks, b0, b1, words, queries, nq, sinks); break;
+        case 16: scan_words<16>(blocks, b0, b1, words, queries, nq, sinks); break;
+        default: scan_words<0>(blocks, b0, b1, words, queries, nq, sinks); break;
+    }
+}
+
+uint32_t distance_avx512(const uint64_t* a, const uint64_t* b, int words) {
+    __m512i acc = _mm512_setzero_si512();
+    int w = 0;
+    for (; w + 8 <= words; w += 8) {
+        const __m512i x = _mm512_xor_si512(_mm512_loadu_si512(reinterpret_cast<const void*>(a + w)),
+                                           _mm512_loadu_si512(reinterpret_cast<const void*>(b + w)));
+        acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(x));
+    }
+    if (w < words) {
+        const __mmask8 tail = static_cast<__mmask8>((1u << (words - w)) - 1u);
+        const __m512i x = _mm512_xor_si512(_mm512_maskz_loadu_epi64(tail, a + w),
+                                           _mm512_maskz_loadu_epi64(tail, b + w));
+        acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(x));
+    }
+    return static_cast<uint32_t>(_mm512_reduce_add_epi64(acc));
+}
+
+}  // namespace hashindex
+#endif

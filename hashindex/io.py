@@ -1,0 +1,24 @@
+"""Opening any saved index by the kind recorded in its header."""
+from __future__ import annotations
+
+import os
+
+from . import _core
+from .flat import FlatIndex
+
+# Header kind name -> class with from_bytes; new index kinds register here.
+INDEX_KINDS = {"FlatIndex": FlatIndex}
+
+
+def load(path: str | os.PathLike[str]) -> FlatIndex:
+    """Reads an index saved by ``index.save(path)``, whatever its kind.
+
+    Raises hashindex.FormatError (a ValueError) for a file that is not a hashindex
+    index, is truncated or corrupted, or was written by a newer format version.
+    """
+    path = os.fspath(path)
+    data = _core.read_file(path)
+    kind = _core.peek_kind(data, path)
+    if kind not in INDEX_KINDS:
+        raise _core.FormatError(f"{path}: index kind {kind!r} is not supported by this build")
+    return INDEX_KINDS[kind].from_bytes(data, source=path)

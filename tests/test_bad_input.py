@@ -1,0 +1,96 @@
+"""Every bad argument raises TypeError/ValueError naming it; nothing crashes or truncates."""
+import numpy as np
+import pytest
+
+import hashindex
+
+
+@pytest.fixture
+def index():
+    idx = hashindex.FlatIndex(64)
+    idx.add(np.zeros((4, 8), np.uint8))
+    return idx
+
+
+@pytest.mark.parametrize("nbits, exc", [(0, ValueError), (-8, ValueError), (12, ValueError), (8.0, TypeError),
+                                        ("64", TypeError), (True, TypeError), (None, TypeError)])
+def test_bad_nbits(nbits, exc):
+    with pytest.raises(exc, match="nbits"):
+        hashindex.FlatIndex(nbits)
+
+
+@pytest.mark.parametrize(
+    "codes, exc, match",
+    [
+        ([[0] * 8], TypeError, "codes: expected a numpy.ndarray"),
+        (np.zeros((2, 8), np.float32), TypeError, "codes: expected dtype uint8"),
+        (np.zeros((2, 8), np.int64), TypeError, "dtype uint8"),
+        (np.zeros((2, 8), bool), TypeError, "dtype uint8"),
+        (np.zeros((2, 7), np.uint8), ValueError, "expected 8 bytes per code"),
+        (np.zeros((2, 9), np.uint8), ValueError, "expected 8 bytes per code"),
+        (np.zeros((2, 2, 8), np.uint8), ValueError, "1-D or 2-D"),
+        (np.zeros(16, np.uint8), ValueError, "8 bytes per code"),
+    ],
+)
+def test_bad_codes(index, codes, exc, match):
+    with pytest.raises(exc, match=match):
+        index.add(codes)
+    assert len(index) == 4
+    with pytest.raises(exc, match=match.replace("codes", "queries")):
+        index.search(codes, 1)
+
+
+@pytest.mark.parametrize(
+    "ids, exc, match",
+    [
+        ([0, 1], TypeError, "ids: expected a numpy.ndarray"),
+        (np.array([0.0, 1.0]), TypeError, "integer dtype"),
+        (np.array([5]), ValueError, "expected 2 ids"),
+        (np.array([[5, 6]]), ValueError, "1-D"),
+        (np.array([-1, 6]), ValueError, ">= 0"),
+        (np.array([2**63, 1], np.uint64), ValueError, "int64"),
+        (np.array([0, 9]), ValueError, "already in the index"),
+    ],
+)
+def test_bad_ids(index, ids, exc, match):
+    with pytest.raises(exc, match=match):
+        index.add(np.ones((2, 8), np.uint8), ids)
+    assert len(index) == 4
+
+
+@pytest.mark.parametrize("k, exc", [(0, ValueError), (-3, ValueError), (1.5, TypeError), ("3", TypeError),
+                                    (True, TypeError), (None, TypeError)])
+def test_bad_k(index, k, exc):
+    with pytest.raises(exc, match="k"):
+        index.search(np.zeros((1, 8), np.uint8), k)
+
+
+@pytest.mark.parametrize("radius, exc", [(-1, ValueError), (2.0, TypeError), (None, TypeError)])
+def test_bad_radius(index, radius, exc):
+    with pytest.raises(exc, match="radius"):
+        index.range_search(np.zeros((1, 8), np.uint8), radius)
+
+
+@pytest.mark.parametrize("threads, exc", [(0, ValueError), (-1, ValueError), (1.0, TypeError)])
+def test_bad_threads(index, threads, exc):
+    with pytest.raises(exc, match="threads"):
+        index.search(np.zeros((1, 8), np.uint8), 1, threads=threads)
+
+
+def test_accepts_numpy_integer_scalars(index):
+    d, i = index.search(np.zeros((1, 8), np.uint8), np.int64(2), threads=np.int32(1))
+    assert d.shape == (1, 2)
+
+
+def test_huge_k_is_padded_not_truncated(index):
+    d, i = index.search(np.zeros((1, 8), np.uint8), 1000)
+    assert d.shape == (1, 1000) and (i[0, 4:] == -1).all() and (i[0, :4] >= 0).all()
+
+
+def test_hamming_distances_bad_input():
+    with pytest.raises(ValueError, match="same bytes per code"):
+        hashindex.hamming_distances(np.zeros((1, 2), np.uint8), np.zeros((1, 3), np.uint8))
+    with pytest.raises(TypeError, match="x"):
+        hashindex.hamming_distances(np.zeros((1, 2), np.int32), np.zeros((1, 2), np.uint8))
+    with pytest.raises(ValueError, match="2-D"):
+        hashindex.hamming_distances(np.zeros(2, np.uint8), np.zeros((1, 2), np.uint8))

@@ -1,0 +1,52 @@
+"""The SIMD kernels directly: every level gives the oracle's distances."""
+import pathlib
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import hashindex
+from oracle import hamming_matrix
+
+
+@given(
+    code_size=st.integers(1, 300),
+    nx=st.integers(0, 20),
+    ny=st.integers(0, 100),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_hamming_distances_match_oracle(simd, code_size, nx, ny, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (nx, code_size), dtype=np.uint8)
+    y = rng.integers(0, 256, (ny, code_size), dtype=np.uint8)
+    np.testing.assert_array_equal(hashindex.hamming_distances(x, y), hamming_matrix(x, y))
+
+
+@pytest.mark.parametrize("code_size", [8, 32, 128, 248, 256, 264])
+def test_extreme_codes(simd, code_size):
+    """All-zero vs all-one words: maximal per-byte counts (the AVX2 byte counters must not overflow)."""
+    x = np.vstack([np.zeros(code_size, np.uint8), np.full(code_size, 255, np.uint8)])
+    d = hashindex.hamming_distances(x, x)
+    assert d.tolist() == [[0, 8 * code_size], [8 * code_size, 0]]
+
+
+def test_levels_reported_and_forced():
+    levels = hashindex.supported_simd_levels()
+    assert levels[0] == "scalar" and hashindex.simd_level() == levels[-1]
+    for level in levels:
+        hashindex.set_simd_level(level)
+        assert hashindex.simd_level() == level
+    hashindex.set_simd_level(levels[-1])
+    with pytest.raises(ValueError, match="unknown SIMD level 'sse9'"):
+        hashindex.set_simd_level("sse9")
+    with pytest.raises(TypeError):
+        hashindex.set_simd_level(2)
+
+
+def test_this_machine_runs_avx512_when_it_has_it():
+    cpuinfo = pathlib.Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text() if cpuinfo.exists() else ""
+    if "avx512_vpopcntdq" not in flags:
+        pytest.skip("CPU without AVX-512 VPOPCNTDQ")
+    assert "avx512" in hashindex.supported_simd_levels()
