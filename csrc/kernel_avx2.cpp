@@ -26,47 +26,77 @@ inline uint32_t lanes_within(__m256i sums, __m256i thr) {
     return static_cast<uint32_t>(~_mm256_movemask_pd(_mm256_castsi256_pd(over))) & 0xFu;
 }
 
+struct Luts {
+    __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                   0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    __m256i low_mask = _mm256_set1_epi8(0x0f);
+};
+
+// Distances of one block's 8 codes to query j, as two vectors of 4 x 64-bit sums.
+template <int WC>
+inline void block_sums(const uint64_t* blk, const uint64_t* qj, int runtime_words, const Luts& c, __m256i& lo,
+                       __m256i& hi) {
+    const int words = WC ? WC : runtime_words;
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i cnt_lo = zero, cnt_hi = zero;
+    lo = hi = zero;
+    for (int w = 0; w < words; ++w) {
+        const __m256i qw = _mm256_set1_epi64x(static_cast<long long>(qj[w]));
+        const __m256i x_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + w * kBlock));
+        const __m256i x_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + w * kBlock + 4));
+        cnt_lo = _mm256_add_epi8(cnt_lo, popcount_bytes(_mm256_xor_si256(x_lo, qw), c.lut, c.low_mask));
+        cnt_hi = _mm256_add_epi8(cnt_hi, popcount_bytes(_mm256_xor_si256(x_hi, qw), c.lut, c.low_mask));
+        if ((w + 1) % kFlushWords == 0 || w + 1 == words) {
+            lo = _mm256_add_epi64(lo, _mm256_sad_epu8(cnt_lo, zero));
+            hi = _mm256_add_epi64(hi, _mm256_sad_epu8(cnt_hi, zero));
+            cnt_lo = cnt_hi = zero;
+        }
+    }
+}
+
+// Cold path, out of line (see kernel_avx512.cpp): recomputes the block for
+// each query of the group and reports its hits.
+template <int G, int WC>
+__attribute__((noinline)) void report_block(const uint64_t* blk, const uint64_t* q, int words, int64_t first_slot,
+                                            HitSink* const* sinks) {
+    const Luts c;
+    for (int j = 0; j < G; ++j) {
+        __m256i lo, hi;
+        block_sums<WC>(blk, q + j * words, words, c, lo, hi);
+        const __m256i thr = _mm256_set1_epi64x(sinks[j]->threshold);
+        const uint32_t lanes = lanes_within(lo, thr) | (lanes_within(hi, thr) << 4);
+        if (!lanes) continue;
+        alignas(32) uint64_t wide[kBlock];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(wide), lo);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(wide + 4), hi);
+        uint32_t dist[kBlock];
+        for (int l = 0; l < kBlock; ++l) dist[l] = static_cast<uint32_t>(wide[l]);
+        sinks[j]->on_hits(sinks[j], first_slot, lanes, dist);
+    }
+}
+
 template <int G, int WC>
 void scan_group(const uint64_t* blocks, int64_t b0, int64_t b1, int runtime_words,
                 const uint64_t* q, HitSink* const* sinks) {
     const int words = WC ? WC : runtime_words;
-    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
-                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
-    const __m256i low_mask = _mm256_set1_epi8(0x0f);
-    const __m256i zero = _mm256_setzero_si256();
+    const Luts c;
     __m256i thr[G];
     for (int j = 0; j < G; ++j) thr[j] = _mm256_set1_epi64x(sinks[j]->threshold);
     for (int64_t b = b0; b < b1; ++b) {
         const uint64_t* blk = blocks + b * kBlock * words;
-        __m256i sum_lo[G], sum_hi[G], cnt_lo[G], cnt_hi[G];
-        for (int j = 0; j < G; ++j) sum_lo[j] = sum_hi[j] = cnt_lo[j] = cnt_hi[j] = zero;
-        for (int w = 0; w < words; ++w) {
-            const __m256i x_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + w * kBlock));
-            const __m256i x_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + w * kBlock + 4));
-            for (int j = 0; j < G; ++j) {
-                const __m256i qw = _mm256_set1_epi64x(static_cast<long long>(q[j * words + w]));
-                cnt_lo[j] = _mm256_add_epi8(cnt_lo[j], popcount_bytes(_mm256_xor_si256(x_lo, qw), lut, low_mask));
-                cnt_hi[j] = _mm256_add_epi8(cnt_hi[j], popcount_bytes(_mm256_xor_si256(x_hi, qw), lut, low_mask));
-            }
-            if ((w + 1) % kFlushWords == 0 || w + 1 == words) {
-                for (int j = 0; j < G; ++j) {
-                    sum_lo[j] = _mm256_add_epi64(sum_lo[j], _mm256_sad_epu8(cnt_lo[j], zero));
-                    sum_hi[j] = _mm256_add_epi64(sum_hi[j], _mm256_sad_epu8(cnt_hi[j], zero));
-                    cnt_lo[j] = cnt_hi[j] = zero;
-                }
-            }
-        }
+        // Lanes over the threshold compare greater; a block is skipped when
+        // all 8 lanes of every query are over it.
+        __m256i all_over = _mm256_set1_epi64x(-1);
+#pragma GCC unroll 2
         for (int j = 0; j < G; ++j) {
-            const uint32_t lanes = lanes_within(sum_lo[j], thr[j]) | (lanes_within(sum_hi[j], thr[j]) << 4);
-            if (lanes) {
-                alignas(32) uint64_t wide[kBlock];
-                _mm256_store_si256(reinterpret_cast<__m256i*>(wide), sum_lo[j]);
-                _mm256_store_si256(reinterpret_cast<__m256i*>(wide + 4), sum_hi[j]);
-                uint32_t dist[kBlock];
-                for (int l = 0; l < kBlock; ++l) dist[l] = static_cast<uint32_t>(wide[l]);
-                sinks[j]->on_hits(sinks[j], b * kBlock, lanes, dist);
-                thr[j] = _mm256_set1_epi64x(sinks[j]->threshold);
-            }
+            __m256i lo, hi;
+            block_sums<WC>(blk, q + j * words, words, c, lo, hi);
+            all_over = _mm256_and_si256(all_over, _mm256_and_si256(_mm256_cmpgt_epi64(lo, thr[j]),
+                                                                   _mm256_cmpgt_epi64(hi, thr[j])));
+        }
+        if (__builtin_expect(_mm256_movemask_epi8(all_over) != -1, 0)) {
+            report_block<G, WC>(blk, q, words, b * kBlock, sinks);
+            for (int j = 0; j < G; ++j) thr[j] = _mm256_set1_epi64x(sinks[j]->threshold);
         }
     }
 }

@@ -6,7 +6,9 @@ namespace hashindex {
 
 namespace {
 // Buffer slack above k: larger means fewer nth_element passes but a threshold
-// that starts dropping later. 3k (at least 64) measured best of {2k, 3k, 8k}.
+// that starts dropping later. With 3k (at least 64) a k = 10 query over 200k
+// random 64-bit codes takes ~360 hits and 6 passes (simulated), a few
+// microseconds against a scan of tens.
 std::size_t buffer_capacity(int64_t k) {
     const int64_t c = 3 * k;
     return static_cast<std::size_t>(c < 64 ? 64 : c);
