@@ -79,14 +79,12 @@ py::array_t<int32_t> hamming_distances(const Codes& x, const Codes& y, int threa
         py::gil_scoped_release nogil;
         CodeStore store(code_size);
         store.append(y.data(), ny);
-        std::vector<int64_t> slot_ids(static_cast<std::size_t>(ny));
-        std::iota(slot_ids.begin(), slot_ids.end(), 0);
         const std::vector<uint64_t> qwords = rows_to_words(x.data(), nx, code_size);
         scan_store<RangeSink>(
             store, qwords.data(), nx, threads,
-            [&](int64_t) { return RangeSink(8 * code_size, ny, slot_ids.data()); },
+            [&](int64_t) { return RangeSink(8 * code_size, ny, nullptr); },  // slots index y directly
             [&](int64_t q, RangeSink& sink) {
-                for (const Hit& h : sink.hits) dst[q * ny + h.id] = h.distance;
+                for (const SlotHit& h : sink.hits) dst[q * ny + h.slot] = h.distance;
             });
     }
     return out;

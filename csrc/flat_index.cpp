@@ -74,10 +74,7 @@ RangeResult FlatIndex::range_search(const uint8_t* queries, int64_t nq, int32_t 
         const int64_t n = store_.size();
         scan_store<RangeSink>(
             store_, qwords.data(), nq, threads, [&](int64_t) { return RangeSink(radius, n, slot_ids_.data()); },
-            [&](int64_t q, RangeSink& sink) {
-                sink.sort();
-                per_query[static_cast<std::size_t>(q)].swap(sink.hits);
-            });
+            [&](int64_t q, RangeSink& sink) { per_query[static_cast<std::size_t>(q)] = sink.sorted(); });
     }
     RangeResult r;
     r.lims.resize(static_cast<std::size_t>(nq) + 1, 0);

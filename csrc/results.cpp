@@ -5,19 +5,28 @@
 namespace hashindex {
 
 namespace {
-// Buffer slack above k: larger means fewer nth_element passes but a threshold
-// that starts dropping later. With 3k (at least 64) a k = 10 query over 200k
-// random 64-bit codes takes ~360 hits and 6 passes (simulated), a few
-// microseconds against a scan of tens.
+// Buffer slack above k: larger means fewer shrinks but a threshold that starts
+// dropping later. With 3k (at least 64) a k = 10 query over 200k random
+// 64-bit codes takes ~360 hits and 6 shrinks (simulated), a few microseconds
+// against a scan of tens.
 std::size_t buffer_capacity(int64_t k) {
     const int64_t c = 3 * k;
     return static_cast<std::size_t>(c < 64 ? 64 : c);
+}
+
+std::vector<Hit> with_ids(const std::vector<SlotHit>& hits, const int64_t* slot_ids) {
+    std::vector<Hit> out;
+    out.reserve(hits.size());
+    for (const SlotHit& h : hits) out.push_back(Hit{h.distance, slot_ids[h.slot]});
+    return out;
 }
 }  // namespace
 
 TopKSink::TopKSink(int64_t k_, int64_t valid_slots_, const int64_t* slot_ids_)
     : HitSink{std::numeric_limits<int32_t>::max(), &TopKSink::on_hits_cb},
-      k(k_), valid_slots(valid_slots_), slot_ids(slot_ids_), capacity(buffer_capacity(k_)) {}
+      k(k_), valid_slots(valid_slots_), slot_ids(slot_ids_), capacity(buffer_capacity(k_)) {
+    hits.reserve(capacity + kBlock);
+}
 
 void TopKSink::on_hits_cb(HitSink* self, int64_t first_slot, uint32_t lanes, const uint32_t* dist) {
     auto* s = static_cast<TopKSink*>(self);
@@ -27,31 +36,51 @@ void TopKSink::on_hits_cb(HitSink* self, int64_t first_slot, uint32_t lanes, con
         const int64_t slot = first_slot + lane;
         const int32_t d = static_cast<int32_t>(dist[lane]);
         if (slot >= s->valid_slots || d > s->threshold) continue;
-        s->hits.push_back(Hit{d, s->slot_ids[slot]});
-        if (s->hits.size() >= s->capacity) s->shrink_to_k();
+        s->hits.push_back(SlotHit{d, slot});
+        if (s->hits.size() >= s->capacity) s->shrink();
     }
 }
 
-void TopKSink::shrink_to_k() {
+// Drops to the k-th smallest distance T and keeps every hit with d <= T: the
+// ties at T stay, since which of them are among the k best depends on ids.
+// Only when ties fill half the buffer are ids looked up to cut to exactly k.
+void TopKSink::shrink() {
     if (static_cast<int64_t>(hits.size()) <= k) return;
-    std::nth_element(hits.begin(), hits.begin() + (k - 1), hits.end());
-    threshold = hits[static_cast<std::size_t>(k - 1)].distance;
+    auto by_distance = [](const SlotHit& a, const SlotHit& b) { return a.distance < b.distance; };
+    std::nth_element(hits.begin(), hits.begin() + (k - 1), hits.end(), by_distance);
+    const int32_t t = hits[static_cast<std::size_t>(k - 1)].distance;
+    threshold = t;
+    hits.erase(std::partition(hits.begin(), hits.end(), [t](const SlotHit& h) { return h.distance <= t; }),
+               hits.end());
+    if (hits.size() * 2 < capacity) return;
+    auto by_distance_id = [this](const SlotHit& a, const SlotHit& b) {
+        return Hit{a.distance, slot_ids[a.slot]} < Hit{b.distance, slot_ids[b.slot]};
+    };
+    std::nth_element(hits.begin(), hits.begin() + (k - 1), hits.end(), by_distance_id);
     hits.resize(static_cast<std::size_t>(k));
+}
+
+std::vector<Hit> TopKSink::best_k() const {
+    std::vector<Hit> all = with_ids(hits, slot_ids);
+    const std::size_t n = std::min<std::size_t>(all.size(), static_cast<std::size_t>(k));
+    std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n), all.end());
+    all.resize(n);
+    return all;
 }
 
 void TopKSink::absorb(TopKSink& other) {
     hits.insert(hits.end(), other.hits.begin(), other.hits.end());
     other.hits.clear();
-    shrink_to_k();
+    threshold = std::min(threshold, other.threshold);
+    shrink();
 }
 
 void TopKSink::write_sorted(int32_t* dist, int64_t* ids) {
-    shrink_to_k();
-    std::sort(hits.begin(), hits.end());
+    const std::vector<Hit> best = best_k();
     for (int64_t i = 0; i < k; ++i) {
-        const bool found = i < static_cast<int64_t>(hits.size());
-        dist[i] = found ? hits[static_cast<std::size_t>(i)].distance : kPadDistance;
-        ids[i] = found ? hits[static_cast<std::size_t>(i)].id : kPadId;
+        const bool found = i < static_cast<int64_t>(best.size());
+        dist[i] = found ? best[static_cast<std::size_t>(i)].distance : kPadDistance;
+        ids[i] = found ? best[static_cast<std::size_t>(i)].id : kPadId;
     }
 }
 
@@ -64,7 +93,7 @@ void RangeSink::on_hits_cb(HitSink* self, int64_t first_slot, uint32_t lanes, co
         const int lane = __builtin_ctz(lanes);
         lanes &= lanes - 1;
         const int64_t slot = first_slot + lane;
-        if (slot < s->valid_slots) s->hits.push_back(Hit{static_cast<int32_t>(dist[lane]), s->slot_ids[slot]});
+        if (slot < s->valid_slots) s->hits.push_back(SlotHit{static_cast<int32_t>(dist[lane]), slot});
     }
 }
 
@@ -73,6 +102,10 @@ void RangeSink::absorb(RangeSink& other) {
     other.hits.clear();
 }
 
-void RangeSink::sort() { std::sort(hits.begin(), hits.end()); }
+std::vector<Hit> RangeSink::sorted() const {
+    std::vector<Hit> out = with_ids(hits, slot_ids);
+    std::sort(out.begin(), out.end());
+    return out;
+}
 
 }  // namespace hashindex

@@ -18,27 +18,37 @@ struct Hit {
     bool operator<(const Hit& o) const { return distance != o.distance ? distance < o.distance : id < o.id; }
 };
 
+// A hit while scanning: slots, not ids, because looking an id up is a cache
+// miss into an array as large as the index (it cost a quarter of a
+// single-query scan of 1M codes). Ids are looked up only to break ties.
+struct SlotHit {
+    int32_t distance;
+    int64_t slot;
+};
+
 // Keeps every hit that can still be among the k best by (distance, id).
-// Hits within the threshold are appended to a buffer; when it fills, an
-// nth_element keeps the k best and the threshold drops to the k-th distance.
+// Hits within the threshold are appended to a buffer; when it fills, the
+// threshold drops to the k-th smallest distance and hits above it go.
 // Distances are small integers, so after a few thousand codes almost nothing
-// passes the SIMD compare and the buffer is rarely touched: this replaces a
-// heap update per code with one vector compare per 8 codes.
+// passes the SIMD compare: this replaces a heap update per code with one
+// vector compare per 8 codes.
 struct TopKSink : HitSink {
     TopKSink(int64_t k, int64_t valid_slots, const int64_t* slot_ids);
-    // Appends the k best in order to (dist, ids), padding with kPadDistance / kPadId.
+    // Writes the k best in (distance, id) order, padding with kPadDistance / kPadId.
     void write_sorted(int32_t* dist, int64_t* ids);
-    // Moves another sink's hits (same query, other database range) into this one.
+    // Moves another sink's hits (same query, same store, other slot range) into this one.
     void absorb(TopKSink& other);
 
     int64_t k;
     int64_t valid_slots;
     const int64_t* slot_ids;
-    std::vector<Hit> hits;
+    std::vector<SlotHit> hits;
     std::size_t capacity;
 
 private:
-    void shrink_to_k();
+    void shrink();
+    // The k best by (distance, id), ids looked up; leaves threshold as is.
+    std::vector<Hit> best_k() const;
     static void on_hits_cb(HitSink* self, int64_t first_slot, uint32_t lanes, const uint32_t* dist);
 };
 
@@ -46,11 +56,12 @@ private:
 struct RangeSink : HitSink {
     RangeSink(int32_t radius, int64_t valid_slots, const int64_t* slot_ids);
     void absorb(RangeSink& other);
-    void sort();
+    // The hits with ids, sorted by (distance, id).
+    std::vector<Hit> sorted() const;
 
     int64_t valid_slots;
     const int64_t* slot_ids;
-    std::vector<Hit> hits;
+    std::vector<SlotHit> hits;
 
 private:
     static void on_hits_cb(HitSink* self, int64_t first_slot, uint32_t lanes, const uint32_t* dist);

@@ -12,7 +12,7 @@ PAD = hashindex.PAD_DISTANCE
 
 @st.composite
 def databases(draw, max_n=3000):
-    nbits = 8 * draw(st.sampled_from([1, 2, 3, 5, 7, 8, 9, 13, 16, 24, 32, 33, 64, 128, 256]))
+    nbits = 8 * draw(st.sampled_from([1, 2, 3, 5, 7, 8, 9, 13, 16, 24, 32, 33, 64, 128, 200, 256]))
     n = draw(st.integers(0, max_n))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
