@@ -18,7 +18,9 @@ COMMON_SOURCES = [
     "dispatch.cpp",
     "flat_index.cpp",
     "format.cpp",
+    "id_map.cpp",
     "kernel_scalar.cpp",
+    "mih_index.cpp",
     "parallel.cpp",
     "results.cpp",
 ]

@@ -13,6 +13,7 @@
 #include "dispatch.h"
 #include "errors.h"
 #include "flat_index.h"
+#include "mih_index.h"
 #include "format.h"
 #include "parallel.h"
 #include "scan.h"
@@ -41,26 +42,92 @@ py::bytes to_pybytes(const std::vector<uint8_t>& b) {
     return py::bytes(reinterpret_cast<const char*>(b.data()), b.size());
 }
 
-py::tuple search(const FlatIndex& index, const Codes& queries, int64_t k, int threads) {
+py::dict stats_dict(const MihStats& st) {
+    py::dict d;
+    d["queries"] = st.queries;
+    d["by_mih"] = st.by_mih;
+    d["by_scan"] = st.by_scan;
+    d["candidates"] = st.candidates;
+    d["buckets"] = st.buckets;
+    d["max_radius"] = st.max_radius;
+    d["tail"] = st.tail;
+    return d;
+}
+
+// Runs fn(out_distances, out_ids) without the GIL into fresh (nq, k) arrays.
+template <class Index, class Run>
+py::tuple knn_arrays(const Index& index, const Codes& queries, int64_t k, Run run) {
     check_rows(queries, index.code_size(), "queries");
     const int64_t nq = queries.shape(0);
     py::array_t<int32_t> distances({nq, k});
     py::array_t<int64_t> ids({nq, k});
+    int32_t* d = distances.mutable_data();
+    int64_t* i = ids.mutable_data();
     {
         py::gil_scoped_release nogil;
-        index.search(queries.data(), nq, k, threads, distances.mutable_data(), ids.mutable_data());
+        run(queries.data(), nq, d, i);
     }
     return py::make_tuple(distances, ids);
 }
 
-py::tuple range_search(const FlatIndex& index, const Codes& queries, int32_t radius, int threads) {
-    check_rows(queries, index.code_size(), "queries");
-    RangeResult r;
-    {
-        py::gil_scoped_release nogil;
-        r = index.range_search(queries.data(), queries.shape(0), radius, threads);
-    }
+py::tuple range_arrays(RangeResult&& r) {
     return py::make_tuple(to_numpy(std::move(r.lims)), to_numpy(std::move(r.distances)), to_numpy(std::move(r.ids)));
+}
+
+// The surface every index kind shares, bound once.
+template <class Index>
+void bind_common(py::class_<Index>& c) {
+    c.def_property_readonly("nbits", &Index::nbits)
+        .def_property_readonly("code_size", &Index::code_size)
+        .def("__len__", &Index::size)
+        .def("add",
+             [](Index& self, const Codes& codes, std::optional<Ids> ids) {
+                 check_rows(codes, self.code_size(), "codes");
+                 if (ids && ids->size() != codes.shape(0)) throw std::invalid_argument("ids: expected one id per code");
+                 py::gil_scoped_release nogil;
+                 self.add(codes.data(), codes.shape(0), ids ? ids->data() : nullptr);
+             },
+             py::arg("codes"), py::arg("ids") = py::none())
+        .def("remove",
+             [](Index& self, const Ids& ids) {
+                 py::gil_scoped_release nogil;
+                 self.remove(ids.data(), ids.size());
+             },
+             py::arg("ids"))
+        .def("get",
+             [](const Index& self, const Ids& ids) {
+                 Codes out({static_cast<py::ssize_t>(ids.size()), static_cast<py::ssize_t>(self.code_size())});
+                 uint8_t* dst = out.mutable_data();
+                 py::gil_scoped_release nogil;
+                 self.get(ids.data(), ids.size(), dst);
+                 return out;
+             },
+             py::arg("ids"))
+        .def("ids", [](const Index& self) { return to_numpy(self.ids()); })
+        .def("__contains__", &Index::contains)
+        .def("reset", &Index::reset)
+        .def("to_bytes",
+             [](const Index& self) {
+                 std::vector<uint8_t> b;
+                 {
+                     py::gil_scoped_release nogil;
+                     b = self.to_bytes();
+                 }
+                 return to_pybytes(b);
+             })
+        .def("write",
+             [](const Index& self, const std::string& path) {
+                 py::gil_scoped_release nogil;
+                 write_file_atomic(path, self.to_bytes());
+             },
+             py::arg("path"))
+        .def_static(
+            "from_bytes",
+            [](const py::bytes& data, const std::string& source) {
+                const std::string_view v = data;
+                return Index::from_bytes(reinterpret_cast<const uint8_t*>(v.data()), v.size(), source);
+            },
+            py::arg("data"), py::arg("source") = "<bytes>");
 }
 
 // Full distance matrix through the same kernels as search (radius = nbits keeps every pair).
@@ -149,6 +216,7 @@ PYBIND11_MODULE(_core, m) {
     m.def("available_threads", &available_threads);
     m.def("hamming_distances", &hamming_distances, py::arg("x"), py::arg("y"), py::arg("threads") = 0);
     m.def("read_bandwidth", &read_bandwidth, py::arg("nbytes"), py::arg("threads") = 0, py::arg("repeats") = 21);
+    m.def("set_mih_budget_scale", &set_mih_budget_scale, py::arg("scale"));
     m.attr("PAD_DISTANCE") = kPadDistance;
     m.attr("FORMAT_VERSION") = kFormatVersion;
 
@@ -165,60 +233,57 @@ PYBIND11_MODULE(_core, m) {
         return to_pybytes(bytes);
     });
 
-    py::class_<FlatIndex>(m, "FlatIndex")
-        .def(py::init<int>(), py::arg("nbits"))
-        .def_property_readonly("nbits", &FlatIndex::nbits)
-        .def_property_readonly("code_size", &FlatIndex::code_size)
-        .def("__len__", &FlatIndex::size)
-        .def("add",
-             [](FlatIndex& self, const Codes& codes, std::optional<Ids> ids) {
-                 check_rows(codes, self.code_size(), "codes");
-                 if (ids && ids->size() != codes.shape(0))
-                     throw std::invalid_argument("ids: expected one id per code");
-                 py::gil_scoped_release nogil;
-                 self.add(codes.data(), codes.shape(0), ids ? ids->data() : nullptr);
-             },
-             py::arg("codes"), py::arg("ids") = py::none())
-        .def("search", &search, py::arg("queries"), py::arg("k"), py::arg("threads") = 0)
-        .def("range_search", &range_search, py::arg("queries"), py::arg("radius"), py::arg("threads") = 0)
-        .def("remove",
-             [](FlatIndex& self, const Ids& ids) {
-                 py::gil_scoped_release nogil;
-                 self.remove(ids.data(), ids.size());
-             },
-             py::arg("ids"))
-        .def("get",
-             [](const FlatIndex& self, const Ids& ids) {
-                 Codes out({static_cast<py::ssize_t>(ids.size()), static_cast<py::ssize_t>(self.code_size())});
-                 uint8_t* dst = out.mutable_data();
-                 py::gil_scoped_release nogil;
-                 self.get(ids.data(), ids.size(), dst);
-                 return out;
-             },
-             py::arg("ids"))
-        .def("ids", [](const FlatIndex& self) { return to_numpy(self.ids()); })
-        .def("__contains__", &FlatIndex::contains)
-        .def("reset", &FlatIndex::reset)
-        .def("to_bytes",
-             [](const FlatIndex& self) {
-                 std::vector<uint8_t> b;
-                 {
-                     py::gil_scoped_release nogil;
-                     b = self.to_bytes();
-                 }
-                 return to_pybytes(b);
-             })
-        .def("write",
-             [](const FlatIndex& self, const std::string& path) {
-                 py::gil_scoped_release nogil;
-                 write_file_atomic(path, self.to_bytes());
-             },
-             py::arg("path"))
-        .def_static(
-            "from_bytes",
-            [](const py::bytes& data, const std::string& source) {
-                const std::string_view v = data;
-                return FlatIndex::from_bytes(reinterpret_cast<const uint8_t*>(v.data()), v.size(), source);
+    py::class_<FlatIndex> flat(m, "FlatIndex");
+    flat.def(py::init<int>(), py::arg("nbits"))
+        .def(
+            "search",
+            [](const FlatIndex& self, const Codes& q, int64_t k, int threads) {
+                return knn_arrays(self, q, k, [&](const uint8_t* qs, int64_t nq, int32_t* d, int64_t* i) {
+                    self.search(qs, nq, k, threads, d, i);
+                });
             },
-            py::arg("data"), py::arg("source") = "<bytes>");
+            py::arg("queries"), py::arg("k"), py::arg("threads") = 0)
+        .def(
+            "range_search",
+            [](const FlatIndex& self, const Codes& q, int32_t radius, int threads) {
+                check_rows(q, self.code_size(), "queries");
+                RangeResult r;
+                {
+                    py::gil_scoped_release nogil;
+                    r = self.range_search(q.data(), q.shape(0), radius, threads);
+                }
+                return range_arrays(std::move(r));
+            },
+            py::arg("queries"), py::arg("radius"), py::arg("threads") = 0);
+    bind_common(flat);
+
+    py::class_<MIHIndex> mih(m, "MIHIndex");
+    mih.def(py::init<int, int>(), py::arg("nbits"), py::arg("m") = 0)
+        .def_property_readonly("m", &MIHIndex::m)
+        .def_property_readonly("m_requested", &MIHIndex::m_requested)
+        .def(
+            "search",
+            [](const MIHIndex& self, const Codes& q, int64_t k, int threads) {
+                MihStats st;
+                py::tuple r = knn_arrays(self, q, k, [&](const uint8_t* qs, int64_t nq, int32_t* d, int64_t* i) {
+                    self.search(qs, nq, k, threads, d, i, &st);
+                });
+                return py::make_tuple(r[0], r[1], stats_dict(st));
+            },
+            py::arg("queries"), py::arg("k"), py::arg("threads") = 0)
+        .def(
+            "range_search",
+            [](const MIHIndex& self, const Codes& q, int32_t radius, int threads) {
+                check_rows(q, self.code_size(), "queries");
+                RangeResult r;
+                MihStats st;
+                {
+                    py::gil_scoped_release nogil;
+                    r = self.range_search(q.data(), q.shape(0), radius, threads, &st);
+                }
+                py::tuple t = range_arrays(std::move(r));
+                return py::make_tuple(t[0], t[1], t[2], stats_dict(st));
+            },
+            py::arg("queries"), py::arg("radius"), py::arg("threads") = 0);
+    bind_common(mih);
 }

@@ -14,7 +14,7 @@ struct Kernels {
     SimdLevel level;
     const char* name;
     ScanFn scan;
-    DistanceFn distance;
+    DistancesFn distances;
 };
 
 // Kernels in use now. A search reads this once and keeps it for its duration.

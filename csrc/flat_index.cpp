@@ -13,45 +13,19 @@ FlatIndex::FlatIndex(int nbits) : nbits_(nbits), store_(nbits > 0 ? nbits / 8 : 
     HX_CHECK(nbits > 0 && nbits % 8 == 0, "nbits must be a positive multiple of 8, got " + std::to_string(nbits));
 }
 
-FlatIndex::FlatIndex(FlatIndex&& o) noexcept
-    : nbits_(o.nbits_), next_id_(o.next_id_), store_(std::move(o.store_)), slot_ids_(std::move(o.slot_ids_)),
-      slots_(std::move(o.slots_)) {}
+FlatIndex::FlatIndex(FlatIndex&& o) noexcept : nbits_(o.nbits_), store_(std::move(o.store_)), ids_(std::move(o.ids_)) {}
 
 int64_t FlatIndex::size() const {
     std::shared_lock<std::shared_mutex> lk(mu_);
     return store_.size();
 }
 
-void FlatIndex::check_new_ids(const int64_t* ids, int64_t n) const {
-    std::unordered_map<int64_t, int64_t> seen;
-    seen.reserve(static_cast<std::size_t>(n));
-    for (int64_t i = 0; i < n; ++i) {
-        HX_CHECK(ids[i] >= 0, "ids must be >= 0 (-1 marks padding in results), got " + std::to_string(ids[i]) +
-                                  " at position " + std::to_string(i));
-        if (slots_.count(ids[i]))
-            throw std::invalid_argument("ids: id " + std::to_string(ids[i]) + " (position " + std::to_string(i) +
-                                        ") is already in the index");
-        auto ins = seen.emplace(ids[i], i);
-        if (!ins.second)
-            throw std::invalid_argument("ids: id " + std::to_string(ids[i]) + " appears twice (positions " +
-                                        std::to_string(ins.first->second) + " and " + std::to_string(i) + ")");
-    }
-}
-
 void FlatIndex::add(const uint8_t* codes, int64_t n, const int64_t* ids) {
     HX_CHECK(n >= 0, "number of codes must be >= 0");
     std::unique_lock<std::shared_mutex> lk(mu_);
-    if (ids) check_new_ids(ids, n);
-    const int64_t base = store_.size();
-    slots_.reserve(static_cast<std::size_t>(base + n));
-    slot_ids_.reserve(static_cast<std::size_t>(base + n));
+    if (ids) ids_.check_new(ids, n);
     store_.append(codes, n);
-    for (int64_t i = 0; i < n; ++i) {
-        const int64_t id = ids ? ids[i] : next_id_ + i;
-        slot_ids_.push_back(id);
-        slots_.emplace(id, base + i);
-    }
-    for (int64_t i = 0; i < n; ++i) next_id_ = std::max(next_id_, slot_ids_[static_cast<std::size_t>(base + i)] + 1);
+    ids_.append(ids, n);
 }
 
 void FlatIndex::search(const uint8_t* queries, int64_t nq, int64_t k, int threads, int32_t* distances,
@@ -61,7 +35,7 @@ void FlatIndex::search(const uint8_t* queries, int64_t nq, int64_t k, int thread
     std::shared_lock<std::shared_mutex> lk(mu_);
     const int64_t n = store_.size();
     scan_store<TopKSink>(
-        store_, qwords.data(), nq, threads, [&](int64_t) { return TopKSink(k, n, slot_ids_.data()); },
+        store_, qwords.data(), nq, threads, [&](int64_t) { return TopKSink(k, n, ids_.slot_ids()); },
         [&](int64_t q, TopKSink& sink) { sink.write_sorted(distances + q * k, ids + q * k); });
 }
 
@@ -73,7 +47,7 @@ RangeResult FlatIndex::range_search(const uint8_t* queries, int64_t nq, int32_t 
         std::shared_lock<std::shared_mutex> lk(mu_);
         const int64_t n = store_.size();
         scan_store<RangeSink>(
-            store_, qwords.data(), nq, threads, [&](int64_t) { return RangeSink(radius, n, slot_ids_.data()); },
+            store_, qwords.data(), nq, threads, [&](int64_t) { return RangeSink(radius, n, ids_.slot_ids()); },
             [&](int64_t q, RangeSink& sink) { per_query[static_cast<std::size_t>(q)] = sink.sorted(); });
     }
     RangeResult r;
@@ -90,59 +64,40 @@ RangeResult FlatIndex::range_search(const uint8_t* queries, int64_t nq, int32_t 
     return r;
 }
 
-int64_t FlatIndex::slot_of(int64_t id) const {
-    auto it = slots_.find(id);
-    if (it == slots_.end()) throw MissingIdError("id " + std::to_string(id) + " is not in the index");
-    return it->second;
-}
-
 void FlatIndex::remove(const int64_t* ids, int64_t n) {
     std::unique_lock<std::shared_mutex> lk(mu_);
-    std::unordered_map<int64_t, int64_t> seen;
-    for (int64_t i = 0; i < n; ++i) {
-        slot_of(ids[i]);
-        if (!seen.emplace(ids[i], i).second)
-            throw std::invalid_argument("ids: id " + std::to_string(ids[i]) + " appears twice");
-    }
+    ids_.check_present(ids, n);
     // Moving the last code into each hole keeps removal O(removed); result
     // order never depends on slot order, since ties break by id.
     for (int64_t i = 0; i < n; ++i) {
-        const int64_t slot = slot_of(ids[i]);
+        const int64_t slot = ids_.slot_of(ids[i]);
         const int64_t last = store_.size() - 1;
-        if (slot != last) {
-            store_.move(last, slot);
-            const int64_t moved = slot_ids_[static_cast<std::size_t>(last)];
-            slot_ids_[static_cast<std::size_t>(slot)] = moved;
-            slots_[moved] = slot;
-        }
-        slots_.erase(ids[i]);
-        slot_ids_.pop_back();
+        if (slot != last) store_.move(last, slot);
+        ids_.remove_by_moving_last(slot);
         store_.truncate(last);
     }
 }
 
 void FlatIndex::get(const int64_t* ids, int64_t n, uint8_t* out) const {
     std::shared_lock<std::shared_mutex> lk(mu_);
-    for (int64_t i = 0; i < n; ++i) slot_of(ids[i]);
-    for (int64_t i = 0; i < n; ++i) store_.read_row(slot_of(ids[i]), out + i * code_size());
+    for (int64_t i = 0; i < n; ++i) ids_.slot_of(ids[i]);
+    for (int64_t i = 0; i < n; ++i) store_.read_row(ids_.slot_of(ids[i]), out + i * code_size());
 }
 
 std::vector<int64_t> FlatIndex::ids() const {
     std::shared_lock<std::shared_mutex> lk(mu_);
-    return slot_ids_;
+    return std::vector<int64_t>(ids_.slot_ids(), ids_.slot_ids() + ids_.size());
 }
 
 bool FlatIndex::contains(int64_t id) const {
     std::shared_lock<std::shared_mutex> lk(mu_);
-    return slots_.count(id) != 0;
+    return ids_.contains(id);
 }
 
 void FlatIndex::reset() {
     std::unique_lock<std::shared_mutex> lk(mu_);
     store_.clear();
-    slot_ids_.clear();
-    slots_.clear();
-    next_id_ = 0;
+    ids_.clear();
 }
 
 // Payload of kind Flat: nbits u32, reserved u32 (0), ntotal u64, next_id i64,
@@ -155,13 +110,13 @@ std::vector<uint8_t> FlatIndex::to_bytes() const {
     w.put<uint32_t>(static_cast<uint32_t>(nbits_));
     w.put<uint32_t>(0);
     w.put<uint64_t>(static_cast<uint64_t>(n));
-    w.put<int64_t>(next_id_);
+    w.put<int64_t>(ids_.next_id());
     std::vector<uint8_t> row(static_cast<std::size_t>(code_size()));
     for (int64_t s = 0; s < n; ++s) {
         store_.read_row(s, row.data());
         w.put_bytes(row.data(), row.size());
     }
-    w.put_bytes(slot_ids_.data(), static_cast<std::size_t>(n) * sizeof(int64_t));
+    w.put_bytes(ids_.slot_ids(), static_cast<std::size_t>(n) * sizeof(int64_t));
     return w.finish(IndexKind::Flat);
 }
 
@@ -185,8 +140,8 @@ FlatIndex FlatIndex::from_bytes(const uint8_t* data, std::size_t size, const std
     } catch (const std::invalid_argument& e) {
         r.fail(std::string("invalid ids: ") + e.what());
     }
-    if (next_id < index.next_id_) r.fail("next_id " + std::to_string(next_id) + " is below the largest id");
-    index.next_id_ = next_id;
+    if (next_id < index.ids_.next_id()) r.fail("next_id " + std::to_string(next_id) + " is below the largest id");
+    index.ids_.bump_next_id(next_id);
     return index;
 }
 

@@ -3,10 +3,10 @@
 #include <cstdint>
 #include <shared_mutex>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "code_store.h"
+#include "id_map.h"
 #include "results.h"
 
 namespace hashindex {
@@ -43,14 +43,9 @@ public:
     FlatIndex(FlatIndex&& other) noexcept;
 
 private:
-    int64_t slot_of(int64_t id) const;
-    void check_new_ids(const int64_t* ids, int64_t n) const;
-
     int nbits_;
-    int64_t next_id_ = 0;
     CodeStore store_;
-    std::vector<int64_t> slot_ids_;
-    std::unordered_map<int64_t, int64_t> slots_;
+    IdMap ids_;
     // Searches share; add/remove/reset exclude (searches run with the GIL released).
     mutable std::shared_mutex mu_;
 };

@@ -76,6 +76,7 @@ Header check_image(const uint8_t* data, std::size_t size, const std::string& sou
 const char* kind_name(uint32_t kind) {
     switch (kind) {
         case static_cast<uint32_t>(IndexKind::Flat): return "FlatIndex";
+        case static_cast<uint32_t>(IndexKind::MIH): return "MIHIndex";
         default: return "unknown";
     }
 }

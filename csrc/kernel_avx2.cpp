@@ -123,10 +123,12 @@ void scan_avx2(const uint64_t* blocks, int64_t b0, int64_t b1, int words, const 
     }
 }
 
-uint32_t distance_avx2(const uint64_t* a, const uint64_t* b, int words) {
-    uint64_t d = 0;
-    for (int w = 0; w < words; ++w) d += static_cast<uint64_t>(_mm_popcnt_u64(a[w] ^ b[w]));
-    return static_cast<uint32_t>(d);
+void distances_avx2(const uint64_t* rows, int64_t n, int words, const uint64_t* query, uint32_t* out) {
+    for (int64_t i = 0; i < n; ++i) {
+        uint64_t d = 0;
+        for (int w = 0; w < words; ++w) d += static_cast<uint64_t>(_mm_popcnt_u64(rows[i * words + w] ^ query[w]));
+        out[i] = static_cast<uint32_t>(d);
+    }
 }
 
 }  // namespace hashindex

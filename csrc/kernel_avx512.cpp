@@ -109,21 +109,31 @@ void scan_avx512(const uint64_t* blocks, int64_t b0, int64_t b1, int words, cons
     }
 }
 
-uint32_t distance_avx512(const uint64_t* a, const uint64_t* b, int words) {
-    __m512i acc = _mm512_setzero_si512();
-    int w = 0;
-    for (; w + 8 <= words; w += 8) {
-        const __m512i x = _mm512_xor_si512(_mm512_loadu_si512(reinterpret_cast<const void*>(a + w)),
-                                           _mm512_loadu_si512(reinterpret_cast<const void*>(b + w)));
-        acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(x));
+void distances_avx512(const uint64_t* rows, int64_t n, int words, const uint64_t* query, uint32_t* out) {
+    if (words == 1) {  // 8 codes per VPOPCNTQ: the common 64-bit case
+        const __m512i q = _mm512_set1_epi64(static_cast<long long>(query[0]));
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            const __m512i d = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(rows + i), q));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm512_cvtepi64_epi32(d));
+        }
+        for (; i < n; ++i) out[i] = static_cast<uint32_t>(_mm_popcnt_u64(rows[i] ^ query[0]));
+        return;
     }
-    if (w < words) {
-        const __mmask8 tail = static_cast<__mmask8>((1u << (words - w)) - 1u);
-        const __m512i x = _mm512_xor_si512(_mm512_maskz_loadu_epi64(tail, a + w),
-                                           _mm512_maskz_loadu_epi64(tail, b + w));
-        acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(x));
+    for (int64_t i = 0; i < n; ++i) {
+        const uint64_t* a = rows + i * words;
+        __m512i acc = _mm512_setzero_si512();
+        int w = 0;
+        for (; w + 8 <= words; w += 8)
+            acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(a + w),
+                                                                              _mm512_loadu_si512(query + w))));
+        if (w < words) {
+            const __mmask8 tail = static_cast<__mmask8>((1u << (words - w)) - 1u);
+            acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_maskz_loadu_epi64(tail, a + w),
+                                                                              _mm512_maskz_loadu_epi64(tail, query + w))));
+        }
+        out[i] = static_cast<uint32_t>(_mm512_reduce_add_epi64(acc));
     }
-    return static_cast<uint32_t>(_mm512_reduce_add_epi64(acc));
 }
 
 }  // namespace hashindex

@@ -18,10 +18,12 @@ inline uint32_t popcount64(uint64_t x) {
 
 }  // namespace
 
-uint32_t distance_scalar(const uint64_t* a, const uint64_t* b, int words) {
-    uint32_t d = 0;
-    for (int w = 0; w < words; ++w) d += popcount64(a[w] ^ b[w]);
-    return d;
+void distances_scalar(const uint64_t* rows, int64_t n, int words, const uint64_t* query, uint32_t* out) {
+    for (int64_t i = 0; i < n; ++i) {
+        uint32_t d = 0;
+        for (int w = 0; w < words; ++w) d += popcount64(rows[i * words + w] ^ query[w]);
+        out[i] = d;
+    }
 }
 
 void scan_scalar(const uint64_t* blocks, int64_t block_begin, int64_t block_end, int words,

@@ -36,18 +36,19 @@ using ScanFn = void (*)(const uint64_t* blocks, int64_t block_begin, int64_t blo
                         int words_per_code, const uint64_t* queries, int64_t nq,
                         HitSink* const* sinks);
 
-// Distance between two codes of `words` 64-bit words (random access, used for
-// verification and single lookups).
-using DistanceFn = uint32_t (*)(const uint64_t* a, const uint64_t* b, int words);
+// Distances from one query to n codes stored row-major (`words` words each):
+// out[i] = popcount(rows[i] XOR query). Verifies multi-index hashing candidates,
+// which sit contiguous in their bucket.
+using DistancesFn = void (*)(const uint64_t* rows, int64_t n, int words, const uint64_t* query, uint32_t* out);
 
 void scan_scalar(const uint64_t*, int64_t, int64_t, int, const uint64_t*, int64_t, HitSink* const*);
-uint32_t distance_scalar(const uint64_t*, const uint64_t*, int);
+void distances_scalar(const uint64_t*, int64_t, int, const uint64_t*, uint32_t*);
 #if defined(__x86_64__) || defined(_M_X64)
 #define HASHINDEX_X86 1
 void scan_avx2(const uint64_t*, int64_t, int64_t, int, const uint64_t*, int64_t, HitSink* const*);
-uint32_t distance_avx2(const uint64_t*, const uint64_t*, int);
+void distances_avx2(const uint64_t*, int64_t, int, const uint64_t*, uint32_t*);
 void scan_avx512(const uint64_t*, int64_t, int64_t, int, const uint64_t*, int64_t, HitSink* const*);
-uint32_t distance_avx512(const uint64_t*, const uint64_t*, int);
+void distances_avx512(const uint64_t*, int64_t, int, const uint64_t*, uint32_t*);
 #endif
 
 }  // namespace hashindex

@@ -22,9 +22,9 @@ std::vector<Hit> with_ids(const std::vector<SlotHit>& hits, const int64_t* slot_
 }
 }  // namespace
 
-TopKSink::TopKSink(int64_t k_, int64_t valid_slots_, const int64_t* slot_ids_)
+TopKSink::TopKSink(int64_t k_, int64_t valid_slots_, const int64_t* slot_ids_, const uint8_t* alive_)
     : HitSink{std::numeric_limits<int32_t>::max(), &TopKSink::on_hits_cb},
-      k(k_), valid_slots(valid_slots_), slot_ids(slot_ids_), capacity(buffer_capacity(k_)) {
+      k(k_), valid_slots(valid_slots_), slot_ids(slot_ids_), alive(alive_), capacity(buffer_capacity(k_)) {
     hits.reserve(capacity + kBlock);
 }
 
@@ -34,10 +34,7 @@ void TopKSink::on_hits_cb(HitSink* self, int64_t first_slot, uint32_t lanes, con
         const int lane = __builtin_ctz(lanes);
         lanes &= lanes - 1;
         const int64_t slot = first_slot + lane;
-        const int32_t d = static_cast<int32_t>(dist[lane]);
-        if (slot >= s->valid_slots || d > s->threshold) continue;
-        s->hits.push_back(SlotHit{d, slot});
-        if (s->hits.size() >= s->capacity) s->shrink();
+        if (slot < s->valid_slots) s->offer(static_cast<int32_t>(dist[lane]), slot);
     }
 }
 
@@ -45,7 +42,7 @@ void TopKSink::on_hits_cb(HitSink* self, int64_t first_slot, uint32_t lanes, con
 // ties at T stay, since which of them are among the k best depends on ids.
 // Only when ties fill half the buffer are ids looked up to cut to exactly k.
 void TopKSink::shrink() {
-    if (static_cast<int64_t>(hits.size()) <= k) return;
+    if (static_cast<int64_t>(hits.size()) < k) return;
     auto by_distance = [](const SlotHit& a, const SlotHit& b) { return a.distance < b.distance; };
     std::nth_element(hits.begin(), hits.begin() + (k - 1), hits.end(), by_distance);
     const int32_t t = hits[static_cast<std::size_t>(k - 1)].distance;
@@ -75,8 +72,16 @@ void TopKSink::absorb(TopKSink& other) {
     shrink();
 }
 
-void TopKSink::write_sorted(int32_t* dist, int64_t* ids) {
-    const std::vector<Hit> best = best_k();
+void TopKSink::write_sorted(int32_t* dist, int64_t* ids) const { write_padded(best_k(), k, dist, ids); }
+
+void merge_best_k(std::vector<Hit>& into, const std::vector<Hit>& other, int64_t k) {
+    const std::size_t mid = into.size();
+    into.insert(into.end(), other.begin(), other.end());
+    std::inplace_merge(into.begin(), into.begin() + static_cast<std::ptrdiff_t>(mid), into.end());
+    if (static_cast<int64_t>(into.size()) > k) into.resize(static_cast<std::size_t>(k));
+}
+
+void write_padded(const std::vector<Hit>& best, int64_t k, int32_t* dist, int64_t* ids) {
     for (int64_t i = 0; i < k; ++i) {
         const bool found = i < static_cast<int64_t>(best.size());
         dist[i] = found ? best[static_cast<std::size_t>(i)].distance : kPadDistance;
@@ -84,8 +89,8 @@ void TopKSink::write_sorted(int32_t* dist, int64_t* ids) {
     }
 }
 
-RangeSink::RangeSink(int32_t radius, int64_t valid_slots_, const int64_t* slot_ids_)
-    : HitSink{radius, &RangeSink::on_hits_cb}, valid_slots(valid_slots_), slot_ids(slot_ids_) {}
+RangeSink::RangeSink(int32_t radius, int64_t valid_slots_, const int64_t* slot_ids_, const uint8_t* alive_)
+    : HitSink{radius, &RangeSink::on_hits_cb}, valid_slots(valid_slots_), slot_ids(slot_ids_), alive(alive_) {}
 
 void RangeSink::on_hits_cb(HitSink* self, int64_t first_slot, uint32_t lanes, const uint32_t* dist) {
     auto* s = static_cast<RangeSink*>(self);
@@ -93,7 +98,7 @@ void RangeSink::on_hits_cb(HitSink* self, int64_t first_slot, uint32_t lanes, co
         const int lane = __builtin_ctz(lanes);
         lanes &= lanes - 1;
         const int64_t slot = first_slot + lane;
-        if (slot < s->valid_slots) s->hits.push_back(SlotHit{static_cast<int32_t>(dist[lane]), slot});
+        if (slot < s->valid_slots) s->offer(static_cast<int32_t>(dist[lane]), slot);
     }
 }
 

@@ -33,34 +33,57 @@ struct SlotHit {
 // passes the SIMD compare: this replaces a heap update per code with one
 // vector compare per 8 codes.
 struct TopKSink : HitSink {
-    TopKSink(int64_t k, int64_t valid_slots, const int64_t* slot_ids);
+    // alive: optional per-slot flags; slots flagged 0 (removed) are never kept.
+    TopKSink(int64_t k, int64_t valid_slots, const int64_t* slot_ids, const uint8_t* alive = nullptr);
+    // One candidate from outside a scan (multi-index hashing verification).
+    void offer(int32_t d, int64_t slot) {
+        if (d > threshold || (alive && !alive[slot])) return;
+        hits.push_back(SlotHit{d, slot});
+        if (hits.size() >= capacity) shrink();
+    }
+    // True when k hits are held; then `threshold` is exactly the k-th best distance.
+    bool settle() {
+        if (static_cast<int64_t>(hits.size()) < k) return false;
+        shrink();
+        return true;
+    }
+    // The k best by (distance, id), ids looked up, sorted.
+    std::vector<Hit> best_k() const;
     // Writes the k best in (distance, id) order, padding with kPadDistance / kPadId.
-    void write_sorted(int32_t* dist, int64_t* ids);
+    void write_sorted(int32_t* dist, int64_t* ids) const;
     // Moves another sink's hits (same query, same store, other slot range) into this one.
     void absorb(TopKSink& other);
 
     int64_t k;
     int64_t valid_slots;
     const int64_t* slot_ids;
+    const uint8_t* alive;
     std::vector<SlotHit> hits;
     std::size_t capacity;
 
 private:
     void shrink();
-    // The k best by (distance, id), ids looked up; leaves threshold as is.
-    std::vector<Hit> best_k() const;
     static void on_hits_cb(HitSink* self, int64_t first_slot, uint32_t lanes, const uint32_t* dist);
 };
 
+// Merges sorted k-best lists (e.g. of two parts of one index) into the k best.
+void merge_best_k(std::vector<Hit>& into, const std::vector<Hit>& other, int64_t k);
+// Writes k results from a sorted list, padding with kPadDistance / kPadId.
+void write_padded(const std::vector<Hit>& best, int64_t k, int32_t* dist, int64_t* ids);
+
 // Keeps every hit with distance <= radius.
 struct RangeSink : HitSink {
-    RangeSink(int32_t radius, int64_t valid_slots, const int64_t* slot_ids);
+    RangeSink(int32_t radius, int64_t valid_slots, const int64_t* slot_ids, const uint8_t* alive = nullptr);
+    void offer(int32_t d, int64_t slot) {
+        if (d <= threshold && !(alive && !alive[slot])) hits.push_back(SlotHit{d, slot});
+    }
     void absorb(RangeSink& other);
     // The hits with ids, sorted by (distance, id).
     std::vector<Hit> sorted() const;
 
     int64_t valid_slots;
     const int64_t* slot_ids;
+    const uint8_t* alive;
     std::vector<SlotHit> hits;
 
 private:

@@ -26,6 +26,7 @@ from ._results import PAD_DISTANCE, PAD_ID, RangeSearchResult, SearchResult
 from .bits import pack_bits, unpack_bits
 from .flat import FlatIndex
 from .io import load
+from .mih import MIHIndex
 from .simd import hamming_distances, set_simd_level, simd_level, supported_simd_levels
 
 __version__ = "0.1.0"
@@ -33,6 +34,7 @@ FORMAT_VERSION: int = _core.FORMAT_VERSION
 
 __all__ = [
     "FlatIndex",
+    "MIHIndex",
     "FormatError",
     "FORMAT_VERSION",
     "PAD_DISTANCE",

@@ -4,13 +4,15 @@ from __future__ import annotations
 import os
 
 from . import _core
+from ._base import _Index
 from .flat import FlatIndex
+from .mih import MIHIndex
 
 # Header kind name -> class with from_bytes; new index kinds register here.
-INDEX_KINDS = {"FlatIndex": FlatIndex}
+INDEX_KINDS: dict[str, type[_Index]] = {"FlatIndex": FlatIndex, "MIHIndex": MIHIndex}
 
 
-def load(path: str | os.PathLike[str]) -> FlatIndex:
+def load(path: str | os.PathLike[str]) -> _Index:
     """Reads an index saved by ``index.save(path)``, whatever its kind.
 
     Raises hashindex.FormatError (a ValueError) for a file that is not a hashindex

@@ -1,0 +1,539 @@
+#include "mih_index.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <mutex>
+
+#include "dispatch.h"
+#include "errors.h"
+#include "format.h"
+#include "parallel.h"
+#include "scan.h"
+
+namespace hashindex {
+namespace {
+
+// Substrings are at most this long when m is chosen automatically: a table's
+// offsets (2^16 x 4 bytes = 256 KiB) then stay in L2, so a probe costs a
+// cache hit, not a trip to memory. log2(N) as in the paper is longer from
+// N = 2^17 on (64-bit codes, 1M uniform: m = 3 probes ~43k buckets for the
+// 10 nearest, m = 4 ~2.8k).
+constexpr int kMaxAutoBits = 16;
+// Tables with substrings up to this long index offsets directly by key.
+constexpr int kMaxDirectBits = 20;
+
+// Cost model, in units of one code word compared by the scan kernel:
+// a bucket look-up and a verified candidate word cost about this many.
+constexpr double kProbeCost = 24.0;
+constexpr double kVerifyWordCost = 2.0;
+// Probing stops and the query is scanned once probing has cost this share of
+// a scan (times a scale that tests raise to exercise probing on small data).
+constexpr double kGiveUpShare = 0.5;
+std::atomic<double> g_budget_scale{1.0};
+
+uint64_t extract_bits(const uint64_t* words, int lo, int len) {
+    const int wi = lo >> 6, off = lo & 63;
+    uint64_t v = words[wi] >> off;
+    if (off && off + len > 64) v |= words[wi + 1] << (64 - off);
+    return len == 64 ? v : v & ((uint64_t{1} << len) - 1);
+}
+
+// Calls f(mask) for every mask of `bits` bits with exactly rho set (Gosper's
+// hack); stops early when f returns false, and then returns false.
+template <class F>
+bool for_each_mask(int bits, int rho, F&& f) {
+    if (rho > bits) return true;
+    if (rho == 0) return f(uint64_t{0});
+    uint64_t x = rho == 64 ? ~uint64_t{0} : (uint64_t{1} << rho) - 1;
+    for (;;) {
+        if (!f(x)) return false;
+        const uint64_t r = x + (x & (~x + 1));
+        if (r == 0 || (bits < 64 && r >= (uint64_t{1} << bits))) return true;
+        x = r | (((x ^ r) >> 2) >> __builtin_ctzll(x));
+    }
+}
+
+// Per-thread "seen" marks: a generation number per slot, so nothing is cleared per query.
+struct Stamps {
+    std::vector<uint32_t> mark;
+    uint32_t generation = 0;
+    uint32_t next(std::size_t n) {
+        if (mark.size() < n) mark.resize(n, 0);
+        if (++generation == 0) {
+            std::fill(mark.begin(), mark.end(), 0);
+            generation = 1;
+        }
+        return generation;
+    }
+};
+thread_local Stamps t_stamps;
+
+// Whether every result is in hand once no unseen code is closer than `bound`:
+// for k-NN when the k-th best is closer (ties at it are then all seen too),
+// for range search when the radius is.
+bool all_found(TopKSink& sink, int64_t bound) { return sink.settle() && sink.threshold < bound; }
+bool all_found(const RangeSink& sink, int64_t bound) { return sink.threshold < bound; }
+
+void add_stats(MihStats& into, const MihStats& s) {
+    into.queries += s.queries;
+    into.by_mih += s.by_mih;
+    into.by_scan += s.by_scan;
+    into.candidates += s.candidates;
+    into.buckets += s.buckets;
+    into.max_radius = std::max(into.max_radius, s.max_radius);
+}
+
+}  // namespace
+
+void set_mih_budget_scale(double scale) {
+    HX_CHECK(scale > 0, "scale must be > 0");
+    g_budget_scale.store(scale);
+}
+
+void MIHIndex::Table::lookup(uint64_t key, uint32_t& begin, uint32_t& end) const {
+    if (direct) {
+        begin = offsets[key];
+        end = offsets[key + 1];
+        return;
+    }
+    const auto it = std::lower_bound(keys.begin(), keys.end(), key);
+    if (it == keys.end() || *it != key) {
+        begin = end = 0;
+        return;
+    }
+    const std::size_t i = static_cast<std::size_t>(it - keys.begin());
+    begin = offsets[i];
+    end = offsets[i + 1];
+}
+
+MIHIndex::MIHIndex(int nbits, int m)
+    : nbits_(nbits), words_(words_for(nbits > 0 ? nbits / 8 : 1)), m_requested_(m),
+      main_(nbits > 0 ? nbits / 8 : 1), tail_(nbits > 0 && nbits % 8 == 0 ? nbits : 8) {
+    HX_CHECK(nbits > 0 && nbits % 8 == 0, "nbits must be a positive multiple of 8, got " + std::to_string(nbits));
+    HX_CHECK(m >= 0 && m <= nbits, "m must be between 1 and nbits (or None), got " + std::to_string(m));
+    HX_CHECK(m == 0 || (nbits + m - 1) / m <= 64,
+             "m must be at least nbits / 64 = " + std::to_string((nbits + 63) / 64) +
+                 " so that substrings fit in 64 bits, got " + std::to_string(m));
+}
+
+MIHIndex::MIHIndex(MIHIndex&& o) noexcept
+    : nbits_(o.nbits_), words_(o.words_), m_requested_(o.m_requested_), main_(std::move(o.main_)),
+      main_ids_(std::move(o.main_ids_)), alive_(std::move(o.alive_)), dead_(o.dead_), tables_(std::move(o.tables_)),
+      tail_(std::move(o.tail_)) {}
+
+int64_t MIHIndex::size() const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    return main_.size() - dead_ + tail_.size();
+}
+
+int MIHIndex::m() const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    return static_cast<int>(tables_.size());
+}
+
+int MIHIndex::choose_m(int64_t n) const {
+    if (m_requested_ > 0) return m_requested_;
+    const int bits = std::max(4, std::min(kMaxAutoBits, static_cast<int>(std::lround(std::log2(std::max<int64_t>(n, 2))))));
+    return std::min(nbits_, (nbits_ + bits - 1) / bits);
+}
+
+void MIHIndex::rebuild() {
+    // Every live code (main without tombstones, then the tail) becomes the new main.
+    const int cs = code_size();
+    std::vector<uint8_t> rows;
+    std::vector<int64_t> ids;
+    const int64_t live = main_.size() - dead_ + tail_.size();
+    HX_CHECK(live < (int64_t{1} << 32), "MIHIndex holds fewer than 2^32 codes");
+    rows.reserve(static_cast<std::size_t>(live) * cs);
+    ids.reserve(static_cast<std::size_t>(live));
+    std::vector<uint8_t> row(static_cast<std::size_t>(cs));
+    for (int64_t s = 0; s < main_.size(); ++s) {
+        if (!alive_[static_cast<std::size_t>(s)]) continue;
+        main_.read_row(s, row.data());
+        rows.insert(rows.end(), row.begin(), row.end());
+        ids.push_back(main_ids_.slot_ids()[s]);
+    }
+    const std::vector<int64_t> tail_ids = tail_.ids();
+    if (!tail_ids.empty()) {
+        const std::size_t at = rows.size();
+        rows.resize(at + tail_ids.size() * cs);
+        tail_.get(tail_ids.data(), static_cast<int64_t>(tail_ids.size()), rows.data() + at);
+        ids.insert(ids.end(), tail_ids.begin(), tail_ids.end());
+    }
+    const int64_t next_id = std::max(main_ids_.next_id(), tail_ids.empty() ? 0 : *std::max_element(tail_ids.begin(), tail_ids.end()) + 1);
+    const int64_t n = static_cast<int64_t>(ids.size());
+
+    main_.clear();
+    main_.append(rows.data(), n);
+    main_ids_.clear();
+    main_ids_.append(ids.data(), n);
+    main_ids_.bump_next_id(next_id);
+    alive_.assign(static_cast<std::size_t>(n), 1);
+    dead_ = 0;
+    tail_.reset();
+    tables_.clear();
+    if (n == 0) return;
+
+    const std::vector<uint64_t> words = rows_to_words(rows.data(), n, cs);
+    const int m = choose_m(n);
+    tables_.resize(static_cast<std::size_t>(m));
+    int lo = 0;
+    for (int t = 0; t < m; ++t) {
+        Table& T = tables_[static_cast<std::size_t>(t)];
+        T.bit_lo = lo;
+        T.bits = nbits_ / m + (t < nbits_ % m ? 1 : 0);
+        lo += T.bits;
+        std::vector<uint64_t> keys(static_cast<std::size_t>(n));
+        for (int64_t s = 0; s < n; ++s) keys[static_cast<std::size_t>(s)] = extract_bits(&words[static_cast<std::size_t>(s) * words_], T.bit_lo, T.bits);
+        std::vector<uint32_t> order(static_cast<std::size_t>(n));
+        T.direct = T.bits <= kMaxDirectBits;
+        if (T.direct) {  // counting sort by key
+            T.offsets.assign((std::size_t{1} << T.bits) + 1, 0);
+            for (uint64_t key : keys) ++T.offsets[key + 1];
+            for (std::size_t i = 1; i < T.offsets.size(); ++i) T.offsets[i] += T.offsets[i - 1];
+            std::vector<uint32_t> fill(T.offsets.begin(), T.offsets.end() - 1);
+            for (int64_t s = 0; s < n; ++s) order[fill[keys[static_cast<std::size_t>(s)]]++] = static_cast<uint32_t>(s);
+        } else {
+            for (int64_t s = 0; s < n; ++s) order[static_cast<std::size_t>(s)] = static_cast<uint32_t>(s);
+            std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return keys[a] < keys[b]; });
+            for (std::size_t i = 0; i < order.size(); ++i) {
+                if (i == 0 || keys[order[i]] != keys[order[i - 1]]) {
+                    T.keys.push_back(keys[order[i]]);
+                    T.offsets.push_back(static_cast<uint32_t>(i));
+                }
+            }
+            T.offsets.push_back(static_cast<uint32_t>(n));
+        }
+        T.slots = order;
+        T.codes.resize(static_cast<std::size_t>(n) * words_);
+        for (int64_t i = 0; i < n; ++i)
+            std::copy_n(&words[static_cast<std::size_t>(order[static_cast<std::size_t>(i)]) * words_], words_,
+                        &T.codes[static_cast<std::size_t>(i) * words_]);
+    }
+}
+
+// Codes added since the last rebuild are scanned with every query, so the tail
+// is kept to 1/64 of the main part (a rebuild costs O(N) and is amortised over
+// N/64 additions); a quarter of tombstones also triggers one.
+void MIHIndex::maybe_rebuild() {
+    const int64_t live_main = main_.size() - dead_;
+    const bool tail_big = tail_.size() > std::max<int64_t>(1024, live_main / 64);
+    const bool first = tables_.empty() && tail_.size() > 0;
+    const bool many_dead = dead_ > 0 && dead_ * 4 > main_.size();
+    if (tail_big || first || many_dead) rebuild();
+}
+
+void MIHIndex::add(const uint8_t* codes, int64_t n, const int64_t* ids) {
+    HX_CHECK(n >= 0, "number of codes must be >= 0");
+    std::unique_lock<std::shared_mutex> lk(mu_);
+    std::vector<int64_t> assigned;
+    if (ids) {
+        main_ids_.check_new(ids, n);
+        for (int64_t i = 0; i < n; ++i)
+            if (tail_.contains(ids[i]))
+                throw std::invalid_argument("ids: id " + std::to_string(ids[i]) + " (position " + std::to_string(i) +
+                                            ") is already in the index");
+    } else {
+        // Default ids continue after the largest id of either part.
+        const std::vector<int64_t> tail_ids = tail_.ids();
+        int64_t next = main_ids_.next_id();
+        for (int64_t id : tail_ids) next = std::max(next, id + 1);
+        assigned.resize(static_cast<std::size_t>(n));
+        for (int64_t i = 0; i < n; ++i) assigned[static_cast<std::size_t>(i)] = next + i;
+        ids = assigned.data();
+    }
+    tail_.add(codes, n, ids);
+    maybe_rebuild();
+}
+
+template <class Sink>
+bool MIHIndex::probe(const uint64_t* q, Sink& sink, MihStats& st) const {
+    const DistancesFn distances = active_kernels().distances;
+    const int m = static_cast<int>(tables_.size());
+    const int64_t n = main_.size();
+    const double budget = kGiveUpShare * g_budget_scale.load(std::memory_order_relaxed) * static_cast<double>(n) * words_;
+    uint32_t* mark = nullptr;
+    const uint32_t gen = t_stamps.next(static_cast<std::size_t>(n));
+    mark = t_stamps.mark.data();
+    std::vector<uint64_t> qsub(static_cast<std::size_t>(m));
+    int max_bits = 0;
+    for (int t = 0; t < m; ++t) {
+        qsub[static_cast<std::size_t>(t)] = extract_bits(q, tables_[static_cast<std::size_t>(t)].bit_lo, tables_[static_cast<std::size_t>(t)].bits);
+        max_bits = std::max(max_bits, tables_[static_cast<std::size_t>(t)].bits);
+    }
+    thread_local std::vector<uint32_t> dist;
+    int64_t buckets = 0, candidates = 0;
+    bool gave_up = false;
+    for (int rho = 0; rho <= max_bits; ++rho) {
+        st.max_radius = std::max(st.max_radius, rho);
+        for (int t = 0; t < m; ++t) {
+            const Table& T = tables_[static_cast<std::size_t>(t)];
+            const uint64_t qt = qsub[static_cast<std::size_t>(t)];
+            const bool finished = for_each_mask(T.bits, rho, [&](uint64_t mask) {
+                uint32_t b, e;
+                T.lookup(qt ^ mask, b, e);
+                ++buckets;
+                if (e > b) {
+                    if (dist.size() < e - b) dist.resize(e - b);
+                    distances(&T.codes[static_cast<std::size_t>(b) * words_], e - b, words_, q, dist.data());
+                    candidates += e - b;
+                    for (uint32_t i = 0; i < e - b; ++i) {
+                        const int32_t d = static_cast<int32_t>(dist[i]);
+                        if (d > sink.threshold) continue;
+                        const uint32_t slot = T.slots[b + i];
+                        if (mark[slot] == gen) continue;
+                        mark[slot] = gen;
+                        sink.offer(d, slot);
+                    }
+                }
+                if ((buckets & 63) == 0 && buckets * kProbeCost + candidates * words_ * kVerifyWordCost > budget) {
+                    gave_up = true;
+                    return false;
+                }
+                return true;
+            });
+            if (!finished) break;
+            // Every code has been seen once a table has enumerated all its keys.
+            const bool exhausted = rho >= T.bits;
+            const int64_t bound = static_cast<int64_t>(m) * rho + t + 1;  // no unseen code is closer
+            const bool proven = all_found(sink, bound);
+            if (exhausted || proven) {
+                st.buckets += buckets;
+                st.candidates += candidates;
+                return true;
+            }
+        }
+        if (gave_up) break;
+    }
+    st.buckets += buckets;
+    st.candidates += candidates;
+    return !gave_up;
+}
+
+void MIHIndex::search(const uint8_t* queries, int64_t nq, int64_t k, int threads, int32_t* distances,
+                      int64_t* ids, MihStats* stats) const {
+    HX_CHECK(k > 0, "k must be > 0, got " + std::to_string(k));
+    const std::vector<uint64_t> qwords = rows_to_words(queries, nq, code_size());
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    const int64_t n = main_.size();
+    MihStats total;
+    total.queries = nq;
+    total.tail = tail_.size();
+    std::vector<std::vector<Hit>> best(static_cast<std::size_t>(nq));
+    std::vector<uint8_t> scan(static_cast<std::size_t>(nq), tables_.empty() ? 0 : 1);
+    if (!tables_.empty()) {
+        std::mutex stats_mu;
+        parallel_for(resolve_threads(threads), nq, [&](int64_t q) {
+            MihStats st;
+            TopKSink sink(k, n, main_ids_.slot_ids(), alive_.data());
+            if (probe(&qwords[static_cast<std::size_t>(q) * words_], sink, st)) {
+                best[static_cast<std::size_t>(q)] = sink.best_k();
+                scan[static_cast<std::size_t>(q)] = 0;
+                ++st.by_mih;
+            }
+            std::lock_guard<std::mutex> g(stats_mu);
+            add_stats(total, st);
+        });
+    }
+    // Queries the cost model handed back: one batched scan of the main part.
+    std::vector<int64_t> rescan;
+    for (int64_t q = 0; q < nq; ++q)
+        if (scan[static_cast<std::size_t>(q)]) rescan.push_back(q);
+    if (!rescan.empty()) {
+        std::vector<uint64_t> rq;
+        for (int64_t q : rescan) rq.insert(rq.end(), &qwords[static_cast<std::size_t>(q) * words_], &qwords[static_cast<std::size_t>(q + 1) * words_]);
+        scan_store<TopKSink>(
+            main_, rq.data(), static_cast<int64_t>(rescan.size()), threads,
+            [&](int64_t) { return TopKSink(k, n, main_ids_.slot_ids(), alive_.data()); },
+            [&](int64_t i, TopKSink& sink) { best[static_cast<std::size_t>(rescan[static_cast<std::size_t>(i)])] = sink.best_k(); });
+        total.by_scan += static_cast<int64_t>(rescan.size());
+    }
+    if (tail_.size() > 0) {
+        std::vector<int32_t> td(static_cast<std::size_t>(nq * k));
+        std::vector<int64_t> ti(static_cast<std::size_t>(nq * k));
+        tail_.search(queries, nq, k, threads, td.data(), ti.data());
+        for (int64_t q = 0; q < nq; ++q) {
+            std::vector<Hit> more;
+            for (int64_t j = 0; j < k && ti[static_cast<std::size_t>(q * k + j)] != kPadId; ++j)
+                more.push_back(Hit{td[static_cast<std::size_t>(q * k + j)], ti[static_cast<std::size_t>(q * k + j)]});
+            merge_best_k(best[static_cast<std::size_t>(q)], more, k);
+        }
+    }
+    for (int64_t q = 0; q < nq; ++q) write_padded(best[static_cast<std::size_t>(q)], k, distances + q * k, ids + q * k);
+    if (stats) *stats = total;
+}
+
+RangeResult MIHIndex::range_search(const uint8_t* queries, int64_t nq, int32_t radius, int threads,
+                                   MihStats* stats) const {
+    HX_CHECK(radius >= 0, "radius must be >= 0, got " + std::to_string(radius));
+    const std::vector<uint64_t> qwords = rows_to_words(queries, nq, code_size());
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    const int64_t n = main_.size();
+    MihStats total;
+    total.queries = nq;
+    total.tail = tail_.size();
+    std::vector<std::vector<Hit>> found(static_cast<std::size_t>(nq));
+    std::vector<uint8_t> scan(static_cast<std::size_t>(nq), tables_.empty() ? 0 : 1);
+    if (!tables_.empty()) {
+        std::mutex stats_mu;
+        parallel_for(resolve_threads(threads), nq, [&](int64_t q) {
+            MihStats st;
+            RangeSink sink(radius, n, main_ids_.slot_ids(), alive_.data());
+            if (probe(&qwords[static_cast<std::size_t>(q) * words_], sink, st)) {
+                found[static_cast<std::size_t>(q)] = sink.sorted();
+                scan[static_cast<std::size_t>(q)] = 0;
+                ++st.by_mih;
+            }
+            std::lock_guard<std::mutex> g(stats_mu);
+            add_stats(total, st);
+        });
+    }
+    std::vector<int64_t> rescan;
+    for (int64_t q = 0; q < nq; ++q)
+        if (scan[static_cast<std::size_t>(q)]) rescan.push_back(q);
+    if (!rescan.empty()) {
+        std::vector<uint64_t> rq;
+        for (int64_t q : rescan) rq.insert(rq.end(), &qwords[static_cast<std::size_t>(q) * words_], &qwords[static_cast<std::size_t>(q + 1) * words_]);
+        scan_store<RangeSink>(
+            main_, rq.data(), static_cast<int64_t>(rescan.size()), threads,
+            [&](int64_t) { return RangeSink(radius, n, main_ids_.slot_ids(), alive_.data()); },
+            [&](int64_t i, RangeSink& sink) { found[static_cast<std::size_t>(rescan[static_cast<std::size_t>(i)])] = sink.sorted(); });
+        total.by_scan += static_cast<int64_t>(rescan.size());
+    }
+    if (tail_.size() > 0) {
+        RangeResult t = tail_.range_search(queries, nq, radius, threads);
+        for (int64_t q = 0; q < nq; ++q) {
+            std::vector<Hit>& f = found[static_cast<std::size_t>(q)];
+            const std::size_t mid = f.size();
+            for (int64_t j = t.lims[static_cast<std::size_t>(q)]; j < t.lims[static_cast<std::size_t>(q + 1)]; ++j)
+                f.push_back(Hit{t.distances[static_cast<std::size_t>(j)], t.ids[static_cast<std::size_t>(j)]});
+            std::inplace_merge(f.begin(), f.begin() + static_cast<std::ptrdiff_t>(mid), f.end());
+        }
+    }
+    RangeResult r;
+    r.lims.assign(static_cast<std::size_t>(nq) + 1, 0);
+    for (int64_t q = 0; q < nq; ++q)
+        r.lims[static_cast<std::size_t>(q + 1)] = r.lims[static_cast<std::size_t>(q)] + static_cast<int64_t>(found[static_cast<std::size_t>(q)].size());
+    for (const auto& f : found)
+        for (const Hit& h : f) {
+            r.distances.push_back(h.distance);
+            r.ids.push_back(h.id);
+        }
+    if (stats) *stats = total;
+    return r;
+}
+
+void MIHIndex::remove(const int64_t* ids, int64_t n) {
+    std::unique_lock<std::shared_mutex> lk(mu_);
+    std::vector<int64_t> from_tail, from_main;
+    for (int64_t i = 0; i < n; ++i) (tail_.contains(ids[i]) ? from_tail : from_main).push_back(ids[i]);
+    main_ids_.check_present(from_main.data(), static_cast<int64_t>(from_main.size()));
+    std::sort(from_tail.begin(), from_tail.end());
+    if (std::adjacent_find(from_tail.begin(), from_tail.end()) != from_tail.end())
+        throw std::invalid_argument("ids: id " + std::to_string(*std::adjacent_find(from_tail.begin(), from_tail.end())) + " appears twice");
+    tail_.remove(from_tail.data(), static_cast<int64_t>(from_tail.size()));
+    for (int64_t id : from_main) {
+        alive_[static_cast<std::size_t>(main_ids_.slot_of(id))] = 0;
+        main_ids_.forget(id);
+        ++dead_;
+    }
+    maybe_rebuild();
+}
+
+void MIHIndex::get(const int64_t* ids, int64_t n, uint8_t* out) const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    for (int64_t i = 0; i < n; ++i)
+        if (!tail_.contains(ids[i])) main_ids_.slot_of(ids[i]);
+    for (int64_t i = 0; i < n; ++i) {
+        if (tail_.contains(ids[i]))
+            tail_.get(ids + i, 1, out + i * code_size());
+        else
+            main_.read_row(main_ids_.slot_of(ids[i]), out + i * code_size());
+    }
+}
+
+std::vector<int64_t> MIHIndex::ids() const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    std::vector<int64_t> out;
+    for (int64_t s = 0; s < main_.size(); ++s)
+        if (alive_[static_cast<std::size_t>(s)]) out.push_back(main_ids_.slot_ids()[s]);
+    const std::vector<int64_t> t = tail_.ids();
+    out.insert(out.end(), t.begin(), t.end());
+    return out;
+}
+
+bool MIHIndex::contains(int64_t id) const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    return main_ids_.contains(id) || tail_.contains(id);
+}
+
+void MIHIndex::reset() {
+    std::unique_lock<std::shared_mutex> lk(mu_);
+    main_.clear();
+    main_ids_.clear();
+    alive_.clear();
+    dead_ = 0;
+    tables_.clear();
+    tail_.reset();
+}
+
+// Payload of kind MIH: nbits u32, m requested u32 (0 = automatic), ntotal u64,
+// next_id i64, codes (ntotal rows), ids (ntotal i64). Tables are rebuilt on load.
+std::vector<uint8_t> MIHIndex::to_bytes() const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    std::vector<int64_t> all_ids;
+    for (int64_t s = 0; s < main_.size(); ++s)
+        if (alive_[static_cast<std::size_t>(s)]) all_ids.push_back(main_ids_.slot_ids()[s]);
+    const std::vector<int64_t> t = tail_.ids();
+    all_ids.insert(all_ids.end(), t.begin(), t.end());
+    int64_t next_id = main_ids_.next_id();
+    for (int64_t id : t) next_id = std::max(next_id, id + 1);
+    const int64_t n = static_cast<int64_t>(all_ids.size());
+    PayloadWriter w;
+    w.reserve(static_cast<std::size_t>(24 + n * (code_size() + 8)));
+    w.put<uint32_t>(static_cast<uint32_t>(nbits_));
+    w.put<uint32_t>(static_cast<uint32_t>(m_requested_));
+    w.put<uint64_t>(static_cast<uint64_t>(n));
+    w.put<int64_t>(next_id);
+    std::vector<uint8_t> row(static_cast<std::size_t>(code_size()));
+    for (int64_t s = 0; s < main_.size(); ++s) {
+        if (!alive_[static_cast<std::size_t>(s)]) continue;
+        main_.read_row(s, row.data());
+        w.put_bytes(row.data(), row.size());
+    }
+    for (int64_t id : t) {
+        tail_.get(&id, 1, row.data());
+        w.put_bytes(row.data(), row.size());
+    }
+    w.put_bytes(all_ids.data(), static_cast<std::size_t>(n) * sizeof(int64_t));
+    return w.finish(IndexKind::MIH);
+}
+
+MIHIndex MIHIndex::from_bytes(const uint8_t* data, std::size_t size, const std::string& source) {
+    PayloadReader r(data, size, IndexKind::MIH, source);
+    const auto nbits = r.get<uint32_t>("nbits");
+    const auto m = r.get<uint32_t>("m");
+    if (nbits == 0 || nbits % 8 != 0 || nbits > (1u << 24)) r.fail("invalid nbits " + std::to_string(nbits));
+    if (m > nbits || (m > 0 && (nbits + m - 1) / m > 64)) r.fail("invalid m " + std::to_string(m));
+    const auto n = r.get<uint64_t>("ntotal");
+    const auto next_id = r.get<int64_t>("next_id");
+    const std::size_t cs = nbits / 8;
+    if (n > size / (cs + 8)) r.fail("ntotal " + std::to_string(n) + " does not fit in the file");
+    const uint8_t* codes = r.take(static_cast<std::size_t>(n) * cs, "codes");
+    const uint8_t* id_bytes = r.take(static_cast<std::size_t>(n) * 8, "ids");
+    r.expect_end();
+    std::vector<int64_t> ids(static_cast<std::size_t>(n));
+    if (n) std::memcpy(ids.data(), id_bytes, static_cast<std::size_t>(n) * 8);
+    MIHIndex index(static_cast<int>(nbits), static_cast<int>(m));
+    try {
+        index.add(codes, static_cast<int64_t>(n), ids.data());
+    } catch (const std::invalid_argument& e) {
+        r.fail(std::string("invalid ids: ") + e.what());
+    }
+    if (next_id < index.main_ids_.next_id()) r.fail("next_id " + std::to_string(next_id) + " is below the largest id");
+    index.main_ids_.bump_next_id(next_id);
+    return index;
+}
+
+}  // namespace hashindex

@@ -1,0 +1,90 @@
+// Exact multi-index hashing (Norouzi, Punjani & Fleet, CVPR 2012 / TPAMI 2014).
+//
+// Codes are cut into m substrings, one hash table per substring. If two codes
+// differ in d bits, some substring differs in at most floor(d / m) bits
+// (pigeonhole). A query probes every table at substring radius 0, 1, 2, ...;
+// after table t is done at radius rho, any code not yet seen is at least
+// m * rho + t + 1 away, so the search stops as soon as the k-th best distance
+// found is below that bound: the answer is exact, ties by id included.
+#pragma once
+#include <cstdint>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "code_store.h"
+#include "flat_index.h"
+#include "id_map.h"
+#include "results.h"
+
+namespace hashindex {
+
+// What one search call did, for tests and benchmarks to check the algorithm.
+struct MihStats {
+    int64_t queries = 0;
+    int64_t by_mih = 0;     // answered by probing the tables
+    int64_t by_scan = 0;    // probing would cost more than a scan (cost model): scanned
+    int64_t candidates = 0; // codes whose full distance was computed while probing
+    int64_t buckets = 0;    // table look-ups
+    int32_t max_radius = -1;  // largest substring radius probed
+    int64_t tail = 0;       // codes added since the last rebuild, scanned per query
+};
+
+// Scales the cost model's probing budget (default 1); for tests and experiments.
+void set_mih_budget_scale(double scale);
+
+class MIHIndex {
+public:
+    // m = 0: chosen from the number of codes, and re-chosen at each rebuild.
+    MIHIndex(int nbits, int m);
+    MIHIndex(MIHIndex&& other) noexcept;
+
+    int nbits() const { return nbits_; }
+    int code_size() const { return nbits_ / 8; }
+    int64_t size() const;
+    int m() const;            // substrings in use now (0 while empty)
+    int m_requested() const { return m_requested_; }
+
+    void add(const uint8_t* codes, int64_t n, const int64_t* ids);
+    void search(const uint8_t* queries, int64_t nq, int64_t k, int threads, int32_t* distances, int64_t* ids,
+                MihStats* stats) const;
+    RangeResult range_search(const uint8_t* queries, int64_t nq, int32_t radius, int threads, MihStats* stats) const;
+    void remove(const int64_t* ids, int64_t n);
+    void get(const int64_t* ids, int64_t n, uint8_t* out) const;
+    std::vector<int64_t> ids() const;
+    bool contains(int64_t id) const;
+    void reset();
+
+    std::vector<uint8_t> to_bytes() const;
+    static MIHIndex from_bytes(const uint8_t* data, std::size_t size, const std::string& source);
+
+private:
+    struct Table {
+        int bit_lo = 0, bits = 0;
+        bool direct = false;            // offsets indexed by key (2^bits + 1 entries)
+        std::vector<uint64_t> keys;     // else: sorted distinct keys, offsets per key
+        std::vector<uint32_t> offsets;
+        std::vector<uint32_t> slots;    // main slots in key order
+        std::vector<uint64_t> codes;    // their codes, row-major, so a bucket is verified in one pass
+        void lookup(uint64_t key, uint32_t& begin, uint32_t& end) const;
+    };
+    struct Query;
+
+    int choose_m(int64_t n) const;
+    void rebuild();
+    void maybe_rebuild();
+    // Probes for one query into its sink; false if the cost model gave up on it.
+    template <class Sink>
+    bool probe(const uint64_t* q, Sink& sink, MihStats& st) const;
+
+    int nbits_, words_, m_requested_;
+    CodeStore main_;                 // blocked copy: the scan fallback
+    IdMap main_ids_;
+    std::vector<uint8_t> alive_;     // per main slot; removals are tombstones until the next rebuild
+    int64_t dead_ = 0;
+    std::vector<Table> tables_;
+    FlatIndex tail_;                 // codes added since the last rebuild
+    mutable std::shared_mutex mu_;
+};
+
+}  // namespace hashindex

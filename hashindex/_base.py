@@ -1,0 +1,120 @@
+"""What every index kind shares: argument checking, content, persistence, pickling.
+
+Subclasses set ``_core_class`` (the compiled index) and implement ``search`` and
+``range_search``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, TypeVar
+
+import numpy as np
+
+from . import _core
+from ._validate import codes_arg, ids_arg, int_arg
+
+T = TypeVar("T", bound="_Index")
+
+
+class _Index:
+    _core_class: Any = None
+
+    # -- size -------------------------------------------------------------------------------
+    @property
+    def nbits(self) -> int:
+        """Bits per code."""
+        return self._index.nbits
+
+    @property
+    def code_size(self) -> int:
+        """Bytes per code (nbits // 8)."""
+        return self._index.code_size
+
+    @property
+    def ntotal(self) -> int:
+        """Number of codes stored (same as ``len(index)``)."""
+        return len(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __contains__(self, id: object) -> bool:
+        return isinstance(id, (int, np.integer)) and not isinstance(id, bool) and int(id) in self._index
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(nbits={self.nbits}, ntotal={self.ntotal})"
+
+    # -- content ------------------------------------------------------------------------------
+    def add(self, codes: np.ndarray, ids: np.ndarray | None = None) -> None:
+        """Adds codes, uint8 of shape (n, code_size) or one code of shape (code_size,).
+
+        ids: int64 (n,), non-negative and not already present; by default ids continue
+        after the largest id added so far (0, 1, 2, ... for a new index). All or nothing:
+        on error the index is unchanged.
+        """
+        codes = codes_arg(codes, self.code_size, "codes")
+        if ids is not None:
+            ids = ids_arg(ids, "ids", count=codes.shape[0])
+        self._index.add(codes, ids)
+
+    def remove(self, ids: np.ndarray | int) -> None:
+        """Removes the codes with these ids; raises KeyError (and removes nothing) if one is absent."""
+        self._index.remove(ids_arg(ids, "ids"))
+
+    def get(self, ids: np.ndarray | int) -> np.ndarray:
+        """Stored codes for these ids, uint8 (len(ids), code_size); KeyError if one is absent."""
+        return self._index.get(ids_arg(ids, "ids"))
+
+    def reconstruct(self, id: int) -> np.ndarray:
+        """Stored code of one id, uint8 (code_size,)."""
+        return self.get(int_arg(id, "id", minimum=0))[0]
+
+    def ids(self) -> np.ndarray:
+        """Ids of all stored codes (int64, in storage order, which removals change)."""
+        return self._index.ids()
+
+    def reset(self) -> None:
+        """Removes every code."""
+        self._index.reset()
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Writes the index to ``path`` atomically (temporary file, fsync, rename).
+
+        The file holds magic bytes, a format version, the index kind, the parameters
+        and a CRC-32; read it back with :func:`hashindex.load`.
+        """
+        self._index.write(os.fspath(path))
+
+    def to_bytes(self) -> bytes:
+        """The index in file format, as bytes."""
+        return self._index.to_bytes()
+
+    @classmethod
+    def from_bytes(cls: type[T], data: bytes, *, source: str = "<bytes>") -> T:
+        """Rebuilds an index from :meth:`to_bytes` output; raises hashindex.FormatError if invalid."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data: expected bytes, got {type(data).__name__}")
+        self = cls.__new__(cls)
+        self._index = cls._core_class.from_bytes(bytes(data), source)
+        self._init_state()
+        return self
+
+    @classmethod
+    def load(cls: type[T], path: str | os.PathLike[str]) -> T:
+        """Reads a file written by :meth:`save`; FormatError if it holds another kind or is damaged."""
+        path = os.fspath(path)
+        return cls.from_bytes(_core.read_file(path), source=path)
+
+    def _init_state(self) -> None:
+        """Per-object Python state beyond the compiled index (none by default)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self).from_bytes, (self.to_bytes(),))
+
+    # -- shared argument handling ----------------------------------------------------------
+    def _queries(self, queries: np.ndarray) -> np.ndarray:
+        return codes_arg(queries, self.code_size, "queries")
+
+    def _radius(self, radius: object) -> int:
+        return min(int_arg(radius, "radius", minimum=0), self.nbits)

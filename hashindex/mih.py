@@ -1,0 +1,88 @@
+"""MIHIndex: exact multi-index hashing (Norouzi, Punjani & Fleet, CVPR 2012 / TPAMI 2014)."""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._base import _Index
+from ._results import RangeSearchResult, SearchResult
+from ._validate import int_arg, nbits_arg, threads_arg
+
+
+class MIHIndex(_Index):
+    """Exact k-NN and range search that touches only part of the database.
+
+    Same answers as :class:`FlatIndex`, ties included, with the same API. Codes are cut
+    into ``m`` substrings with one hash table each; a query probes the tables at growing
+    substring radius and stops once the pigeonhole bound proves the k-th distance.
+    ``m=None`` picks m from the number of codes (about nbits / log2 N, substrings of at
+    most 16 bits) and picks again at each rebuild.
+
+    Additions go to an unindexed tail that every query scans; the tables are rebuilt when
+    the tail exceeds 1/64 of the index (or 1024 codes) and when a quarter of the indexed
+    codes are removed. A cost model sends a query to a plain scan when probing would
+    cost more (uniform codes with a large radius); :attr:`last_search_stats` says which ran.
+    """
+
+    _core_class = _core.MIHIndex
+
+    def __init__(self, nbits: int, m: int | None = None) -> None:
+        nbits = nbits_arg(nbits)
+        m = 0 if m is None else int_arg(m, "m", minimum=1)
+        if m > nbits or (m and -(-nbits // m) > 64):
+            raise ValueError(
+                f"m: expected between {-(-nbits // 64)} (substrings of at most 64 bits) and nbits={nbits}, got {m}"
+            )
+        self._index = _core.MIHIndex(nbits, m)
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self._stats: dict[str, Any] = {}
+        self._stats_lock = threading.Lock()
+
+    @property
+    def m(self) -> int:
+        """Number of substrings (hash tables) in use now; 0 while the index is empty."""
+        return self._index.m
+
+    @property
+    def last_search_stats(self) -> dict[str, Any]:
+        """What the most recent search or range_search call did (from any thread).
+
+        queries; by_mih / by_scan: how many were answered by probing the tables or by a
+        scan (cost model); candidates: codes whose full distance was computed; buckets:
+        table look-ups; max_radius: largest substring radius probed; tail: unindexed codes
+        scanned per query.
+        """
+        with self._stats_lock:
+            return dict(self._stats)
+
+    def _keep(self, stats: dict[str, Any]) -> None:
+        with self._stats_lock:
+            self._stats = stats
+
+    def search(self, queries: np.ndarray, k: int, *, threads: int | None = None) -> SearchResult:
+        """The k nearest codes of each query, exactly as :meth:`FlatIndex.search` returns them."""
+        queries = self._queries(queries)
+        k = int_arg(k, "k", minimum=1)
+        distances, ids, stats = self._index.search(queries, k, threads_arg(threads))
+        self._keep(stats)
+        return SearchResult(distances, ids)
+
+    def range_search(self, queries: np.ndarray, radius: int, *, threads: int | None = None) -> RangeSearchResult:
+        """Every code within ``radius`` (inclusive), exactly as :meth:`FlatIndex.range_search`."""
+        queries = self._queries(queries)
+        lims, distances, ids, stats = self._index.range_search(queries, self._radius(radius), threads_arg(threads))
+        self._keep(stats)
+        return RangeSearchResult(lims, distances, ids)
+
+    @classmethod
+    def from_index(cls, index: _Index, m: int | None = None) -> MIHIndex:
+        """An MIHIndex holding the same codes and ids as another index (e.g. a FlatIndex)."""
+        out = cls(index.nbits, m)
+        ids = index.ids()
+        out.add(index.get(ids), ids)
+        return out
