@@ -23,14 +23,25 @@ constexpr int kMaxAutoBits = 16;
 // Tables with substrings up to this long index offsets directly by key.
 constexpr int kMaxDirectBits = 20;
 
-// Cost model, in units of one code word compared by the scan kernel:
-// a bucket look-up and a verified candidate word cost about this many.
-constexpr double kProbeCost = 24.0;
-constexpr double kVerifyWordCost = 2.0;
-// Probing stops and the query is scanned once probing has cost this share of
-// a scan (times a scale that tests raise to exercise probing on small data).
-constexpr double kGiveUpShare = 0.5;
+// Cost model, in nanoseconds, fitted on the 2-core Sapphire Rapids VM of
+// benchmarks/RESULTS.md (1M uniform 64-bit codes: 2.8k buckets and 49k
+// candidates took 0.42 ms; 1.7k and 27k took 0.30 ms; 6.4k and 105k 1.09 ms).
+constexpr double kProbeNs = 50.0;              // one bucket looked up, its codes fetched
+constexpr double kVerifyNsPerWord = 7.0;       // one candidate word verified and filtered
+constexpr double kScanNsPerWordSingle = 0.40;  // blocked scan of one query on one thread (memory-bound)
+constexpr double kScanNsPerWordBatch = 0.13;   // blocked scan, per query of a batch
+// Queries give up probing (and are scanned) when probing is predicted to cost
+// more than a scan; after 12 of the last 16 gave up, probing is skipped for
+// all but one query in 16, so a workload that never pays wastes almost nothing.
+constexpr int kHistory = 16, kSkipAfter = 12;
+// Scales the probing budget; tests raise it to exercise probing on small data.
 std::atomic<double> g_budget_scale{1.0};
+
+double binomial(int n, int r) {
+    double c = 1;
+    for (int i = 1; i <= r; ++i) c = c * (n - r + i) / i;
+    return c;
+}
 
 uint64_t extract_bits(const uint64_t* words, int lo, int len) {
     const int wi = lo >> 6, off = lo & 63;
@@ -68,6 +79,7 @@ struct Stamps {
     }
 };
 thread_local Stamps t_stamps;
+thread_local std::vector<uint32_t> t_dist;
 
 // Whether every result is in hand once no unseen code is closer than `bound`:
 // for k-NN when the k-th best is closer (ties at it are then all seen too),
@@ -120,7 +132,7 @@ MIHIndex::MIHIndex(int nbits, int m)
 MIHIndex::MIHIndex(MIHIndex&& o) noexcept
     : nbits_(o.nbits_), words_(o.words_), m_requested_(o.m_requested_), main_(std::move(o.main_)),
       main_ids_(std::move(o.main_ids_)), alive_(std::move(o.alive_)), dead_(o.dead_), tables_(std::move(o.tables_)),
-      tail_(std::move(o.tail_)) {}
+      tail_(std::move(o.tail_)), gave_up_history_(o.gave_up_history_.load()), query_count_(o.query_count_.load()) {}
 
 int64_t MIHIndex::size() const {
     std::shared_lock<std::shared_mutex> lk(mu_);
@@ -172,6 +184,7 @@ void MIHIndex::rebuild() {
     alive_.assign(static_cast<std::size_t>(n), 1);
     dead_ = 0;
     tail_.reset();
+    gave_up_history_.store(0);
     tables_.clear();
     if (n == 0) return;
 
@@ -248,57 +261,84 @@ void MIHIndex::add(const uint8_t* codes, int64_t n, const int64_t* ids) {
 }
 
 template <class Sink>
-bool MIHIndex::probe(const uint64_t* q, Sink& sink, MihStats& st) const {
+bool MIHIndex::probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& st) const {
     const DistancesFn distances = active_kernels().distances;
     const int m = static_cast<int>(tables_.size());
     const int64_t n = main_.size();
-    const double budget = kGiveUpShare * g_budget_scale.load(std::memory_order_relaxed) * static_cast<double>(n) * words_;
-    uint32_t* mark = nullptr;
-    const uint32_t gen = t_stamps.next(static_cast<std::size_t>(n));
-    mark = t_stamps.mark.data();
+    Stamps& stamps = t_stamps;  // thread_locals read once: each access is a call in a shared library
+    std::vector<uint32_t>& dist = t_dist;
+    const uint32_t gen = stamps.next(static_cast<std::size_t>(n));
+    uint32_t* mark = stamps.mark.data();
     std::vector<uint64_t> qsub(static_cast<std::size_t>(m));
     int max_bits = 0;
     for (int t = 0; t < m; ++t) {
         qsub[static_cast<std::size_t>(t)] = extract_bits(q, tables_[static_cast<std::size_t>(t)].bit_lo, tables_[static_cast<std::size_t>(t)].bits);
         max_bits = std::max(max_bits, tables_[static_cast<std::size_t>(t)].bits);
     }
-    thread_local std::vector<uint32_t> dist;
     int64_t buckets = 0, candidates = 0;
     bool gave_up = false;
+
+    // Buckets are looked up in batches and their codes prefetched before any is
+    // verified: a probe's bucket is a random access into tables as large as the
+    // database, and overlapping those misses is what makes probing cheap.
+    constexpr int kBatch = 32;
+    uint32_t batch_begin[kBatch], batch_end[kBatch];
+    int pending = 0;
+    const Table* table = nullptr;
+    auto verify_pending = [&] {
+        for (int p = 0; p < pending; ++p) {
+            const uint32_t b = batch_begin[p], e = batch_end[p];
+            if (dist.size() < e - b) dist.resize(e - b);
+            distances(&table->codes[static_cast<std::size_t>(b) * words_], e - b, words_, q, dist.data());
+            candidates += e - b;
+            for (uint32_t i = 0; i < e - b; ++i) {
+                const int32_t d = static_cast<int32_t>(dist[i]);
+                if (d > sink.threshold) continue;
+                const uint32_t slot = table->slots[b + i];
+                if (mark[slot] == gen) continue;
+                mark[slot] = gen;
+                sink.offer(d, slot);
+            }
+        }
+        pending = 0;
+    };
+
     for (int rho = 0; rho <= max_bits; ++rho) {
         st.max_radius = std::max(st.max_radius, rho);
         for (int t = 0; t < m; ++t) {
-            const Table& T = tables_[static_cast<std::size_t>(t)];
+            table = &tables_[static_cast<std::size_t>(t)];
             const uint64_t qt = qsub[static_cast<std::size_t>(t)];
-            const bool finished = for_each_mask(T.bits, rho, [&](uint64_t mask) {
+            const double occupancy = table->bits >= 63 ? 0.0 : static_cast<double>(n) / std::ldexp(1.0, table->bits);
+            const double spent = buckets * kProbeNs + candidates * words_ * kVerifyNsPerWord;
+            const double level = binomial(table->bits, rho) * (kProbeNs + occupancy * words_ * kVerifyNsPerWord);
+            if (rho <= table->bits && spent + level > budget_ns) {
+                gave_up = true;
+                break;
+            }
+            const bool finished = for_each_mask(table->bits, rho, [&](uint64_t mask) {
                 uint32_t b, e;
-                T.lookup(qt ^ mask, b, e);
+                table->lookup(qt ^ mask, b, e);
                 ++buckets;
                 if (e > b) {
-                    if (dist.size() < e - b) dist.resize(e - b);
-                    distances(&T.codes[static_cast<std::size_t>(b) * words_], e - b, words_, q, dist.data());
-                    candidates += e - b;
-                    for (uint32_t i = 0; i < e - b; ++i) {
-                        const int32_t d = static_cast<int32_t>(dist[i]);
-                        if (d > sink.threshold) continue;
-                        const uint32_t slot = T.slots[b + i];
-                        if (mark[slot] == gen) continue;
-                        mark[slot] = gen;
-                        sink.offer(d, slot);
-                    }
+                    const char* first = reinterpret_cast<const char*>(&table->codes[static_cast<std::size_t>(b) * words_]);
+                    const std::size_t bytes = static_cast<std::size_t>(e - b) * words_ * 8;
+                    for (std::size_t off = 0; off < bytes && off < 512; off += 64) __builtin_prefetch(first + off);
+                    batch_begin[pending] = b;
+                    batch_end[pending] = e;
+                    if (++pending == kBatch) verify_pending();
                 }
-                if ((buckets & 63) == 0 && buckets * kProbeCost + candidates * words_ * kVerifyWordCost > budget) {
+                if ((buckets & 63) == 0 && buckets * kProbeNs + candidates * words_ * kVerifyNsPerWord > budget_ns) {
                     gave_up = true;
                     return false;
                 }
                 return true;
             });
+            verify_pending();
             if (!finished) break;
             // Every code has been seen once a table has enumerated all its keys.
-            const bool exhausted = rho >= T.bits;
+            const bool exhausted = rho >= table->bits;
             const int64_t bound = static_cast<int64_t>(m) * rho + t + 1;  // no unseen code is closer
-            const bool proven = all_found(sink, bound);
-            if (exhausted || proven) {
+            if (exhausted || all_found(sink, bound)) {
                 st.buckets += buckets;
                 st.candidates += candidates;
                 return true;
@@ -309,6 +349,24 @@ bool MIHIndex::probe(const uint64_t* q, Sink& sink, MihStats& st) const {
     st.buckets += buckets;
     st.candidates += candidates;
     return !gave_up;
+}
+
+double MIHIndex::scan_budget_ns(int64_t nq, int threads) const {
+    const int t = resolve_threads(threads);
+    const double per_word = nq >= 2 * t ? kScanNsPerWordBatch : kScanNsPerWordSingle / t;
+    return per_word * static_cast<double>(main_.size()) * words_ * g_budget_scale.load(std::memory_order_relaxed);
+}
+
+bool MIHIndex::should_probe() const {
+    const uint32_t recent = gave_up_history_.load(std::memory_order_relaxed) & ((1u << kHistory) - 1);
+    const uint64_t count = query_count_.fetch_add(1, std::memory_order_relaxed);
+    return __builtin_popcount(recent) < kSkipAfter || count % kHistory == 0;
+}
+
+bool MIHIndex::record(bool probed) const {
+    const uint32_t h = gave_up_history_.load(std::memory_order_relaxed);
+    gave_up_history_.store((h << 1) | (probed ? 0u : 1u), std::memory_order_relaxed);
+    return probed;
 }
 
 void MIHIndex::search(const uint8_t* queries, int64_t nq, int64_t k, int threads, int32_t* distances,
@@ -324,10 +382,11 @@ void MIHIndex::search(const uint8_t* queries, int64_t nq, int64_t k, int threads
     std::vector<uint8_t> scan(static_cast<std::size_t>(nq), tables_.empty() ? 0 : 1);
     if (!tables_.empty()) {
         std::mutex stats_mu;
+        const double budget = scan_budget_ns(nq, threads);
         parallel_for(resolve_threads(threads), nq, [&](int64_t q) {
             MihStats st;
             TopKSink sink(k, n, main_ids_.slot_ids(), alive_.data());
-            if (probe(&qwords[static_cast<std::size_t>(q) * words_], sink, st)) {
+            if (should_probe() && record(probe(&qwords[static_cast<std::size_t>(q) * words_], sink, budget, st))) {
                 best[static_cast<std::size_t>(q)] = sink.best_k();
                 scan[static_cast<std::size_t>(q)] = 0;
                 ++st.by_mih;
@@ -377,10 +436,11 @@ RangeResult MIHIndex::range_search(const uint8_t* queries, int64_t nq, int32_t r
     std::vector<uint8_t> scan(static_cast<std::size_t>(nq), tables_.empty() ? 0 : 1);
     if (!tables_.empty()) {
         std::mutex stats_mu;
+        const double budget = scan_budget_ns(nq, threads);
         parallel_for(resolve_threads(threads), nq, [&](int64_t q) {
             MihStats st;
             RangeSink sink(radius, n, main_ids_.slot_ids(), alive_.data());
-            if (probe(&qwords[static_cast<std::size_t>(q) * words_], sink, st)) {
+            if (should_probe() && record(probe(&qwords[static_cast<std::size_t>(q) * words_], sink, budget, st))) {
                 found[static_cast<std::size_t>(q)] = sink.sorted();
                 scan[static_cast<std::size_t>(q)] = 0;
                 ++st.by_mih;

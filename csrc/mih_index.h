@@ -7,6 +7,7 @@
 // m * rho + t + 1 away, so the search stops as soon as the k-th best distance
 // found is below that bound: the answer is exact, ties by id included.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <shared_mutex>
 #include <string>
@@ -75,7 +76,12 @@ private:
     void maybe_rebuild();
     // Probes for one query into its sink; false if the cost model gave up on it.
     template <class Sink>
-    bool probe(const uint64_t* q, Sink& sink, MihStats& st) const;
+    bool probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& st) const;
+    // What scanning one query costs (ns) in a batch of nq on `threads` threads.
+    double scan_budget_ns(int64_t nq, int threads) const;
+    // Cost-model history: whether to try probing, and the outcome of a try.
+    bool should_probe() const;
+    bool record(bool probed) const;
 
     int nbits_, words_, m_requested_;
     CodeStore main_;                 // blocked copy: the scan fallback
@@ -84,6 +90,8 @@ private:
     int64_t dead_ = 0;
     std::vector<Table> tables_;
     FlatIndex tail_;                 // codes added since the last rebuild
+    mutable std::atomic<uint32_t> gave_up_history_{0};  // bit i: the i-th last probe gave up
+    mutable std::atomic<uint64_t> query_count_{0};
     mutable std::shared_mutex mu_;
 };
 

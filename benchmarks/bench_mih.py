@@ -1,0 +1,183 @@
+"""MIHIndex vs FlatIndex, faiss.IndexBinaryFlat and faiss.IndexBinaryMultiHash, same codes, same process.
+
+    python benchmarks/bench_mih.py                  # N = 1M and 10M, 64/128 bits, uniform and clustered
+    python benchmarks/bench_mih.py --quick          # N = 200k, a minute
+
+Data: uniform random codes (MIH's worst case) and clustered codes (centres plus 0-4 flipped
+bits, as real hashes are). Queries come from the same distribution. For each k, single
+queries (median latency of --single queries, each timed alone) and a batch (--batch
+queries). Engines run interleaved. MIH results are checked equal to FlatIndex's (ties
+included); IndexBinaryMultiHash is approximate, so its recall@k against the exact answer is
+reported for several nflip. Prints a table and writes a JSON record.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+
+# faiss's OpenMP threads otherwise spin for a while after each call and take the
+# second core from whatever runs next (our 2-thread searches ran up to 2x slower
+# right after a faiss call). Must be set before faiss loads OpenMP.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+
+import hashindex  # noqa: E402
+
+try:
+    import faiss
+except ImportError:  # pragma: no cover
+    sys.exit("faiss-cpu is required: pip install '.[bench]'")
+
+
+def make_codes(rng, n: int, nbits: int, kind: str, centres: np.ndarray | None) -> np.ndarray:
+    words = nbits // 64
+    if kind == "uniform":
+        x = rng.integers(0, 2**64, (n, words), dtype=np.uint64, endpoint=False)
+    else:
+        x = centres[rng.integers(0, len(centres), n)].copy()
+        flips = rng.integers(0, 5, n)
+        rows = np.arange(n)
+        for j in range(4):
+            sel = rows[flips > j]
+            x[sel, rng.integers(0, words, len(sel))] ^= np.left_shift(
+                np.uint64(1), rng.integers(0, 64, len(sel)).astype(np.uint64))
+    return np.ascontiguousarray(x).view(np.uint8).reshape(n, nbits // 8)
+
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def recall(found: np.ndarray, exact: np.ndarray) -> float:
+    hits = sum(len(set(f[f >= 0]) & set(e[e >= 0])) for f, e in zip(found, exact))
+    return hits / max(1, int((exact >= 0).sum()))
+
+
+def run_case(args, rng, n: int, nbits: int, kind: str, records: list) -> None:
+    centres = rng.integers(0, 2**64, (max(1, n // 100), nbits // 64), dtype=np.uint64, endpoint=False)
+    xb = make_codes(rng, n, nbits, kind, centres)
+    xq = make_codes(rng, max(args.batch, args.single), nbits, kind, centres)
+    t_build = {}
+    t_build["mih"] = timed(lambda: None)
+    mih = hashindex.MIHIndex(nbits)
+    t_build["mih"] = timed(lambda: mih.add(xb))
+    flat = hashindex.FlatIndex(nbits)
+    flat.add(xb)
+    ref = faiss.IndexBinaryFlat(nbits)
+    ref.add(xb)
+    nhash = mih.m
+    multi = faiss.IndexBinaryMultiHash(nbits, nhash, nbits // nhash)
+    t_build["faiss_multihash"] = timed(lambda: multi.add(xb))
+    faiss.omp_set_num_threads(args.threads)
+
+    for k in args.k:
+        batch = xq[: args.batch]
+        exact = flat.search(batch, k)
+        got = mih.search(batch, k)
+        assert np.array_equal(got.distances, exact.distances) and np.array_equal(got.ids, exact.ids), \
+            f"MIH differs from FlatIndex: n={n} nbits={nbits} {kind} k={k}"
+        batch_stats = mih.last_search_stats
+        engines = {
+            "mih": lambda q: mih.search(q, k, threads=args.threads),
+            "flat": lambda q: flat.search(q, k, threads=args.threads),
+            "faiss_flat": lambda q: ref.search(q, k),
+        }
+        for nflip in args.nflip:
+            engines[f"faiss_multihash_nflip{nflip}"] = (lambda q, f=nflip: (setattr(multi, "nflip", f), multi.search(q, k))[1])
+        single = {name: [] for name in engines}
+        mih_single_stats = []
+        for i in range(args.single):  # interleaved, one query at a time
+            q = xq[i : i + 1]
+            for name, fn in engines.items():
+                single[name].append(timed(lambda: fn(q)))
+                if name == "mih":
+                    mih_single_stats.append(mih.last_search_stats)
+        batch_t = {name: statistics.median(timed(lambda: fn(batch)) for _ in range(args.repeats)) / len(batch)
+                   for name, fn in engines.items()}
+        base_single = statistics.median(single["faiss_flat"])
+        base_batch = batch_t["faiss_flat"]
+        for name in engines:
+            r = 1.0
+            if name.startswith("faiss_multihash"):
+                multi.nflip = int(name.rsplit("nflip", 1)[1])
+                _, ids = multi.search(batch, k)
+                r = recall(ids, exact.ids)
+            for mode, t, base in (("single", statistics.median(single[name]), base_single),
+                                  ("batch", batch_t[name], base_batch)):
+                rec = {"n": n, "nbits": nbits, "data": kind, "k": k, "mode": mode, "engine": name,
+                       "threads": args.threads, "ms_per_query": 1e3 * t, "speedup_vs_faiss_flat": base / t,
+                       "recall": r}
+                if name == "mih":
+                    st = mih_single_stats if mode == "single" else [batch_stats]
+                    q = sum(s["queries"] for s in st)
+                    rec.update(m=mih.m, probed_share=sum(s["by_mih"] for s in st) / q,
+                               candidates_per_query=sum(s["candidates"] for s in st) / q,
+                               buckets_per_query=sum(s["buckets"] for s in st) / q)
+                records.append(rec)
+                print_row(rec)
+    print(f"  build: MIHIndex {t_build['mih']:.2f} s, faiss IndexBinaryMultiHash {t_build['faiss_multihash']:.2f} s",
+          flush=True)
+
+
+HEADER = (f"{'n':>9} {'nbits':>5} {'data':>9} {'k':>4} {'mode':>6} {'engine':>26} {'ms/query':>9} "
+          f"{'x faiss':>8} {'recall':>6} {'probed':>6} {'cand/q':>9}")
+
+
+def print_row(r: dict) -> None:
+    probed = f"{100 * r['probed_share']:5.0f}%" if "probed_share" in r else ""
+    cand = f"{r['candidates_per_query']:9.0f}" if "candidates_per_query" in r else ""
+    print(f"{r['n']:>9} {r['nbits']:>5} {r['data']:>9} {r['k']:>4} {r['mode']:>6} {r['engine']:>26} "
+          f"{r['ms_per_query']:>9.4f} {r['speedup_vs_faiss_flat']:>8.2f} {r['recall']:>6.3f} {probed:>6} {cand:>9}",
+          flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    p.add_argument("--nbits", type=int, nargs="+", default=[64, 128])
+    p.add_argument("--data", nargs="+", default=["clustered", "uniform"])
+    p.add_argument("--k", type=int, nargs="+", default=[1, 10, 100])
+    p.add_argument("--single", type=int, default=50, help="single queries timed per engine")
+    p.add_argument("--batch", type=int, default=200)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--nflip", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--threads", type=int, default=hashindex.available_threads())
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip", nargs="*", default=["10000000:128"], help="n:nbits cases to skip (memory/time)")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--json", default=None)
+    args = p.parse_args()
+    if args.quick:
+        args.n, args.single, args.batch, args.k, args.repeats = [200_000], 20, 100, [10], 2
+    rng = np.random.default_rng(args.seed)
+    records: list = []
+    print(HEADER)
+    for n in args.n:
+        for nbits in args.nbits:
+            if f"{n}:{nbits}" in args.skip:
+                continue
+            for kind in args.data:
+                run_case(args, rng, n, nbits, kind, records)
+    result = {"records": records, "args": vars(args),
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "simd": hashindex.simd_level(),
+                          "faiss": faiss.__version__, "hashindex": hashindex.__version__},
+              "when": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    path = args.json or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                     f"mih-{datetime.now():%Y%m%d-%H%M%S}.json")
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"JSON record: {path}")
+
+
+if __name__ == "__main__":
+    main()
