@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <mutex>
 
@@ -23,13 +24,13 @@ constexpr int kMaxAutoBits = 16;
 // Tables with substrings up to this long index offsets directly by key.
 constexpr int kMaxDirectBits = 20;
 
-// Cost model, in nanoseconds, fitted on the 2-core Sapphire Rapids VM of
+// Probing cost model, in nanoseconds before calibration (MihCostModel scales
+// it by measurement): fitted on the 2-core Sapphire Rapids VM of
 // benchmarks/RESULTS.md (1M uniform 64-bit codes: 2.8k buckets and 49k
 // candidates took 0.42 ms; 1.7k and 27k took 0.30 ms; 6.4k and 105k 1.09 ms).
-constexpr double kProbeNs = 50.0;              // one bucket looked up, its codes fetched
-constexpr double kVerifyNsPerWord = 7.0;       // one candidate word verified and filtered
-constexpr double kScanNsPerWordSingle = 0.40;  // blocked scan of one query on one thread (memory-bound)
-constexpr double kScanNsPerWordBatch = 0.13;   // blocked scan, per query of a batch
+constexpr double kProbeNs = 50.0;         // one bucket looked up, its codes fetched
+constexpr double kVerifyNsPerWord = 7.0;  // one candidate word verified and filtered
+constexpr double kLearnRate = 0.2;        // weight of a new measurement in the averages
 // Queries give up probing (and are scanned) when probing is predicted to cost
 // more than a scan; after 12 of the last 16 gave up, probing is skipped for
 // all but one query in 16, so a workload that never pays wastes almost nothing.
@@ -132,7 +133,7 @@ MIHIndex::MIHIndex(int nbits, int m)
 MIHIndex::MIHIndex(MIHIndex&& o) noexcept
     : nbits_(o.nbits_), words_(o.words_), m_requested_(o.m_requested_), main_(std::move(o.main_)),
       main_ids_(std::move(o.main_ids_)), alive_(std::move(o.alive_)), dead_(o.dead_), tables_(std::move(o.tables_)),
-      tail_(std::move(o.tail_)), gave_up_history_(o.gave_up_history_.load()), query_count_(o.query_count_.load()) {}
+      tail_(std::move(o.tail_)) {}
 
 int64_t MIHIndex::size() const {
     std::shared_lock<std::shared_mutex> lk(mu_);
@@ -184,7 +185,7 @@ void MIHIndex::rebuild() {
     alive_.assign(static_cast<std::size_t>(n), 1);
     dead_ = 0;
     tail_.reset();
-    gave_up_history_.store(0);
+    cost_.gave_up_history.store(0);
     tables_.clear();
     if (n == 0) return;
 
@@ -277,6 +278,7 @@ bool MIHIndex::probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& 
     }
     int64_t buckets = 0, candidates = 0;
     bool gave_up = false;
+    const double scale = cost_.probe_scale.load(std::memory_order_relaxed);
 
     // Buckets are looked up in batches and their codes prefetched before any is
     // verified: a probe's bucket is a random access into tables as large as the
@@ -309,8 +311,8 @@ bool MIHIndex::probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& 
             table = &tables_[static_cast<std::size_t>(t)];
             const uint64_t qt = qsub[static_cast<std::size_t>(t)];
             const double occupancy = table->bits >= 63 ? 0.0 : static_cast<double>(n) / std::ldexp(1.0, table->bits);
-            const double spent = buckets * kProbeNs + candidates * words_ * kVerifyNsPerWord;
-            const double level = binomial(table->bits, rho) * (kProbeNs + occupancy * words_ * kVerifyNsPerWord);
+            const double spent = scale * (buckets * kProbeNs + candidates * words_ * kVerifyNsPerWord);
+            const double level = scale * binomial(table->bits, rho) * (kProbeNs + occupancy * words_ * kVerifyNsPerWord);
             if (rho <= table->bits && spent + level > budget_ns) {
                 gave_up = true;
                 break;
@@ -327,7 +329,7 @@ bool MIHIndex::probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& 
                     batch_end[pending] = e;
                     if (++pending == kBatch) verify_pending();
                 }
-                if ((buckets & 63) == 0 && buckets * kProbeNs + candidates * words_ * kVerifyNsPerWord > budget_ns) {
+                if ((buckets & 63) == 0 && scale * (buckets * kProbeNs + candidates * words_ * kVerifyNsPerWord) > budget_ns) {
                     gave_up = true;
                     return false;
                 }
@@ -351,22 +353,56 @@ bool MIHIndex::probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& 
     return !gave_up;
 }
 
+namespace {
+void learn(std::atomic<double>& average, double observed) {
+    const double old = average.load(std::memory_order_relaxed);
+    average.store((1 - kLearnRate) * old + kLearnRate * observed, std::memory_order_relaxed);
+}
+double now_ns() {
+    return std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
 double MIHIndex::scan_budget_ns(int64_t nq, int threads) const {
-    const int t = resolve_threads(threads);
-    const double per_word = nq >= 2 * t ? kScanNsPerWordBatch : kScanNsPerWordSingle / t;
+    const bool batch = nq >= 2 * resolve_threads(threads);
+    const double per_word = (batch ? cost_.scan_batch_ns : cost_.scan_single_ns).load(std::memory_order_relaxed);
     return per_word * static_cast<double>(main_.size()) * words_ * g_budget_scale.load(std::memory_order_relaxed);
 }
 
-bool MIHIndex::should_probe() const {
-    const uint32_t recent = gave_up_history_.load(std::memory_order_relaxed) & ((1u << kHistory) - 1);
-    const uint64_t count = query_count_.fetch_add(1, std::memory_order_relaxed);
-    return __builtin_popcount(recent) < kSkipAfter || count % kHistory == 0;
+template <class Sink>
+bool MIHIndex::try_probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& st) const {
+    const uint32_t recent = cost_.gave_up_history.load(std::memory_order_relaxed) & ((1u << kHistory) - 1);
+    const uint64_t count = cost_.queries.fetch_add(1, std::memory_order_relaxed);
+    if (__builtin_popcount(recent) >= kSkipAfter && count % kHistory != 0) return false;
+    const int64_t buckets0 = st.buckets, candidates0 = st.candidates;
+    const double t0 = now_ns();
+    const bool done = probe(q, sink, budget_ns, st);
+    const double elapsed = now_ns() - t0;
+    const double modelled = (st.buckets - buckets0) * kProbeNs + (st.candidates - candidates0) * words_ * kVerifyNsPerWord;
+    if (modelled > 5000) learn(cost_.probe_scale, elapsed / modelled);  // short calls time mostly noise
+    const uint32_t h = cost_.gave_up_history.load(std::memory_order_relaxed);
+    cost_.gave_up_history.store((h << 1) | (done ? 0u : 1u), std::memory_order_relaxed);
+    return done;
 }
 
-bool MIHIndex::record(bool probed) const {
-    const uint32_t h = gave_up_history_.load(std::memory_order_relaxed);
-    gave_up_history_.store((h << 1) | (probed ? 0u : 1u), std::memory_order_relaxed);
-    return probed;
+template <class Sink, class Make, class Finish>
+void MIHIndex::scan_main(const std::vector<uint64_t>& qwords, const std::vector<int64_t>& rescan, int threads,
+                         Make make, Finish finish) const {
+    if (rescan.empty()) return;
+    std::vector<uint64_t> rq;
+    for (int64_t q : rescan)
+        rq.insert(rq.end(), &qwords[static_cast<std::size_t>(q) * words_], &qwords[static_cast<std::size_t>(q + 1) * words_]);
+    const int64_t nq = static_cast<int64_t>(rescan.size());
+    const double t0 = now_ns();
+    scan_store<Sink>(main_, rq.data(), nq, threads, make,
+                     [&](int64_t i, Sink& sink) { finish(rescan[static_cast<std::size_t>(i)], sink); });
+    const double words = static_cast<double>(main_.size()) * words_;
+    if (words * nq < 1e5) return;  // too short to time
+    const int t = resolve_threads(threads);
+    if (nq >= 2 * t)
+        learn(cost_.scan_batch_ns, (now_ns() - t0) * t / (nq * words));
+    else if (nq == 1)
+        learn(cost_.scan_single_ns, (now_ns() - t0) / words);
 }
 
 void MIHIndex::search(const uint8_t* queries, int64_t nq, int64_t k, int threads, int32_t* distances,
@@ -386,7 +422,7 @@ void MIHIndex::search(const uint8_t* queries, int64_t nq, int64_t k, int threads
         parallel_for(resolve_threads(threads), nq, [&](int64_t q) {
             MihStats st;
             TopKSink sink(k, n, main_ids_.slot_ids(), alive_.data());
-            if (should_probe() && record(probe(&qwords[static_cast<std::size_t>(q) * words_], sink, budget, st))) {
+            if (try_probe(&qwords[static_cast<std::size_t>(q) * words_], sink, budget, st)) {
                 best[static_cast<std::size_t>(q)] = sink.best_k();
                 scan[static_cast<std::size_t>(q)] = 0;
                 ++st.by_mih;
@@ -399,15 +435,10 @@ void MIHIndex::search(const uint8_t* queries, int64_t nq, int64_t k, int threads
     std::vector<int64_t> rescan;
     for (int64_t q = 0; q < nq; ++q)
         if (scan[static_cast<std::size_t>(q)]) rescan.push_back(q);
-    if (!rescan.empty()) {
-        std::vector<uint64_t> rq;
-        for (int64_t q : rescan) rq.insert(rq.end(), &qwords[static_cast<std::size_t>(q) * words_], &qwords[static_cast<std::size_t>(q + 1) * words_]);
-        scan_store<TopKSink>(
-            main_, rq.data(), static_cast<int64_t>(rescan.size()), threads,
-            [&](int64_t) { return TopKSink(k, n, main_ids_.slot_ids(), alive_.data()); },
-            [&](int64_t i, TopKSink& sink) { best[static_cast<std::size_t>(rescan[static_cast<std::size_t>(i)])] = sink.best_k(); });
-        total.by_scan += static_cast<int64_t>(rescan.size());
-    }
+    scan_main<TopKSink>(
+        qwords, rescan, threads, [&](int64_t) { return TopKSink(k, n, main_ids_.slot_ids(), alive_.data()); },
+        [&](int64_t q, TopKSink& sink) { best[static_cast<std::size_t>(q)] = sink.best_k(); });
+    total.by_scan += static_cast<int64_t>(rescan.size());
     if (tail_.size() > 0) {
         std::vector<int32_t> td(static_cast<std::size_t>(nq * k));
         std::vector<int64_t> ti(static_cast<std::size_t>(nq * k));
@@ -440,7 +471,7 @@ RangeResult MIHIndex::range_search(const uint8_t* queries, int64_t nq, int32_t r
         parallel_for(resolve_threads(threads), nq, [&](int64_t q) {
             MihStats st;
             RangeSink sink(radius, n, main_ids_.slot_ids(), alive_.data());
-            if (should_probe() && record(probe(&qwords[static_cast<std::size_t>(q) * words_], sink, budget, st))) {
+            if (try_probe(&qwords[static_cast<std::size_t>(q) * words_], sink, budget, st)) {
                 found[static_cast<std::size_t>(q)] = sink.sorted();
                 scan[static_cast<std::size_t>(q)] = 0;
                 ++st.by_mih;
@@ -452,15 +483,10 @@ RangeResult MIHIndex::range_search(const uint8_t* queries, int64_t nq, int32_t r
     std::vector<int64_t> rescan;
     for (int64_t q = 0; q < nq; ++q)
         if (scan[static_cast<std::size_t>(q)]) rescan.push_back(q);
-    if (!rescan.empty()) {
-        std::vector<uint64_t> rq;
-        for (int64_t q : rescan) rq.insert(rq.end(), &qwords[static_cast<std::size_t>(q) * words_], &qwords[static_cast<std::size_t>(q + 1) * words_]);
-        scan_store<RangeSink>(
-            main_, rq.data(), static_cast<int64_t>(rescan.size()), threads,
-            [&](int64_t) { return RangeSink(radius, n, main_ids_.slot_ids(), alive_.data()); },
-            [&](int64_t i, RangeSink& sink) { found[static_cast<std::size_t>(rescan[static_cast<std::size_t>(i)])] = sink.sorted(); });
-        total.by_scan += static_cast<int64_t>(rescan.size());
-    }
+    scan_main<RangeSink>(
+        qwords, rescan, threads, [&](int64_t) { return RangeSink(radius, n, main_ids_.slot_ids(), alive_.data()); },
+        [&](int64_t q, RangeSink& sink) { found[static_cast<std::size_t>(q)] = sink.sorted(); });
+    total.by_scan += static_cast<int64_t>(rescan.size());
     if (tail_.size() > 0) {
         RangeResult t = tail_.range_search(queries, nq, radius, threads);
         for (int64_t q = 0; q < nq; ++q) {

@@ -34,6 +34,17 @@ struct MihStats {
 // Scales the cost model's probing budget (default 1); for tests and experiments.
 void set_mih_budget_scale(double scale);
 
+// What probing and scanning cost on this machine, learned from timed searches
+// (exponential moving averages), so that the choice between them holds on any
+// CPU and whether the database sits in cache or in DRAM.
+struct MihCostModel {
+    std::atomic<double> probe_scale{1.0};      // measured / modelled probing time
+    std::atomic<double> scan_single_ns{0.40};  // wall ns per code word, one query split over threads
+    std::atomic<double> scan_batch_ns{0.13};   // thread ns per code word per query of a batch
+    std::atomic<uint32_t> gave_up_history{0};  // bit i: the i-th last probe gave up
+    std::atomic<uint64_t> queries{0};
+};
+
 class MIHIndex {
 public:
     // m = 0: chosen from the number of codes, and re-chosen at each rebuild.
@@ -77,11 +88,16 @@ private:
     // Probes for one query into its sink; false if the cost model gave up on it.
     template <class Sink>
     bool probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& st) const;
-    // What scanning one query costs (ns) in a batch of nq on `threads` threads.
+    // Probes one query if the cost model says it may pay; false if it was not
+    // probed or gave up (then it must be scanned). Updates the model.
+    template <class Sink>
+    bool try_probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& st) const;
+    // Predicted cost (ns) of scanning one query of a batch of nq.
     double scan_budget_ns(int64_t nq, int threads) const;
-    // Cost-model history: whether to try probing, and the outcome of a try.
-    bool should_probe() const;
-    bool record(bool probed) const;
+    // Scans the queries listed in `rescan` over the main part; times it for the model.
+    template <class Sink, class Make, class Finish>
+    void scan_main(const std::vector<uint64_t>& qwords, const std::vector<int64_t>& rescan, int threads, Make make,
+                   Finish finish) const;
 
     int nbits_, words_, m_requested_;
     CodeStore main_;                 // blocked copy: the scan fallback
@@ -90,8 +106,7 @@ private:
     int64_t dead_ = 0;
     std::vector<Table> tables_;
     FlatIndex tail_;                 // codes added since the last rebuild
-    mutable std::atomic<uint32_t> gave_up_history_{0};  // bit i: the i-th last probe gave up
-    mutable std::atomic<uint64_t> query_count_{0};
+    mutable MihCostModel cost_;
     mutable std::shared_mutex mu_;
 };
 
