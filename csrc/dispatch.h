@@ -14,7 +14,7 @@ struct Kernels {
     SimdLevel level;
     const char* name;
     ScanFn scan;
-    DistancesFn distances;
+    FilterFn filter;
 };
 
 // Kernels in use now. A search reads this once and keeps it for its duration.

@@ -123,12 +123,18 @@ void scan_avx2(const uint64_t* blocks, int64_t b0, int64_t b1, int words, const 
     }
 }
 
-void distances_avx2(const uint64_t* rows, int64_t n, int words, const uint64_t* query, uint32_t* out) {
+int64_t filter_avx2(const uint64_t* rows, int64_t n, int words, const uint64_t* query, int32_t threshold,
+                    uint32_t* idx, uint32_t* dist) {
+    int64_t found = 0;
     for (int64_t i = 0; i < n; ++i) {
         uint64_t d = 0;
         for (int w = 0; w < words; ++w) d += static_cast<uint64_t>(_mm_popcnt_u64(rows[i * words + w] ^ query[w]));
-        out[i] = static_cast<uint32_t>(d);
+        if (static_cast<int64_t>(d) <= threshold) {
+            idx[found] = static_cast<uint32_t>(i);
+            dist[found++] = static_cast<uint32_t>(d);
+        }
     }
+    return found;
 }
 
 }  // namespace hashindex

@@ -109,18 +109,25 @@ void scan_avx512(const uint64_t* blocks, int64_t b0, int64_t b1, int words, cons
     }
 }
 
-void distances_avx512(const uint64_t* rows, int64_t n, int words, const uint64_t* query, uint32_t* out) {
-    if (words == 1) {  // 8 codes per VPOPCNTQ: the common 64-bit case
+int64_t filter_avx512(const uint64_t* rows, int64_t n, int words, const uint64_t* query, int32_t threshold,
+                      uint32_t* idx, uint32_t* dist) {
+    int64_t found = 0;
+    int64_t i = 0;
+    if (words == 1) {  // 8 codes per VPOPCNTQ, survivors compressed out: the common 64-bit case
         const __m512i q = _mm512_set1_epi64(static_cast<long long>(query[0]));
-        int64_t i = 0;
-        for (; i + 8 <= n; i += 8) {
+        const __m512i thr = _mm512_set1_epi64(threshold);
+        const __m256i step = _mm256_set1_epi32(8);
+        __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        for (; i + 8 <= n; i += 8, lane = _mm256_add_epi32(lane, step)) {
             const __m512i d = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(rows + i), q));
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm512_cvtepi64_epi32(d));
+            const __mmask8 keep = _mm512_cmple_epi64_mask(d, thr);
+            if (!keep) continue;
+            _mm256_mask_compressstoreu_epi32(idx + found, keep, lane);
+            _mm256_mask_compressstoreu_epi32(dist + found, keep, _mm512_cvtepi64_epi32(d));
+            found += __builtin_popcount(keep);
         }
-        for (; i < n; ++i) out[i] = static_cast<uint32_t>(_mm_popcnt_u64(rows[i] ^ query[0]));
-        return;
     }
-    for (int64_t i = 0; i < n; ++i) {
+    for (; i < n; ++i) {
         const uint64_t* a = rows + i * words;
         __m512i acc = _mm512_setzero_si512();
         int w = 0;
@@ -132,8 +139,13 @@ void distances_avx512(const uint64_t* rows, int64_t n, int words, const uint64_t
             acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_maskz_loadu_epi64(tail, a + w),
                                                                               _mm512_maskz_loadu_epi64(tail, query + w))));
         }
-        out[i] = static_cast<uint32_t>(_mm512_reduce_add_epi64(acc));
+        const int64_t d = _mm512_reduce_add_epi64(acc);
+        if (d <= threshold) {
+            idx[found] = static_cast<uint32_t>(i);
+            dist[found++] = static_cast<uint32_t>(d);
+        }
     }
+    return found;
 }
 
 }  // namespace hashindex

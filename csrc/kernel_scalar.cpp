@@ -18,12 +18,18 @@ inline uint32_t popcount64(uint64_t x) {
 
 }  // namespace
 
-void distances_scalar(const uint64_t* rows, int64_t n, int words, const uint64_t* query, uint32_t* out) {
+int64_t filter_scalar(const uint64_t* rows, int64_t n, int words, const uint64_t* query, int32_t threshold,
+                      uint32_t* idx, uint32_t* dist) {
+    int64_t found = 0;
     for (int64_t i = 0; i < n; ++i) {
         uint32_t d = 0;
         for (int w = 0; w < words; ++w) d += popcount64(rows[i * words + w] ^ query[w]);
-        out[i] = d;
+        if (static_cast<int64_t>(d) <= threshold) {
+            idx[found] = static_cast<uint32_t>(i);
+            dist[found++] = d;
+        }
     }
+    return found;
 }
 
 void scan_scalar(const uint64_t* blocks, int64_t block_begin, int64_t block_end, int words,

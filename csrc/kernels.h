@@ -36,19 +36,21 @@ using ScanFn = void (*)(const uint64_t* blocks, int64_t block_begin, int64_t blo
                         int words_per_code, const uint64_t* queries, int64_t nq,
                         HitSink* const* sinks);
 
-// Distances from one query to n codes stored row-major (`words` words each):
-// out[i] = popcount(rows[i] XOR query). Verifies multi-index hashing candidates,
-// which sit contiguous in their bucket.
-using DistancesFn = void (*)(const uint64_t* rows, int64_t n, int words, const uint64_t* query, uint32_t* out);
+// Filters n codes stored row-major (`words` words each) against one query:
+// writes the index and distance of every code with popcount(code XOR query)
+// <= threshold to idx[] / dist[] (in order) and returns how many. Verifies
+// multi-index hashing candidates, which sit contiguous in their bucket.
+using FilterFn = int64_t (*)(const uint64_t* rows, int64_t n, int words, const uint64_t* query, int32_t threshold,
+                             uint32_t* idx, uint32_t* dist);
 
 void scan_scalar(const uint64_t*, int64_t, int64_t, int, const uint64_t*, int64_t, HitSink* const*);
-void distances_scalar(const uint64_t*, int64_t, int, const uint64_t*, uint32_t*);
+int64_t filter_scalar(const uint64_t*, int64_t, int, const uint64_t*, int32_t, uint32_t*, uint32_t*);
 #if defined(__x86_64__) || defined(_M_X64)
 #define HASHINDEX_X86 1
 void scan_avx2(const uint64_t*, int64_t, int64_t, int, const uint64_t*, int64_t, HitSink* const*);
-void distances_avx2(const uint64_t*, int64_t, int, const uint64_t*, uint32_t*);
+int64_t filter_avx2(const uint64_t*, int64_t, int, const uint64_t*, int32_t, uint32_t*, uint32_t*);
 void scan_avx512(const uint64_t*, int64_t, int64_t, int, const uint64_t*, int64_t, HitSink* const*);
-void distances_avx512(const uint64_t*, int64_t, int, const uint64_t*, uint32_t*);
+int64_t filter_avx512(const uint64_t*, int64_t, int, const uint64_t*, int32_t, uint32_t*, uint32_t*);
 #endif
 
 }  // namespace hashindex

@@ -26,10 +26,11 @@ constexpr int kMaxDirectBits = 20;
 
 // Probing cost model, in nanoseconds before calibration (MihCostModel scales
 // it by measurement): fitted on the 2-core Sapphire Rapids VM of
-// benchmarks/RESULTS.md (1M uniform 64-bit codes: 2.8k buckets and 49k
-// candidates took 0.42 ms; 1.7k and 27k took 0.30 ms; 6.4k and 105k 1.09 ms).
-constexpr double kProbeNs = 50.0;         // one bucket looked up, its codes fetched
-constexpr double kVerifyNsPerWord = 7.0;  // one candidate word verified and filtered
+// benchmarks/RESULTS.md, single 64-bit queries, m = 4: 1M uniform codes, 1.65k
+// buckets and 26.8k candidates took 0.21 ms, 2.78k and 49k 0.35 ms; 10M, ~1.1k
+// buckets and 304k candidates 0.50 ms.
+constexpr double kProbeNs = 100.0;        // one bucket looked up, its codes fetched
+constexpr double kVerifyNsPerWord = 1.5;  // one candidate word verified and filtered
 constexpr double kLearnRate = 0.2;        // weight of a new measurement in the averages
 // Queries give up probing (and are scanned) when probing is predicted to cost
 // more than a scan; after 12 of the last 16 gave up, probing is skipped for
@@ -80,7 +81,7 @@ struct Stamps {
     }
 };
 thread_local Stamps t_stamps;
-thread_local std::vector<uint32_t> t_dist;
+thread_local std::vector<uint32_t> t_hit_idx, t_hit_dist;
 
 // Whether every result is in hand once no unseen code is closer than `bound`:
 // for k-NN when the k-th best is closer (ties at it are then all seen too),
@@ -263,11 +264,12 @@ void MIHIndex::add(const uint8_t* codes, int64_t n, const int64_t* ids) {
 
 template <class Sink>
 bool MIHIndex::probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& st) const {
-    const DistancesFn distances = active_kernels().distances;
+    const FilterFn filter = active_kernels().filter;
     const int m = static_cast<int>(tables_.size());
     const int64_t n = main_.size();
     Stamps& stamps = t_stamps;  // thread_locals read once: each access is a call in a shared library
-    std::vector<uint32_t>& dist = t_dist;
+    std::vector<uint32_t>& hit_idx = t_hit_idx;
+    std::vector<uint32_t>& hit_dist = t_hit_dist;
     const uint32_t gen = stamps.next(static_cast<std::size_t>(n));
     uint32_t* mark = stamps.mark.data();
     std::vector<uint64_t> qsub(static_cast<std::size_t>(m));
@@ -290,16 +292,18 @@ bool MIHIndex::probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& 
     auto verify_pending = [&] {
         for (int p = 0; p < pending; ++p) {
             const uint32_t b = batch_begin[p], e = batch_end[p];
-            if (dist.size() < e - b) dist.resize(e - b);
-            distances(&table->codes[static_cast<std::size_t>(b) * words_], e - b, words_, q, dist.data());
+            if (hit_idx.size() < e - b) {
+                hit_idx.resize(e - b);
+                hit_dist.resize(e - b);
+            }
+            const int64_t hits = filter(&table->codes[static_cast<std::size_t>(b) * words_], e - b, words_, q,
+                                        sink.threshold, hit_idx.data(), hit_dist.data());
             candidates += e - b;
-            for (uint32_t i = 0; i < e - b; ++i) {
-                const int32_t d = static_cast<int32_t>(dist[i]);
-                if (d > sink.threshold) continue;
-                const uint32_t slot = table->slots[b + i];
+            for (int64_t h = 0; h < hits; ++h) {
+                const uint32_t slot = table->slots[b + hit_idx[static_cast<std::size_t>(h)]];
                 if (mark[slot] == gen) continue;
                 mark[slot] = gen;
-                sink.offer(d, slot);
+                sink.offer(static_cast<int32_t>(hit_dist[static_cast<std::size_t>(h)]), slot);
             }
         }
         pending = 0;
@@ -324,7 +328,7 @@ bool MIHIndex::probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& 
                 if (e > b) {
                     const char* first = reinterpret_cast<const char*>(&table->codes[static_cast<std::size_t>(b) * words_]);
                     const std::size_t bytes = static_cast<std::size_t>(e - b) * words_ * 8;
-                    for (std::size_t off = 0; off < bytes && off < 512; off += 64) __builtin_prefetch(first + off);
+                    for (std::size_t off = 0; off < bytes && off < 4096; off += 64) __builtin_prefetch(first + off);
                     batch_begin[pending] = b;
                     batch_end[pending] = e;
                     if (++pending == kBatch) verify_pending();
