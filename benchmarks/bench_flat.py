@@ -12,13 +12,10 @@ machine's own read bandwidth over a buffer as large as the database, measured in
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 
 # faiss's OpenMP threads otherwise spin for a while after each call and take the
 # second core from whatever runs next (our 2-thread searches ran up to 2x slower
@@ -28,7 +25,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 
 import hashindex  # noqa: E402
-from hashindex import _core
+from _common import machine, write_json  # noqa: E402
+from hashindex import _core  # noqa: E402
 
 try:
     import faiss
@@ -196,21 +194,10 @@ def main() -> None:
     if args.quick:
         args.n, args.nq, args.repeats, args.single = 200_000, 200, 3, 50
     result = run(args)
-    result["machine"] = {
-        "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(), "simd_level": hashindex.simd_level(), "faiss": faiss.__version__,
-        "numpy": np.__version__, "numba": getattr(numba, "__version__", None), "hashindex": hashindex.__version__,
-    }
+    result["machine"] = machine(faiss=faiss.__version__, numba=getattr(numba, "__version__", None))
     result["args"] = vars(args)
-    result["when"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     print_table(result)
-    path = args.json or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                     f"flat-{datetime.now():%Y%m%d-%H%M%S}.json")
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"JSON record: {path}")
-
+    write_json(result, "flat", args.json)
 
 if __name__ == "__main__":
     main()

@@ -13,13 +13,10 @@ reported for several nflip. Prints a table and writes a JSON record.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 
 # faiss's OpenMP threads otherwise spin for a while after each call and take the
 # second core from whatever runs next (our 2-thread searches ran up to 2x slower
@@ -29,6 +26,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 
 import hashindex  # noqa: E402
+from _common import machine, write_json  # noqa: E402
 
 try:
     import faiss
@@ -171,17 +169,7 @@ def main() -> None:
                 continue
             for kind in args.data:
                 run_case(args, rng, n, nbits, kind, records)
-    result = {"records": records, "args": vars(args),
-              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "simd": hashindex.simd_level(),
-                          "faiss": faiss.__version__, "hashindex": hashindex.__version__},
-              "when": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    path = args.json or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                     f"mih-{datetime.now():%Y%m%d-%H%M%S}.json")
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"JSON record: {path}")
-
+    write_json({"records": records, "args": vars(args), "machine": machine(faiss=faiss.__version__)}, "mih", args.json)
 
 if __name__ == "__main__":
     main()

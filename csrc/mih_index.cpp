@@ -389,24 +389,45 @@ bool MIHIndex::try_probe(const uint64_t* q, Sink& sink, double budget_ns, MihSta
     return done;
 }
 
-template <class Sink, class Make, class Finish>
-void MIHIndex::scan_main(const std::vector<uint64_t>& qwords, const std::vector<int64_t>& rescan, int threads,
-                         Make make, Finish finish) const {
-    if (rescan.empty()) return;
+template <class Sink, class Make, class Keep>
+MihStats MIHIndex::answer_main(const std::vector<uint64_t>& qwords, int64_t nq, int threads, Make make,
+                               Keep keep) const {
+    MihStats total;
+    total.queries = nq;
+    total.tail = tail_.size();
+    if (tables_.empty()) return total;  // the main part is empty
+    std::vector<int64_t> rescan;
+    std::mutex mu;
+    const double budget = scan_budget_ns(nq, threads);
+    parallel_for(resolve_threads(threads), nq, [&](int64_t q) {
+        MihStats st;
+        Sink sink = make();
+        const bool probed = try_probe(&qwords[static_cast<std::size_t>(q) * words_], sink, budget, st);
+        if (probed) keep(q, sink);
+        std::lock_guard<std::mutex> g(mu);
+        add_stats(total, st);
+        (probed ? total.by_mih : total.by_scan) += 1;
+        if (!probed) rescan.push_back(q);
+    });
+    if (rescan.empty()) return total;
+    // Queries the cost model handed back: one batched scan of the main part, timed for the model.
+    std::sort(rescan.begin(), rescan.end());
     std::vector<uint64_t> rq;
     for (int64_t q : rescan)
         rq.insert(rq.end(), &qwords[static_cast<std::size_t>(q) * words_], &qwords[static_cast<std::size_t>(q + 1) * words_]);
-    const int64_t nq = static_cast<int64_t>(rescan.size());
+    const int64_t ns = static_cast<int64_t>(rescan.size());
     const double t0 = now_ns();
-    scan_store<Sink>(main_, rq.data(), nq, threads, make,
-                     [&](int64_t i, Sink& sink) { finish(rescan[static_cast<std::size_t>(i)], sink); });
+    scan_store<Sink>(main_, rq.data(), ns, threads, [&](int64_t) { return make(); },
+                     [&](int64_t i, Sink& sink) { keep(rescan[static_cast<std::size_t>(i)], sink); });
     const double words = static_cast<double>(main_.size()) * words_;
-    if (words * nq < 1e5) return;  // too short to time
     const int t = resolve_threads(threads);
-    if (nq >= 2 * t)
-        learn(cost_.scan_batch_ns, (now_ns() - t0) * t / (nq * words));
-    else if (nq == 1)
-        learn(cost_.scan_single_ns, (now_ns() - t0) / words);
+    if (words * ns >= 1e5) {  // shorter scans time mostly noise
+        if (ns >= 2 * t)
+            learn(cost_.scan_batch_ns, (now_ns() - t0) * t / (ns * words));
+        else if (ns == 1)
+            learn(cost_.scan_single_ns, (now_ns() - t0) / words);
+    }
+    return total;
 }
 
 void MIHIndex::search(const uint8_t* queries, int64_t nq, int64_t k, int threads, int32_t* distances,
@@ -415,34 +436,10 @@ void MIHIndex::search(const uint8_t* queries, int64_t nq, int64_t k, int threads
     const std::vector<uint64_t> qwords = rows_to_words(queries, nq, code_size());
     std::shared_lock<std::shared_mutex> lk(mu_);
     const int64_t n = main_.size();
-    MihStats total;
-    total.queries = nq;
-    total.tail = tail_.size();
     std::vector<std::vector<Hit>> best(static_cast<std::size_t>(nq));
-    std::vector<uint8_t> scan(static_cast<std::size_t>(nq), tables_.empty() ? 0 : 1);
-    if (!tables_.empty()) {
-        std::mutex stats_mu;
-        const double budget = scan_budget_ns(nq, threads);
-        parallel_for(resolve_threads(threads), nq, [&](int64_t q) {
-            MihStats st;
-            TopKSink sink(k, n, main_ids_.slot_ids(), alive_.data());
-            if (try_probe(&qwords[static_cast<std::size_t>(q) * words_], sink, budget, st)) {
-                best[static_cast<std::size_t>(q)] = sink.best_k();
-                scan[static_cast<std::size_t>(q)] = 0;
-                ++st.by_mih;
-            }
-            std::lock_guard<std::mutex> g(stats_mu);
-            add_stats(total, st);
-        });
-    }
-    // Queries the cost model handed back: one batched scan of the main part.
-    std::vector<int64_t> rescan;
-    for (int64_t q = 0; q < nq; ++q)
-        if (scan[static_cast<std::size_t>(q)]) rescan.push_back(q);
-    scan_main<TopKSink>(
-        qwords, rescan, threads, [&](int64_t) { return TopKSink(k, n, main_ids_.slot_ids(), alive_.data()); },
+    const MihStats total = answer_main<TopKSink>(
+        qwords, nq, threads, [&] { return TopKSink(k, n, main_ids_.slot_ids(), alive_.data()); },
         [&](int64_t q, TopKSink& sink) { best[static_cast<std::size_t>(q)] = sink.best_k(); });
-    total.by_scan += static_cast<int64_t>(rescan.size());
     if (tail_.size() > 0) {
         std::vector<int32_t> td(static_cast<std::size_t>(nq * k));
         std::vector<int64_t> ti(static_cast<std::size_t>(nq * k));
@@ -464,33 +461,10 @@ RangeResult MIHIndex::range_search(const uint8_t* queries, int64_t nq, int32_t r
     const std::vector<uint64_t> qwords = rows_to_words(queries, nq, code_size());
     std::shared_lock<std::shared_mutex> lk(mu_);
     const int64_t n = main_.size();
-    MihStats total;
-    total.queries = nq;
-    total.tail = tail_.size();
     std::vector<std::vector<Hit>> found(static_cast<std::size_t>(nq));
-    std::vector<uint8_t> scan(static_cast<std::size_t>(nq), tables_.empty() ? 0 : 1);
-    if (!tables_.empty()) {
-        std::mutex stats_mu;
-        const double budget = scan_budget_ns(nq, threads);
-        parallel_for(resolve_threads(threads), nq, [&](int64_t q) {
-            MihStats st;
-            RangeSink sink(radius, n, main_ids_.slot_ids(), alive_.data());
-            if (try_probe(&qwords[static_cast<std::size_t>(q) * words_], sink, budget, st)) {
-                found[static_cast<std::size_t>(q)] = sink.sorted();
-                scan[static_cast<std::size_t>(q)] = 0;
-                ++st.by_mih;
-            }
-            std::lock_guard<std::mutex> g(stats_mu);
-            add_stats(total, st);
-        });
-    }
-    std::vector<int64_t> rescan;
-    for (int64_t q = 0; q < nq; ++q)
-        if (scan[static_cast<std::size_t>(q)]) rescan.push_back(q);
-    scan_main<RangeSink>(
-        qwords, rescan, threads, [&](int64_t) { return RangeSink(radius, n, main_ids_.slot_ids(), alive_.data()); },
+    const MihStats total = answer_main<RangeSink>(
+        qwords, nq, threads, [&] { return RangeSink(radius, n, main_ids_.slot_ids(), alive_.data()); },
         [&](int64_t q, RangeSink& sink) { found[static_cast<std::size_t>(q)] = sink.sorted(); });
-    total.by_scan += static_cast<int64_t>(rescan.size());
     if (tail_.size() > 0) {
         RangeResult t = tail_.range_search(queries, nq, radius, threads);
         for (int64_t q = 0; q < nq; ++q) {

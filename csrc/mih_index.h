@@ -94,10 +94,11 @@ private:
     bool try_probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& st) const;
     // Predicted cost (ns) of scanning one query of a batch of nq.
     double scan_budget_ns(int64_t nq, int threads) const;
-    // Scans the queries listed in `rescan` over the main part; times it for the model.
-    template <class Sink, class Make, class Finish>
-    void scan_main(const std::vector<uint64_t>& qwords, const std::vector<int64_t>& rescan, int threads, Make make,
-                   Finish finish) const;
+    // Answers every query over the main part: probing where the cost model
+    // expects it to pay, one batched scan for the rest. make() builds a sink,
+    // keep(q, sink) takes query q's results.
+    template <class Sink, class Make, class Keep>
+    MihStats answer_main(const std::vector<uint64_t>& qwords, int64_t nq, int threads, Make make, Keep keep) const;
 
     int nbits_, words_, m_requested_;
     CodeStore main_;                 // blocked copy: the scan fallback
