@@ -100,17 +100,12 @@ void FlatIndex::reset() {
     ids_.clear();
 }
 
-// Payload of kind Flat: nbits u32, reserved u32 (0), ntotal u64, next_id i64,
-// codes (ntotal rows of nbits/8 bytes, row-major), ids (ntotal i64).
+// Payload of kind Flat: CodesPayload (format.h) with parameter 0.
 std::vector<uint8_t> FlatIndex::to_bytes() const {
     std::shared_lock<std::shared_mutex> lk(mu_);
     const int64_t n = store_.size();
     PayloadWriter w;
-    w.reserve(static_cast<std::size_t>(24 + n * (code_size() + 8)));
-    w.put<uint32_t>(static_cast<uint32_t>(nbits_));
-    w.put<uint32_t>(0);
-    w.put<uint64_t>(static_cast<uint64_t>(n));
-    w.put<int64_t>(ids_.next_id());
+    write_codes_header(w, nbits_, 0, n, ids_.next_id());
     std::vector<uint8_t> row(static_cast<std::size_t>(code_size()));
     for (int64_t s = 0; s < n; ++s) {
         store_.read_row(s, row.data());
@@ -122,27 +117,15 @@ std::vector<uint8_t> FlatIndex::to_bytes() const {
 
 FlatIndex FlatIndex::from_bytes(const uint8_t* data, std::size_t size, const std::string& source) {
     PayloadReader r(data, size, IndexKind::Flat, source);
-    const auto nbits = r.get<uint32_t>("nbits");
-    if (nbits == 0 || nbits % 8 != 0 || nbits > (1u << 24)) r.fail("invalid nbits " + std::to_string(nbits));
-    r.get<uint32_t>("reserved");
-    const auto n = r.get<uint64_t>("ntotal");
-    const auto next_id = r.get<int64_t>("next_id");
-    const std::size_t code_size = nbits / 8;
-    if (n > size / (code_size + 8)) r.fail("ntotal " + std::to_string(n) + " does not fit in the file");
-    const uint8_t* codes = r.take(static_cast<std::size_t>(n) * code_size, "codes");
-    const uint8_t* id_bytes = r.take(static_cast<std::size_t>(n) * 8, "ids");
-    r.expect_end();
-    std::vector<int64_t> ids(static_cast<std::size_t>(n));
-    if (n) std::memcpy(ids.data(), id_bytes, static_cast<std::size_t>(n) * 8);
-    FlatIndex index(static_cast<int>(nbits));
-    try {
-        index.add(codes, static_cast<int64_t>(n), ids.data());
-    } catch (const std::invalid_argument& e) {
-        r.fail(std::string("invalid ids: ") + e.what());
-    }
-    if (next_id < index.ids_.next_id()) r.fail("next_id " + std::to_string(next_id) + " is below the largest id");
-    index.ids_.bump_next_id(next_id);
-    return index;
+    const CodesPayload p = read_codes_payload(r);
+    return index_from_payload(p, r, FlatIndex(static_cast<int>(p.nbits)));
+}
+
+bool FlatIndex::restore_next_id(int64_t next_id) {
+    std::unique_lock<std::shared_mutex> lk(mu_);
+    if (next_id < ids_.next_id()) return false;
+    ids_.bump_next_id(next_id);
+    return true;
 }
 
 }  // namespace hashindex

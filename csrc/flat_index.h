@@ -39,6 +39,8 @@ public:
 
     std::vector<uint8_t> to_bytes() const;
     static FlatIndex from_bytes(const uint8_t* data, std::size_t size, const std::string& source);
+    // Raises the default-id counter to a saved value; false if below the largest id.
+    bool restore_next_id(int64_t next_id);
 
     FlatIndex(FlatIndex&& other) noexcept;
 

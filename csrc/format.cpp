@@ -138,6 +138,31 @@ void PayloadReader::expect_end() const {
 
 void PayloadReader::fail(const std::string& why) const { format_error(source_, why); }
 
+void write_codes_header(PayloadWriter& w, int nbits, uint32_t param, int64_t n, int64_t next_id) {
+    w.reserve(static_cast<std::size_t>(24 + n * (nbits / 8 + 8)));
+    w.put<uint32_t>(static_cast<uint32_t>(nbits));
+    w.put<uint32_t>(param);
+    w.put<uint64_t>(static_cast<uint64_t>(n));
+    w.put<int64_t>(next_id);
+}
+
+CodesPayload read_codes_payload(PayloadReader& r) {
+    CodesPayload p;
+    p.nbits = r.get<uint32_t>("nbits");
+    if (p.nbits == 0 || p.nbits % 8 != 0 || p.nbits > (1u << 24)) r.fail("invalid nbits " + std::to_string(p.nbits));
+    p.param = r.get<uint32_t>("parameter");
+    p.n = r.get<uint64_t>("ntotal");
+    p.next_id = r.get<int64_t>("next_id");
+    const std::size_t row = p.nbits / 8;
+    if (p.n > r.remaining() / (row + 8)) r.fail("ntotal " + std::to_string(p.n) + " does not fit in the file");
+    p.codes = r.take(static_cast<std::size_t>(p.n) * row, "codes");
+    const uint8_t* id_bytes = r.take(static_cast<std::size_t>(p.n) * 8, "ids");
+    r.expect_end();
+    p.ids.resize(static_cast<std::size_t>(p.n));
+    if (p.n) std::memcpy(p.ids.data(), id_bytes, static_cast<std::size_t>(p.n) * 8);
+    return p;
+}
+
 uint32_t peek_kind(const uint8_t* data, std::size_t size, const std::string& source) {
     return check_image(data, size, source).kind;
 }

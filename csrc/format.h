@@ -58,6 +58,7 @@ public:
         return value;
     }
     const uint8_t* take(std::size_t size, const char* what);
+    std::size_t remaining() const { return static_cast<std::size_t>(end_ - cur_); }
     void expect_end() const;
     [[noreturn]] void fail(const std::string& why) const;
 
@@ -66,6 +67,31 @@ private:
     const uint8_t* end_;
     std::string source_;
 };
+
+// The payload every index kind writes: nbits u32, a kind-specific parameter
+// u32, ntotal u64, next_id i64, then ntotal code rows and ntotal int64 ids.
+struct CodesPayload {
+    uint32_t nbits = 0, param = 0;
+    uint64_t n = 0;
+    int64_t next_id = 0;
+    const uint8_t* codes = nullptr;  // into the file image
+    std::vector<int64_t> ids;
+};
+void write_codes_header(PayloadWriter& w, int nbits, uint32_t param, int64_t n, int64_t next_id);
+CodesPayload read_codes_payload(PayloadReader& r);
+
+// Rebuilds an index (constructed empty from the payload's parameters) from it;
+// duplicate or negative ids and an id counter below the largest id are format errors.
+template <class Index>
+Index index_from_payload(const CodesPayload& p, PayloadReader& r, Index index) {
+    try {
+        index.add(p.codes, static_cast<int64_t>(p.n), p.ids.data());
+    } catch (const std::invalid_argument& e) {
+        r.fail(std::string("invalid ids: ") + e.what());
+    }
+    if (!index.restore_next_id(p.next_id)) r.fail("next_id " + std::to_string(p.next_id) + " is below the largest id");
+    return index;
+}
 
 // Kind stored in a file image, after the same checks as PayloadReader.
 uint32_t peek_kind(const uint8_t* data, std::size_t size, const std::string& source);

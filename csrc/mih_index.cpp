@@ -542,8 +542,8 @@ void MIHIndex::reset() {
     tail_.reset();
 }
 
-// Payload of kind MIH: nbits u32, m requested u32 (0 = automatic), ntotal u64,
-// next_id i64, codes (ntotal rows), ids (ntotal i64). Tables are rebuilt on load.
+// Payload of kind MIH: CodesPayload (format.h) whose parameter is the
+// requested m (0 = automatic). Tables are rebuilt on load.
 std::vector<uint8_t> MIHIndex::to_bytes() const {
     std::shared_lock<std::shared_mutex> lk(mu_);
     std::vector<int64_t> all_ids;
@@ -555,11 +555,7 @@ std::vector<uint8_t> MIHIndex::to_bytes() const {
     for (int64_t id : t) next_id = std::max(next_id, id + 1);
     const int64_t n = static_cast<int64_t>(all_ids.size());
     PayloadWriter w;
-    w.reserve(static_cast<std::size_t>(24 + n * (code_size() + 8)));
-    w.put<uint32_t>(static_cast<uint32_t>(nbits_));
-    w.put<uint32_t>(static_cast<uint32_t>(m_requested_));
-    w.put<uint64_t>(static_cast<uint64_t>(n));
-    w.put<int64_t>(next_id);
+    write_codes_header(w, nbits_, static_cast<uint32_t>(m_requested_), n, next_id);
     std::vector<uint8_t> row(static_cast<std::size_t>(code_size()));
     for (int64_t s = 0; s < main_.size(); ++s) {
         if (!alive_[static_cast<std::size_t>(s)]) continue;
@@ -576,28 +572,19 @@ std::vector<uint8_t> MIHIndex::to_bytes() const {
 
 MIHIndex MIHIndex::from_bytes(const uint8_t* data, std::size_t size, const std::string& source) {
     PayloadReader r(data, size, IndexKind::MIH, source);
-    const auto nbits = r.get<uint32_t>("nbits");
-    const auto m = r.get<uint32_t>("m");
-    if (nbits == 0 || nbits % 8 != 0 || nbits > (1u << 24)) r.fail("invalid nbits " + std::to_string(nbits));
-    if (m > nbits || (m > 0 && (nbits + m - 1) / m > 64)) r.fail("invalid m " + std::to_string(m));
-    const auto n = r.get<uint64_t>("ntotal");
-    const auto next_id = r.get<int64_t>("next_id");
-    const std::size_t cs = nbits / 8;
-    if (n > size / (cs + 8)) r.fail("ntotal " + std::to_string(n) + " does not fit in the file");
-    const uint8_t* codes = r.take(static_cast<std::size_t>(n) * cs, "codes");
-    const uint8_t* id_bytes = r.take(static_cast<std::size_t>(n) * 8, "ids");
-    r.expect_end();
-    std::vector<int64_t> ids(static_cast<std::size_t>(n));
-    if (n) std::memcpy(ids.data(), id_bytes, static_cast<std::size_t>(n) * 8);
-    MIHIndex index(static_cast<int>(nbits), static_cast<int>(m));
-    try {
-        index.add(codes, static_cast<int64_t>(n), ids.data());
-    } catch (const std::invalid_argument& e) {
-        r.fail(std::string("invalid ids: ") + e.what());
-    }
-    if (next_id < index.main_ids_.next_id()) r.fail("next_id " + std::to_string(next_id) + " is below the largest id");
-    index.main_ids_.bump_next_id(next_id);
-    return index;
+    const CodesPayload p = read_codes_payload(r);
+    const uint32_t m = p.param;
+    if (m > p.nbits || (m > 0 && (p.nbits + m - 1) / m > 64)) r.fail("invalid m " + std::to_string(m));
+    return index_from_payload(p, r, MIHIndex(static_cast<int>(p.nbits), static_cast<int>(m)));
+}
+
+bool MIHIndex::restore_next_id(int64_t next_id) {
+    std::unique_lock<std::shared_mutex> lk(mu_);
+    for (int64_t id : tail_.ids())
+        if (next_id <= id) return false;
+    if (next_id < main_ids_.next_id()) return false;
+    main_ids_.bump_next_id(next_id);
+    return true;
 }
 
 }  // namespace hashindex
