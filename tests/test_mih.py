@@ -219,3 +219,38 @@ def test_kinds_do_not_mix_and_convert(tmp_path):
     assert_same_search(back, flat, np.arange(16, dtype=np.uint8).reshape(2, 8), 4)
     with pytest.raises(hashindex.FormatError, match="holds a MIHIndex"):
         hashindex.FlatIndex.load(tmp_path / "mih.hx")
+
+
+def test_concurrent_searches_adds_and_removes():
+    import threading
+
+    rng = np.random.default_rng(5)
+    xb = clustered_codes(rng, 30_000, 8)
+    mih = hashindex.MIHIndex(64)
+    mih.add(xb)
+    xq = xb[:20] ^ np.uint8(2)
+    want = mih.search(xq, 5)
+    errors = []
+
+    def searcher():
+        try:
+            for _ in range(10):
+                got = mih.search(xq, 5, threads=2)
+                # Only codes with new ids come and go: distances never get worse than at the start.
+                assert (got.distances <= want.distances).all()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def writer():
+        for i in range(10):
+            ids = np.arange(100_000 + 1000 * i, 100_000 + 1000 * i + 500)
+            mih.add(clustered_codes(np.random.default_rng(i), 500, 8), ids)
+            mih.remove(ids[:250])
+
+    threads = [threading.Thread(target=searcher) for _ in range(3)] + [threading.Thread(target=writer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(mih) == 30_000 + 10 * 250
