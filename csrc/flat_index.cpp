@@ -10,7 +10,8 @@
 namespace hashindex {
 
 FlatIndex::FlatIndex(int nbits) : nbits_(nbits), store_(nbits > 0 ? nbits / 8 : 1) {
-    HX_CHECK(nbits > 0 && nbits % 8 == 0, "nbits must be a positive multiple of 8, got " + std::to_string(nbits));
+    HX_CHECK(nbits > 0 && nbits % 8 == 0 && nbits <= (1 << 24),
+             "nbits must be a positive multiple of 8, at most 2^24, got " + std::to_string(nbits));
 }
 
 FlatIndex::FlatIndex(FlatIndex&& o) noexcept : nbits_(o.nbits_), store_(std::move(o.store_)), ids_(std::move(o.ids_)) {}

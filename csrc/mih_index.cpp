@@ -124,7 +124,8 @@ void MIHIndex::Table::lookup(uint64_t key, uint32_t& begin, uint32_t& end) const
 MIHIndex::MIHIndex(int nbits, int m)
     : nbits_(nbits), words_(words_for(nbits > 0 ? nbits / 8 : 1)), m_requested_(m),
       main_(nbits > 0 ? nbits / 8 : 1), tail_(nbits > 0 && nbits % 8 == 0 ? nbits : 8) {
-    HX_CHECK(nbits > 0 && nbits % 8 == 0, "nbits must be a positive multiple of 8, got " + std::to_string(nbits));
+    HX_CHECK(nbits > 0 && nbits % 8 == 0 && nbits <= (1 << 24),
+             "nbits must be a positive multiple of 8, at most 2^24, got " + std::to_string(nbits));
     HX_CHECK(m >= 0 && m <= nbits, "m must be between 1 and nbits (or None), got " + std::to_string(m));
     HX_CHECK(m == 0 || (nbits + m - 1) / m <= 64,
              "m must be at least nbits / 64 = " + std::to_string((nbits + 63) / 64) +

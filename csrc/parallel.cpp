@@ -10,7 +10,6 @@
 
 #if defined(__linux__)
 #include <sched.h>
-#include <unistd.h>
 #endif
 #if !defined(_WIN32)
 #include <unistd.h>

@@ -31,8 +31,13 @@ def int_arg(value: object, name: str, *, minimum: int) -> int:
     return value
 
 
+MAX_NBITS = 1 << 24  # the file format's limit too
+
+
 def nbits_arg(nbits: object) -> int:
     nbits = int_arg(nbits, "nbits", minimum=1)
+    if nbits > MAX_NBITS:
+        raise ValueError(f"nbits: expected at most {MAX_NBITS} bits per code, got {nbits}")
     if nbits % 8:
         raise ValueError(
             f"nbits: expected a positive multiple of 8 (codes are whole bytes), got {nbits}; "

@@ -13,6 +13,7 @@ def index():
 
 
 @pytest.mark.parametrize("nbits, exc", [(0, ValueError), (-8, ValueError), (12, ValueError), (8.0, TypeError),
+                                        (2**40, ValueError),
                                         ("64", TypeError), (True, TypeError), (None, TypeError)])
 def test_bad_nbits(nbits, exc):
     with pytest.raises(exc, match="nbits"):
@@ -75,6 +76,11 @@ def test_bad_radius(index, radius, exc):
 def test_bad_threads(index, threads, exc):
     with pytest.raises(exc, match="threads"):
         index.search(np.zeros((1, 8), np.uint8), 1, threads=threads)
+
+
+def test_absurd_thread_counts_are_capped(index):
+    d, _ = index.search(np.zeros((3, 8), np.uint8), 2, threads=10**6)
+    assert d.shape == (3, 2)
 
 
 def test_accepts_numpy_integer_scalars(index):
