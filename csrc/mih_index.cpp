@@ -89,6 +89,14 @@ thread_local std::vector<uint32_t> t_hit_idx, t_hit_dist;
 bool all_found(TopKSink& sink, int64_t bound) { return sink.settle() && sink.threshold < bound; }
 bool all_found(const RangeSink& sink, int64_t bound) { return sink.threshold < bound; }
 
+// The distance probing must prove: the current k-th best (an upper bound on
+// the final one) once k codes are held, the radius for range search; -1 while
+// unknown.
+int64_t target_distance(const TopKSink& sink) {
+    return static_cast<int64_t>(sink.hits.size()) >= sink.k ? sink.threshold : -1;
+}
+int64_t target_distance(const RangeSink& sink) { return sink.threshold; }
+
 void add_stats(MihStats& into, const MihStats& s) {
     into.queries += s.queries;
     into.by_mih += s.by_mih;
@@ -263,6 +271,26 @@ void MIHIndex::add(const uint8_t* codes, int64_t n, const int64_t* ids) {
     maybe_rebuild();
 }
 
+// Modelled cost (ns, before calibration) of probing table t at radius rho and
+// every later (radius, table) step until the pigeonhole bound exceeds
+// `target`; only the step itself when the target is not known yet. Checked
+// before each step, so a query that cannot pay gives up before spending,
+// not after.
+double MIHIndex::predicted_cost(int rho, int t, int64_t target) const {
+    const int m = static_cast<int>(tables_.size());
+    const double n = static_cast<double>(main_.size());
+    double cost = 0;
+    for (int r = rho;; ++r) {
+        for (int u = (r == rho ? t : 0); u < m; ++u) {
+            const Table& T = tables_[static_cast<std::size_t>(u)];
+            if (r > T.bits) return cost;
+            const double occupancy = T.bits >= 63 ? 0.0 : n / std::ldexp(1.0, T.bits);
+            cost += binomial(T.bits, r) * (kProbeNs + occupancy * words_ * kVerifyNsPerWord);
+            if (target < 0 || r >= T.bits || static_cast<int64_t>(m) * r + u + 1 > target) return cost;
+        }
+    }
+}
+
 template <class Sink>
 bool MIHIndex::probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& st) const {
     const FilterFn filter = active_kernels().filter;
@@ -315,10 +343,8 @@ bool MIHIndex::probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& 
         for (int t = 0; t < m; ++t) {
             table = &tables_[static_cast<std::size_t>(t)];
             const uint64_t qt = qsub[static_cast<std::size_t>(t)];
-            const double occupancy = table->bits >= 63 ? 0.0 : static_cast<double>(n) / std::ldexp(1.0, table->bits);
             const double spent = scale * (buckets * kProbeNs + candidates * words_ * kVerifyNsPerWord);
-            const double level = scale * binomial(table->bits, rho) * (kProbeNs + occupancy * words_ * kVerifyNsPerWord);
-            if (rho <= table->bits && spent + level > budget_ns) {
+            if (rho <= table->bits && spent + scale * predicted_cost(rho, t, target_distance(sink)) > budget_ns) {
                 gave_up = true;
                 break;
             }

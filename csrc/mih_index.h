@@ -94,6 +94,7 @@ private:
     // probed or gave up (then it must be scanned). Updates the model.
     template <class Sink>
     bool try_probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& st) const;
+    double predicted_cost(int rho, int t, int64_t target) const;
     // Predicted cost (ns) of scanning one query of a batch of nq.
     double scan_budget_ns(int64_t nq, int threads) const;
     // Answers every query over the main part: probing where the cost model
