@@ -25,6 +25,10 @@ class MIHIndex(_Index):
     the tail exceeds 1/64 of the index (or 1024 codes) and when a quarter of the indexed
     codes are removed. A cost model sends a query to a plain scan when probing would
     cost more (uniform codes with a large radius); :attr:`last_search_stats` says which ran.
+
+    Memory: besides the codes, each table holds a copy of them in bucket order plus a
+    4-byte slot per code (m + 1 copies in all), and every thread that probes keeps a
+    4-byte mark per indexed code.
     """
 
     _core_class = _core.MIHIndex
