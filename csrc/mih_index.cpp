@@ -427,12 +427,18 @@ bool MIHIndex::try_probe(const uint64_t* q, Sink& sink, double budget_ns, MihSta
     const uint32_t recent = cost_.gave_up_history.load(std::memory_order_relaxed) & ((1u << kHistory) - 1);
     const uint64_t count = cost_.queries.fetch_add(1, std::memory_order_relaxed);
     if (__builtin_popcount(recent) >= kSkipAfter && count % kHistory != 0) return false;
+    // The marks of a thread's first probe cost a page-faulting allocation (40 MB
+    // for 10M codes, ~6 ms): made before the clock starts, or the model learns
+    // from it that probing is 900x dearer than it is.
+    t_stamps.next(static_cast<std::size_t>(main_.size()));
     const int64_t buckets0 = st.buckets, candidates0 = st.candidates;
     const double t0 = now_ns();
     const bool done = probe(q, sink, budget_ns, st);
     const double elapsed = now_ns() - t0;
     const double modelled = (st.buckets - buckets0) * kProbeNs + (st.candidates - candidates0) * words_ * kVerifyNsPerWord;
-    if (modelled > 5000) learn(cost_.probe_scale, elapsed / modelled);  // short calls time mostly noise
+    // Short calls time mostly noise; one observation moves the scale at most 10x
+    // (a preempted thread on a shared machine is not a cost of probing).
+    if (modelled > 5000) learn(cost_.probe_scale, std::min(10.0, std::max(0.1, elapsed / modelled)));
     const uint32_t h = cost_.gave_up_history.load(std::memory_order_relaxed);
     cost_.gave_up_history.store((h << 1) | (done ? 0u : 1u), std::memory_order_relaxed);
     return done;
@@ -471,10 +477,15 @@ MihStats MIHIndex::answer_main(const std::vector<uint64_t>& qwords, int64_t nq, 
     const double words = static_cast<double>(main_.size()) * words_;
     const int t = resolve_threads(threads);
     if (words * ns >= 1e5) {  // shorter scans time mostly noise
+        const double elapsed = now_ns() - t0;
+        auto bounded = [](std::atomic<double>& avg, double observed) {  // as for probe_scale
+            const double now = avg.load(std::memory_order_relaxed);
+            learn(avg, std::min(10 * now, std::max(0.1 * now, observed)));
+        };
         if (ns >= 2 * t)
-            learn(cost_.scan_batch_ns, (now_ns() - t0) * t / (ns * words));
+            bounded(cost_.scan_batch_ns, elapsed * t / (ns * words));
         else if (ns == 1)
-            learn(cost_.scan_single_ns, (now_ns() - t0) / words);
+            bounded(cost_.scan_single_ns, elapsed / words);
     }
     return total;
 }
