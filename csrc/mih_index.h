@@ -42,6 +42,7 @@ struct MihCostModel {
     std::atomic<double> scan_single_ns{0.40};  // wall ns per code word, one query split over threads
     std::atomic<double> scan_batch_ns{0.13};   // thread ns per code word per query of a batch
     std::atomic<uint32_t> gave_up_history{0};  // bit i: the i-th last probe gave up
+    std::atomic<int64_t> workload{0};          // k of the last k-NN call, -1 - radius of the last range call
     std::atomic<uint64_t> queries{0};
 };
 
@@ -101,7 +102,8 @@ private:
     // expects it to pay, one batched scan for the rest. make() builds a sink,
     // keep(q, sink) takes query q's results.
     template <class Sink, class Make, class Keep>
-    MihStats answer_main(const std::vector<uint64_t>& qwords, int64_t nq, int threads, Make make, Keep keep) const;
+    MihStats answer_main(const std::vector<uint64_t>& qwords, int64_t nq, int threads, int64_t workload, Make make,
+                         Keep keep) const;
 
     int nbits_, words_, m_requested_;
     CodeStore main_;                 // blocked copy: the scan fallback
