@@ -48,9 +48,12 @@ py::dict stats_dict(const MihStats& st) {
     d["by_mih"] = st.by_mih;
     d["by_scan"] = st.by_scan;
     d["candidates"] = st.candidates;
+    d["hits"] = st.hits;
     d["buckets"] = st.buckets;
     d["max_radius"] = st.max_radius;
     d["tail"] = st.tail;
+    d["probe_scale"] = st.probe_scale;
+    d["scan_ns_per_word"] = st.scan_ns_per_word;
     return d;
 }
 

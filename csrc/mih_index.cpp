@@ -31,6 +31,11 @@ constexpr int kMaxDirectBits = 20;
 // buckets and 304k candidates 0.50 ms.
 constexpr double kProbeNs = 100.0;        // one bucket looked up, its codes fetched
 constexpr double kVerifyNsPerWord = 1.5;  // one candidate word verified and filtered
+// A candidate within the threshold: its seen-mark and slot are random accesses
+// into arrays as large as the index. Clustered queries have many (10M codes:
+// without this term the learned scale rose to 5x and k = 100 queries that
+// probe in 0.06-0.8 ms were scanned in 4 ms).
+constexpr double kHitNs = 150.0;
 constexpr double kLearnRate = 0.2;        // weight of a new measurement in the averages
 // Queries give up probing (and are scanned) when probing is predicted to cost
 // more than a scan; after 12 of the last 16 gave up, probing is skipped for
@@ -122,6 +127,7 @@ void add_stats(MihStats& into, const MihStats& s) {
     into.by_mih += s.by_mih;
     into.by_scan += s.by_scan;
     into.candidates += s.candidates;
+    into.hits += s.hits;
     into.buckets += s.buckets;
     into.max_radius = std::max(into.max_radius, s.max_radius);
 }
@@ -328,7 +334,7 @@ bool MIHIndex::probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& 
         qsub[static_cast<std::size_t>(t)] = extract_bits(q, tables_[static_cast<std::size_t>(t)].bit_lo, tables_[static_cast<std::size_t>(t)].bits);
         max_bits = std::max(max_bits, tables_[static_cast<std::size_t>(t)].bits);
     }
-    int64_t buckets = 0, candidates = 0;
+    int64_t buckets = 0, candidates = 0, survivors = 0;
     bool gave_up = false;
     const double scale = cost_.probe_scale.load(std::memory_order_relaxed);
     const int64_t estimate = uniform_kth_distance(n, nbits_, k_of(sink));
@@ -350,6 +356,7 @@ bool MIHIndex::probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& 
             const int64_t hits = filter(&table->codes[static_cast<std::size_t>(b) * words_], e - b, words_, q,
                                         sink.threshold, hit_idx.data(), hit_dist.data());
             candidates += e - b;
+            survivors += hits;
             for (int64_t h = 0; h < hits; ++h) {
                 const uint32_t slot = table->slots[b + hit_idx[static_cast<std::size_t>(h)]];
                 if (mark[slot] == gen) continue;
@@ -396,6 +403,7 @@ bool MIHIndex::probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& 
             if (exhausted || all_found(sink, bound)) {
                 st.buckets += buckets;
                 st.candidates += candidates;
+                st.hits += survivors;
                 return true;
             }
         }
@@ -403,6 +411,7 @@ bool MIHIndex::probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& 
     }
     st.buckets += buckets;
     st.candidates += candidates;
+    st.hits += survivors;
     return !gave_up;
 }
 
@@ -431,11 +440,12 @@ bool MIHIndex::try_probe(const uint64_t* q, Sink& sink, double budget_ns, MihSta
     // for 10M codes, ~6 ms): made before the clock starts, or the model learns
     // from it that probing is 900x dearer than it is.
     t_stamps.next(static_cast<std::size_t>(main_.size()));
-    const int64_t buckets0 = st.buckets, candidates0 = st.candidates;
+    const int64_t buckets0 = st.buckets, candidates0 = st.candidates, hits0 = st.hits;
     const double t0 = now_ns();
     const bool done = probe(q, sink, budget_ns, st);
     const double elapsed = now_ns() - t0;
-    const double modelled = (st.buckets - buckets0) * kProbeNs + (st.candidates - candidates0) * words_ * kVerifyNsPerWord;
+    const double modelled = (st.buckets - buckets0) * kProbeNs +
+                            (st.candidates - candidates0) * words_ * kVerifyNsPerWord + (st.hits - hits0) * kHitNs;
     // Short calls time mostly noise; one observation moves the scale at most 10x
     // (a preempted thread on a shared machine is not a cost of probing).
     if (modelled > 5000) learn(cost_.probe_scale, std::min(10.0, std::max(0.1, elapsed / modelled)));
@@ -455,6 +465,9 @@ MihStats MIHIndex::answer_main(const std::vector<uint64_t>& qwords, int64_t nq, 
     MihStats total;
     total.queries = nq;
     total.tail = tail_.size();
+    total.probe_scale = cost_.probe_scale.load(std::memory_order_relaxed);
+    total.scan_ns_per_word = (nq >= 2 * resolve_threads(threads) ? cost_.scan_batch_ns : cost_.scan_single_ns)
+                                 .load(std::memory_order_relaxed);
     if (tables_.empty()) return total;  // the main part is empty
     std::vector<int64_t> rescan;
     std::mutex mu;

@@ -26,9 +26,12 @@ struct MihStats {
     int64_t by_mih = 0;     // answered by probing the tables
     int64_t by_scan = 0;    // probing would cost more than a scan (cost model): scanned
     int64_t candidates = 0; // codes whose full distance was computed while probing
+    int64_t hits = 0;       // candidates within the current threshold
     int64_t buckets = 0;    // table look-ups
     int32_t max_radius = -1;  // largest substring radius probed
     int64_t tail = 0;       // codes added since the last rebuild, scanned per query
+    double probe_scale = 1;      // the cost model's learned measured/modelled probing time
+    double scan_ns_per_word = 0; // and its learned scan cost for this call's mode
 };
 
 // Scales the cost model's probing budget (default 1); for tests and experiments.

@@ -57,9 +57,11 @@ class MIHIndex(_Index):
         """What the most recent search or range_search call did (from any thread).
 
         queries; by_mih / by_scan: how many were answered by probing the tables or by a
-        scan (cost model); candidates: codes whose full distance was computed; buckets:
+        scan (cost model); candidates: codes whose full distance was computed; hits: those
+        within the threshold at the time; buckets:
         table look-ups; max_radius: largest substring radius probed; tail: unindexed codes
-        scanned per query.
+        scanned per query; probe_scale and scan_ns_per_word: the cost model's learned state
+        when the call began (measured / modelled probing time; scan cost per code word).
         """
         with self._stats_lock:
             return dict(self._stats)
