@@ -48,7 +48,7 @@ def test_gil_released_during_search():
     rng = np.random.default_rng(1)
     index = hashindex.FlatIndex(1024)
     index.add(random_codes(rng, 100_000, 128))
-    xq = random_codes(rng, 64, 128)
+    xq = random_codes(rng, 256, 128)  # one call of tens of ms: ticks can only land inside it if the GIL is free
     ticks = []
     stop = threading.Event()
 
