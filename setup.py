@@ -1,7 +1,7 @@
 """Builds hashindex._core from csrc/ with pybind11.
 
 Each SIMD kernel is its own translation unit compiled with its own ISA flags
-(never -march=native); csrc/dispatch.cpp picks one at run time from cpuid, so
+(never with flags for the build machine's own CPU); csrc/dispatch.cpp picks one at run time from cpuid, so
 one wheel runs on any x86-64 CPU and uses AVX-512 where the CPU has it.
 """
 import os
