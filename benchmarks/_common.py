@@ -4,12 +4,20 @@ from __future__ import annotations
 import json
 import os
 import platform
+import time
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 
 import hashindex
+
+
+def timed(fn) -> float:
+    """Seconds one call of fn takes."""
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
 
 
 def machine(**versions: Any) -> dict[str, Any]:

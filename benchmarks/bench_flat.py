@@ -25,7 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 
 import hashindex  # noqa: E402
-from _common import machine, write_json  # noqa: E402
+from _common import machine, timed, write_json  # noqa: E402
 from hashindex import _core  # noqa: E402
 
 try:
@@ -76,15 +76,6 @@ def make_numba_knn():
     return knn
 
 
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def single_query_times(search, xq: np.ndarray, count: int) -> float:
     """Median latency of `count` single-query searches."""
     times = []
@@ -122,8 +113,8 @@ def run(args: argparse.Namespace) -> dict:
             faiss.omp_set_num_threads(threads)
             t_ours, t_ref = [], []
             for _ in range(args.repeats):  # interleaved: both see the same noise
-                t_ours.append(median_time(lambda: ours.search(xq, args.k, threads=threads), 1))
-                t_ref.append(median_time(lambda: ref.search(xq, args.k), 1))
+                t_ours.append(timed(lambda: ours.search(xq, args.k, threads=threads)))
+                t_ref.append(timed(lambda: ref.search(xq, args.k)))
             batch = (statistics.median(t_ours) / len(xq), statistics.median(t_ref) / len(xq))
             s_ours = single_query_times(lambda q: ours.search(q, args.k, threads=threads), xq, args.single)
             s_ref = single_query_times(lambda q: ref.search(q, args.k), xq, args.single)
@@ -150,9 +141,9 @@ def run(args: argparse.Namespace) -> dict:
                 xq64 = xq.view(np.uint64)
                 fn(xq64[0])  # compile outside the timing
                 t = statistics.median(
-                    [median_time(lambda i=i: fn(xq64[i]), 1) for i in range(count)])
+                    [timed(lambda i=i: fn(xq64[i])) for i in range(count)])
             else:
-                t = statistics.median([median_time(lambda i=i: fn(xq[i]), 1) for i in range(count)])
+                t = statistics.median([timed(lambda i=i: fn(xq[i])) for i in range(count)])
             s_ref = next(r["ms_per_query"] for r in records
                          if r["nbits"] == nbits and r["mode"] == "single" and r["threads"] == 1 and r["engine"] == "faiss")
             records.append({"nbits": nbits, "n": n, "mode": "single", "nq": 1, "threads": 1, "engine": engine,

@@ -16,7 +16,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 # faiss's OpenMP threads otherwise spin for a while after each call and take the
 # second core from whatever runs next (our 2-thread searches ran up to 2x slower
@@ -26,7 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 
 import hashindex  # noqa: E402
-from _common import machine, write_json  # noqa: E402
+from _common import machine, timed, write_json  # noqa: E402
 
 try:
     import faiss
@@ -47,12 +46,6 @@ def make_codes(rng, n: int, nbits: int, kind: str, centres: np.ndarray | None) -
             x[sel, rng.integers(0, words, len(sel))] ^= np.left_shift(
                 np.uint64(1), rng.integers(0, 64, len(sel)).astype(np.uint64))
     return np.ascontiguousarray(x).view(np.uint8).reshape(n, nbits // 8)
-
-
-def timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
 
 
 def recall(found_distances: np.ndarray, exact_distances: np.ndarray) -> float:

@@ -90,6 +90,11 @@ std::vector<int64_t> FlatIndex::ids() const {
     return std::vector<int64_t>(ids_.slot_ids(), ids_.slot_ids() + ids_.size());
 }
 
+int64_t FlatIndex::next_id() const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    return ids_.next_id();
+}
+
 bool FlatIndex::contains(int64_t id) const {
     std::shared_lock<std::shared_mutex> lk(mu_);
     return ids_.contains(id);

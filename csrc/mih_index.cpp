@@ -194,23 +194,8 @@ void MIHIndex::rebuild() {
     std::vector<int64_t> ids;
     const int64_t live = main_.size() - dead_ + tail_.size();
     HX_CHECK(live < (int64_t{1} << 32), "MIHIndex holds fewer than 2^32 codes");
-    rows.reserve(static_cast<std::size_t>(live) * cs);
-    ids.reserve(static_cast<std::size_t>(live));
-    std::vector<uint8_t> row(static_cast<std::size_t>(cs));
-    for (int64_t s = 0; s < main_.size(); ++s) {
-        if (!alive_[static_cast<std::size_t>(s)]) continue;
-        main_.read_row(s, row.data());
-        rows.insert(rows.end(), row.begin(), row.end());
-        ids.push_back(main_ids_.slot_ids()[s]);
-    }
-    const std::vector<int64_t> tail_ids = tail_.ids();
-    if (!tail_ids.empty()) {
-        const std::size_t at = rows.size();
-        rows.resize(at + tail_ids.size() * cs);
-        tail_.get(tail_ids.data(), static_cast<int64_t>(tail_ids.size()), rows.data() + at);
-        ids.insert(ids.end(), tail_ids.begin(), tail_ids.end());
-    }
-    const int64_t next_id = std::max(main_ids_.next_id(), tail_ids.empty() ? 0 : *std::max_element(tail_ids.begin(), tail_ids.end()) + 1);
+    gather_live(&rows, ids);
+    const int64_t next_id = next_default_id();
     const int64_t n = static_cast<int64_t>(ids.size());
 
     main_.clear();
@@ -285,10 +270,7 @@ void MIHIndex::add(const uint8_t* codes, int64_t n, const int64_t* ids) {
                 throw std::invalid_argument("ids: id " + std::to_string(ids[i]) + " (position " + std::to_string(i) +
                                             ") is already in the index");
     } else {
-        // Default ids continue after the largest id of either part.
-        const std::vector<int64_t> tail_ids = tail_.ids();
-        int64_t next = main_ids_.next_id();
-        for (int64_t id : tail_ids) next = std::max(next, id + 1);
+        const int64_t next = next_default_id();
         assigned.resize(static_cast<std::size_t>(n));
         for (int64_t i = 0; i < n; ++i) assigned[static_cast<std::size_t>(i)] = next + i;
         ids = assigned.data();
@@ -598,12 +580,35 @@ void MIHIndex::get(const int64_t* ids, int64_t n, uint8_t* out) const {
 std::vector<int64_t> MIHIndex::ids() const {
     std::shared_lock<std::shared_mutex> lk(mu_);
     std::vector<int64_t> out;
-    for (int64_t s = 0; s < main_.size(); ++s)
-        if (alive_[static_cast<std::size_t>(s)]) out.push_back(main_ids_.slot_ids()[s]);
-    const std::vector<int64_t> t = tail_.ids();
-    out.insert(out.end(), t.begin(), t.end());
+    gather_live(nullptr, out);
     return out;
 }
+
+// Live codes (main part without tombstones, then the tail) and their ids, in
+// that order; the caller holds the lock.
+void MIHIndex::gather_live(std::vector<uint8_t>* rows, std::vector<int64_t>& ids) const {
+    const std::size_t cs = static_cast<std::size_t>(code_size());
+    const std::size_t live = static_cast<std::size_t>(main_.size() - dead_ + tail_.size());
+    ids.reserve(live);
+    if (rows) rows->reserve(live * cs);
+    for (int64_t s = 0; s < main_.size(); ++s) {
+        if (!alive_[static_cast<std::size_t>(s)]) continue;
+        ids.push_back(main_ids_.slot_ids()[s]);
+        if (rows) {
+            rows->resize(rows->size() + cs);
+            main_.read_row(s, rows->data() + rows->size() - cs);
+        }
+    }
+    const std::vector<int64_t> tail_ids = tail_.ids();
+    if (rows && !tail_ids.empty()) {
+        rows->resize(rows->size() + tail_ids.size() * cs);
+        tail_.get(tail_ids.data(), static_cast<int64_t>(tail_ids.size()), rows->data() + rows->size() - tail_ids.size() * cs);
+    }
+    ids.insert(ids.end(), tail_ids.begin(), tail_ids.end());
+}
+
+// Default ids continue after the largest id ever added to either part.
+int64_t MIHIndex::next_default_id() const { return std::max(main_ids_.next_id(), tail_.next_id()); }
 
 bool MIHIndex::contains(int64_t id) const {
     std::shared_lock<std::shared_mutex> lk(mu_);
@@ -624,27 +629,14 @@ void MIHIndex::reset() {
 // requested m (0 = automatic). Tables are rebuilt on load.
 std::vector<uint8_t> MIHIndex::to_bytes() const {
     std::shared_lock<std::shared_mutex> lk(mu_);
-    std::vector<int64_t> all_ids;
-    for (int64_t s = 0; s < main_.size(); ++s)
-        if (alive_[static_cast<std::size_t>(s)]) all_ids.push_back(main_ids_.slot_ids()[s]);
-    const std::vector<int64_t> t = tail_.ids();
-    all_ids.insert(all_ids.end(), t.begin(), t.end());
-    int64_t next_id = main_ids_.next_id();
-    for (int64_t id : t) next_id = std::max(next_id, id + 1);
-    const int64_t n = static_cast<int64_t>(all_ids.size());
+    std::vector<uint8_t> rows;
+    std::vector<int64_t> ids;
+    gather_live(&rows, ids);
+    const int64_t n = static_cast<int64_t>(ids.size());
     PayloadWriter w;
-    write_codes_header(w, nbits_, static_cast<uint32_t>(m_requested_), n, next_id);
-    std::vector<uint8_t> row(static_cast<std::size_t>(code_size()));
-    for (int64_t s = 0; s < main_.size(); ++s) {
-        if (!alive_[static_cast<std::size_t>(s)]) continue;
-        main_.read_row(s, row.data());
-        w.put_bytes(row.data(), row.size());
-    }
-    for (int64_t id : t) {
-        tail_.get(&id, 1, row.data());
-        w.put_bytes(row.data(), row.size());
-    }
-    w.put_bytes(all_ids.data(), static_cast<std::size_t>(n) * sizeof(int64_t));
+    write_codes_header(w, nbits_, static_cast<uint32_t>(m_requested_), n, next_default_id());
+    w.put_bytes(rows.data(), rows.size());
+    w.put_bytes(ids.data(), static_cast<std::size_t>(n) * sizeof(int64_t));
     return w.finish(IndexKind::MIH);
 }
 
@@ -658,9 +650,7 @@ MIHIndex MIHIndex::from_bytes(const uint8_t* data, std::size_t size, const std::
 
 bool MIHIndex::restore_next_id(int64_t next_id) {
     std::unique_lock<std::shared_mutex> lk(mu_);
-    for (int64_t id : tail_.ids())
-        if (next_id <= id) return false;
-    if (next_id < main_ids_.next_id()) return false;
+    if (next_id < next_default_id()) return false;
     main_ids_.bump_next_id(next_id);
     return true;
 }

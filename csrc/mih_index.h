@@ -89,6 +89,8 @@ private:
     struct Query;
 
     int choose_m(int64_t n) const;
+    void gather_live(std::vector<uint8_t>* rows, std::vector<int64_t>& ids) const;
+    int64_t next_default_id() const;
     void rebuild();
     void maybe_rebuild();
     // Probes for one query into its sink; false if the cost model gave up on it.

@@ -254,3 +254,16 @@ def test_concurrent_searches_adds_and_removes():
         t.join()
     assert not errors
     assert len(mih) == 30_000 + 10 * 250
+
+
+def test_default_ids_continue_after_largest_ever_added():
+    """As in FlatIndex: an id removed from the unindexed tail is not handed out again."""
+    mih = hashindex.MIHIndex(64)
+    mih.add(np.zeros((2000, 8), np.uint8))  # ids 0..1999, indexed
+    mih.add(np.ones((1, 8), np.uint8))  # id 2000, in the tail
+    mih.remove(np.array([2000]))
+    mih.add(np.ones((1, 8), np.uint8))
+    assert 2001 in mih and 2000 not in mih
+    back = hashindex.MIHIndex.from_bytes(mih.to_bytes())
+    back.add(np.ones((1, 8), np.uint8))
+    assert 2002 in back
