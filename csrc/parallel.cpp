@@ -163,7 +163,8 @@ Pool* pool() {
 
 }  // namespace
 
-int available_threads() {
+namespace {
+int query_available_threads() {
 #if defined(__linux__)
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof(set), &set) == 0) {
@@ -173,6 +174,14 @@ int available_threads() {
 #endif
     const unsigned n = std::thread::hardware_concurrency();
     return n > 0 ? static_cast<int>(n) : 1;
+}
+}  // namespace
+
+// Read once: every search asks (an MIH search several times), and the
+// affinity syscall costs about a microsecond against a 15 us query.
+int available_threads() {
+    static const int n = query_available_threads();
+    return n;
 }
 
 void parallel_for(int threads, int64_t ntasks, const std::function<void(int64_t)>& fn) {

@@ -6,7 +6,7 @@
 
 namespace hashindex {
 
-// Threads the process may run on (CPU affinity), at least 1.
+// Threads the process may run on (CPU affinity when first asked), at least 1.
 int available_threads();
 
 // Runs fn(t) for every t in [0, ntasks) on up to `threads` threads, the caller
