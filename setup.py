@@ -21,6 +21,7 @@ COMMON_SOURCES = [
     "id_map.cpp",
     "kernel_scalar.cpp",
     "mih_index.cpp",
+    "multi_field_index.cpp",
     "parallel.cpp",
     "results.cpp",
 ]

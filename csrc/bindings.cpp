@@ -14,6 +14,7 @@
 #include "errors.h"
 #include "flat_index.h"
 #include "mih_index.h"
+#include "multi_field_index.h"
 #include "format.h"
 #include "parallel.h"
 #include "scan.h"
@@ -77,33 +78,14 @@ py::tuple range_arrays(RangeResult&& r) {
     return py::make_tuple(to_numpy(std::move(r.lims)), to_numpy(std::move(r.distances)), to_numpy(std::move(r.ids)));
 }
 
-// The surface every index kind shares, bound once.
+// Content and persistence, shared by every index kind (single- or multi-field).
 template <class Index>
-void bind_common(py::class_<Index>& c) {
-    c.def_property_readonly("nbits", &Index::nbits)
-        .def_property_readonly("code_size", &Index::code_size)
-        .def("__len__", &Index::size)
-        .def("add",
-             [](Index& self, const Codes& codes, std::optional<Ids> ids) {
-                 check_rows(codes, self.code_size(), "codes");
-                 if (ids && ids->size() != codes.shape(0)) throw std::invalid_argument("ids: expected one id per code");
-                 py::gil_scoped_release nogil;
-                 self.add(codes.data(), codes.shape(0), ids ? ids->data() : nullptr);
-             },
-             py::arg("codes"), py::arg("ids") = py::none())
+void bind_storage(py::class_<Index>& c) {
+    c.def("__len__", &Index::size)
         .def("remove",
              [](Index& self, const Ids& ids) {
                  py::gil_scoped_release nogil;
                  self.remove(ids.data(), ids.size());
-             },
-             py::arg("ids"))
-        .def("get",
-             [](const Index& self, const Ids& ids) {
-                 Codes out({static_cast<py::ssize_t>(ids.size()), static_cast<py::ssize_t>(self.code_size())});
-                 uint8_t* dst = out.mutable_data();
-                 py::gil_scoped_release nogil;
-                 self.get(ids.data(), ids.size(), dst);
-                 return out;
              },
              py::arg("ids"))
         .def("ids", [](const Index& self) { return to_numpy(self.ids()); })
@@ -131,6 +113,31 @@ void bind_common(py::class_<Index>& c) {
                 return Index::from_bytes(reinterpret_cast<const uint8_t*>(v.data()), v.size(), source);
             },
             py::arg("data"), py::arg("source") = "<bytes>");
+}
+
+// The surface every single-field index kind adds, bound once.
+template <class Index>
+void bind_common(py::class_<Index>& c) {
+    bind_storage(c);
+    c.def_property_readonly("nbits", &Index::nbits)
+        .def_property_readonly("code_size", &Index::code_size)
+        .def("add",
+             [](Index& self, const Codes& codes, std::optional<Ids> ids) {
+                 check_rows(codes, self.code_size(), "codes");
+                 if (ids && ids->size() != codes.shape(0)) throw std::invalid_argument("ids: expected one id per code");
+                 py::gil_scoped_release nogil;
+                 self.add(codes.data(), codes.shape(0), ids ? ids->data() : nullptr);
+             },
+             py::arg("codes"), py::arg("ids") = py::none())
+        .def("get",
+             [](const Index& self, const Ids& ids) {
+                 Codes out({static_cast<py::ssize_t>(ids.size()), static_cast<py::ssize_t>(self.code_size())});
+                 uint8_t* dst = out.mutable_data();
+                 py::gil_scoped_release nogil;
+                 self.get(ids.data(), ids.size(), dst);
+                 return out;
+             },
+             py::arg("ids"));
 }
 
 // Full distance matrix through the same kernels as search (radius = nbits keeps every pair).
@@ -289,4 +296,80 @@ PYBIND11_MODULE(_core, m) {
             },
             py::arg("queries"), py::arg("radius"), py::arg("threads") = 0);
     bind_common(mih);
+
+    py::class_<MultiFieldIndex> multi(m, "MultiFieldIndex");
+    multi.def(py::init<std::vector<std::string>, std::vector<int>>(), py::arg("names"), py::arg("nbits"))
+        .def_property_readonly("names", &MultiFieldIndex::names)
+        .def_property_readonly("nbits", &MultiFieldIndex::nbits)
+        .def(
+            "add",
+            [](MultiFieldIndex& self, const std::vector<Codes>& fields, std::optional<Ids> ids,
+               std::optional<Ids> groups) {
+                if (static_cast<int>(fields.size()) != self.nfields())
+                    throw std::invalid_argument("codes: expected one array per field");
+                const int64_t n = fields.empty() ? 0 : fields[0].shape(0);
+                std::vector<const uint8_t*> rows;
+                for (int f = 0; f < self.nfields(); ++f) {
+                    check_rows(fields[static_cast<std::size_t>(f)], self.code_size(f), "codes");
+                    if (fields[static_cast<std::size_t>(f)].shape(0) != n)
+                        throw std::invalid_argument("codes: every field needs the same number of rows");
+                    rows.push_back(fields[static_cast<std::size_t>(f)].data());
+                }
+                if (ids && ids->size() != n) throw std::invalid_argument("ids: expected one id per item");
+                if (groups && groups->size() != n) throw std::invalid_argument("groups: expected one group per item");
+                py::gil_scoped_release nogil;
+                self.add(rows, n, ids ? ids->data() : nullptr, groups ? groups->data() : nullptr);
+            },
+            py::arg("codes"), py::arg("ids") = py::none(), py::arg("groups") = py::none())
+        .def(
+            "search",
+            [](const MultiFieldIndex& self, const std::vector<std::optional<Codes>>& queries,
+               const std::vector<double>& weights, int64_t nq, int64_t k, std::optional<Ids> exclude,
+               bool one_per_group, int threads) {
+                if (static_cast<int>(queries.size()) != self.nfields() || weights.size() != queries.size())
+                    throw std::invalid_argument("queries and weights: expected one entry per field");
+                std::vector<FieldQuery> fq(queries.size());
+                for (std::size_t f = 0; f < queries.size(); ++f) {
+                    fq[f].weight = weights[f];
+                    if (queries[f]) {
+                        check_rows(*queries[f], self.code_size(static_cast<int>(f)), "queries");
+                        if (queries[f]->shape(0) != nq) throw std::invalid_argument("queries: rows differ between fields");
+                        fq[f].rows = queries[f]->data();
+                    }
+                }
+                if (exclude && exclude->size() != nq) throw std::invalid_argument("exclude_groups: expected one per query");
+                py::array_t<double> distances({nq, k});
+                py::array_t<int64_t> ids({nq, k});
+                double* d = distances.mutable_data();
+                int64_t* i = ids.mutable_data();
+                {
+                    py::gil_scoped_release nogil;
+                    self.search(fq, nq, k, exclude ? exclude->data() : nullptr, one_per_group, threads, d, i);
+                }
+                return py::make_tuple(distances, ids);
+            },
+            py::arg("queries"), py::arg("weights"), py::arg("nq"), py::arg("k"), py::arg("exclude_groups"),
+            py::arg("one_per_group"), py::arg("threads") = 0)
+        .def(
+            "get",
+            [](const MultiFieldIndex& self, int field, const Ids& ids) {
+                if (field < 0 || field >= self.nfields()) throw std::invalid_argument("field out of range");
+                Codes out({static_cast<py::ssize_t>(ids.size()), static_cast<py::ssize_t>(self.code_size(field))});
+                uint8_t* dst = out.mutable_data();
+                py::gil_scoped_release nogil;
+                self.get(field, ids.data(), ids.size(), dst);
+                return out;
+            },
+            py::arg("field"), py::arg("ids"))
+        .def(
+            "groups",
+            [](const MultiFieldIndex& self, const Ids& ids) {
+                Ids out({static_cast<py::ssize_t>(ids.size())});
+                int64_t* dst = out.mutable_data();
+                py::gil_scoped_release nogil;
+                self.get_groups(ids.data(), ids.size(), dst);
+                return out;
+            },
+            py::arg("ids"));
+    bind_storage(multi);
 }

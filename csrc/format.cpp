@@ -77,6 +77,7 @@ const char* kind_name(uint32_t kind) {
     switch (kind) {
         case static_cast<uint32_t>(IndexKind::Flat): return "FlatIndex";
         case static_cast<uint32_t>(IndexKind::MIH): return "MIHIndex";
+        case static_cast<uint32_t>(IndexKind::MultiField): return "MultiFieldIndex";
         default: return "unknown";
     }
 }

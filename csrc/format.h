@@ -21,7 +21,7 @@
 
 namespace hashindex {
 
-enum class IndexKind : uint32_t { Flat = 1, MIH = 2 };
+enum class IndexKind : uint32_t { Flat = 1, MIH = 2, MultiField = 3 };
 constexpr uint32_t kFormatVersion = 1;
 
 const char* kind_name(uint32_t kind);

@@ -27,6 +27,7 @@ from .bits import pack_bits, unpack_bits
 from .flat import FlatIndex
 from .io import load
 from .mih import MIHIndex
+from .multi_field import MultiFieldIndex
 from .simd import hamming_distances, set_simd_level, simd_level, supported_simd_levels
 
 __version__ = "0.1.0"
@@ -35,6 +36,7 @@ FORMAT_VERSION: int = _core.FORMAT_VERSION
 __all__ = [
     "FlatIndex",
     "MIHIndex",
+    "MultiFieldIndex",
     "FormatError",
     "FORMAT_VERSION",
     "PAD_DISTANCE",

@@ -7,9 +7,12 @@ from . import _core
 from ._base import _Index
 from .flat import FlatIndex
 from .mih import MIHIndex
+from .multi_field import MultiFieldIndex
 
 # Header kind name -> class with from_bytes; new index kinds register here.
-INDEX_KINDS: dict[str, type[_Index]] = {"FlatIndex": FlatIndex, "MIHIndex": MIHIndex}
+INDEX_KINDS: dict[str, type[_Index]] = {
+    "FlatIndex": FlatIndex, "MIHIndex": MIHIndex, "MultiFieldIndex": MultiFieldIndex,
+}
 
 
 def load(path: str | os.PathLike[str]) -> _Index:

@@ -42,3 +42,31 @@ def random_codes(rng: np.random.Generator, n: int, code_size: int, *, pool: int 
         return rng.integers(0, 256, (n, code_size), dtype=np.uint8)
     base = rng.integers(0, 256, (max(pool, 1), code_size), dtype=np.uint8)
     return base[rng.integers(0, len(base), n)]
+
+
+def multi_field_knn(queries: dict, database: dict, ids: np.ndarray, groups: np.ndarray, weights: dict, k: int,
+                    exclude=None, one_per_group: bool = False):
+    """Weighted sum of per-field distances (summed in field order, as float64), group rules, (d, id) order."""
+    nq = len(next(iter(queries.values())))
+    total = np.zeros((nq, len(ids)))
+    for field, xb in database.items():
+        w = weights.get(field, 0.0)
+        if w > 0:
+            total += w * hamming_matrix(queries[field], xb)
+    out_d = np.full((nq, k), np.inf)
+    out_i = np.full((nq, k), -1, dtype=np.int64)
+    for q in range(nq):
+        taken, seen = 0, set()
+        for j in np.lexsort((ids, total[q])):
+            g = groups[j]
+            if exclude is not None and exclude[q] != -1 and g == exclude[q]:
+                continue
+            if one_per_group and g != -1:
+                if g in seen:
+                    continue
+                seen.add(g)
+            out_d[q, taken], out_i[q, taken] = total[q, j], ids[j]
+            taken += 1
+            if taken == k:
+                break
+    return out_d, out_i

@@ -1,0 +1,73 @@
+// Items with several code fields (e.g. the normal and abnormal anatomy codes of
+// one MRI slice) and an optional group id (the patient), searched exactly by
+// one field or by a weighted sum of per-field Hamming distances, with group
+// constraints applied inside the scan so that k results come back when they exist.
+//
+// Why no multi-index hashing here: the weighted sum couples the fields (a
+// pigeonhole bound per field does not bound the sum's k-th value without
+// probing every field to its own radius), and group constraints remove an
+// unknown share of candidates, so the stopping rule MIH relies on does not
+// hold. Single-field, unconstrained search at scale belongs in MIHIndex.
+#pragma once
+#include <cstdint>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "code_store.h"
+#include "id_map.h"
+
+namespace hashindex {
+
+// Groups are ids >= 0; kNoGroup marks an item (or a query) without one.
+constexpr int64_t kNoGroup = -1;
+
+struct FieldQuery {
+    const uint8_t* rows = nullptr;  // nq rows of the field's code size; null when its weight is 0
+    double weight = 0.0;
+};
+
+class MultiFieldIndex {
+public:
+    MultiFieldIndex(std::vector<std::string> names, std::vector<int> nbits);
+
+    int nfields() const { return static_cast<int>(nbits_.size()); }
+    const std::vector<std::string>& names() const { return names_; }
+    const std::vector<int>& nbits() const { return nbits_; }
+    int code_size(int field) const { return nbits_[static_cast<std::size_t>(field)] / 8; }
+    int64_t size() const;
+
+    // fields[f] holds n rows of field f. ids / groups may be null (default ids; no group).
+    // Groups are >= 0, or kNoGroup; the Python layer admits only >= 0 from users.
+    void add(const std::vector<const uint8_t*>& fields, int64_t n, const int64_t* ids, const int64_t* groups);
+    // distances: weighted sums (double), padded with +inf; ids padded with -1.
+    // exclude_groups (nullable): per query, a group whose items are skipped (kNoGroup: none).
+    // one_per_group: at most one result per group (its best); items without a group always count.
+    void search(const std::vector<FieldQuery>& queries, int64_t nq, int64_t k, const int64_t* exclude_groups,
+                bool one_per_group, int threads, double* distances, int64_t* ids) const;
+    void remove(const int64_t* ids, int64_t n);
+    void get(int field, const int64_t* ids, int64_t n, uint8_t* out) const;
+    void get_groups(const int64_t* ids, int64_t n, int64_t* out) const;
+    std::vector<int64_t> ids() const;
+    bool contains(int64_t id) const;
+    void reset();
+
+    std::vector<uint8_t> to_bytes() const;
+    static MultiFieldIndex from_bytes(const uint8_t* data, std::size_t size, const std::string& source);
+
+    MultiFieldIndex(MultiFieldIndex&& other) noexcept;
+
+private:
+    struct Top;
+    void scan_range(const std::vector<std::vector<uint64_t>>& qwords, const std::vector<FieldQuery>& queries,
+                    int64_t q, int64_t slot_begin, int64_t slot_end, int64_t exclude, Top& top) const;
+
+    std::vector<std::string> names_;
+    std::vector<int> nbits_;
+    std::vector<CodeStore> stores_;
+    std::vector<int64_t> groups_;
+    IdMap ids_;
+    mutable std::shared_mutex mu_;
+};
+
+}  // namespace hashindex

@@ -1,0 +1,167 @@
+"""MultiFieldIndex: items with several code fields and a group, searched by a weighted sum."""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Mapping
+
+import numpy as np
+
+from . import _core
+from ._base import _Index
+from ._results import SearchResult
+from ._validate import codes_arg, ids_arg, int_arg, nbits_arg, threads_arg
+
+
+class MultiFieldIndex(_Index):
+    """Exact search over items that carry several named code fields (e.g. the normal and abnormal
+    anatomy codes of an MRI slice, of different lengths) and optionally a group id (the patient).
+
+    ``search`` ranks by one field, or by an exact weighted sum of per-field Hamming distances
+    (weights >= 0 per query batch; a query may take one field from image A and another from
+    image B). Group constraints run inside the scan, so k results come back whenever k items
+    satisfy them: ``exclude_groups`` skips each query's own group, ``one_per_group`` keeps only the
+    best item of each group. Distances are float64 weighted sums (integers for integer weights),
+    padded with ``inf`` and id -1; ties break by id.
+
+    Every item is scanned (SIMD, all cores): a weighted sum over fields and group filters void the
+    stopping rule of multi-index hashing, so for single-field search without groups at large scale
+    use :class:`hashindex.MIHIndex` on that field.
+    """
+
+    _core_class = _core.MultiFieldIndex
+
+    def __init__(self, fields: Mapping[str, int]) -> None:
+        if not isinstance(fields, Mapping) or not fields:
+            raise TypeError(f"fields: expected a non-empty mapping of field name to nbits, got {fields!r}")
+        names = list(fields)
+        for name in names:
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"fields: field names must be non-empty strings, got {name!r}")
+        nbits = []
+        for name in names:
+            try:
+                nbits.append(nbits_arg(fields[name]))
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"fields[{name!r}]: {exc}") from None
+        self._index = _core.MultiFieldIndex(names, nbits)
+
+    # -- shape of the items ---------------------------------------------------------------------
+    @property
+    def fields(self) -> dict[str, int]:
+        """Field name -> bits per code, in the order given."""
+        return dict(zip(self._index.names, self._index.nbits))
+
+    @property
+    def nbits(self) -> dict[str, int]:  # type: ignore[override]
+        return self.fields
+
+    @property
+    def code_size(self) -> dict[str, int]:  # type: ignore[override]
+        return {name: bits // 8 for name, bits in self.fields.items()}
+
+    def __repr__(self) -> str:
+        return f"MultiFieldIndex(fields={self.fields}, ntotal={self.ntotal})"
+
+    def _field_arrays(self, codes: object, name: str) -> tuple[list[np.ndarray | None], int]:
+        if not isinstance(codes, Mapping):
+            raise TypeError(f"{name}: expected a mapping of field name to uint8 codes, got {type(codes).__name__}")
+        unknown = set(codes) - set(self.fields)
+        if unknown:
+            raise ValueError(f"{name}: unknown fields {sorted(unknown)}; this index has {list(self.fields)}")
+        arrays: list[np.ndarray | None] = []
+        rows = None
+        for field, size in self.code_size.items():
+            if field not in codes:
+                arrays.append(None)
+                continue
+            a = codes_arg(codes[field], size, f"{name}[{field!r}]")
+            if rows is not None and a.shape[0] != rows:
+                raise ValueError(f"{name}: every field needs the same number of rows, got {rows} and "
+                                 f"{a.shape[0]} ({field!r})")
+            rows = a.shape[0]
+            arrays.append(a)
+        return arrays, (rows or 0)
+
+    # -- content ----------------------------------------------------------------------------------
+    def add(self, codes: Mapping[str, np.ndarray], ids: np.ndarray | None = None,  # type: ignore[override]
+            groups: np.ndarray | None = None) -> None:
+        """Adds items: ``codes`` maps every field to uint8 (n, code_size) rows; ``ids`` as in
+        FlatIndex; ``groups`` int64 (n,) >= 0 (e.g. the case id), or None for no group. All or nothing."""
+        arrays, n = self._field_arrays(codes, "codes")
+        missing = [f for f, a in zip(self.fields, arrays) if a is None]
+        if missing:
+            raise ValueError(f"codes: every field is needed to add items, missing {missing}")
+        if ids is not None:
+            ids = ids_arg(ids, "ids", count=n)
+        if groups is not None:
+            groups = ids_arg(groups, "groups", count=n)
+        self._index.add(arrays, ids, groups)
+
+    def get(self, ids: np.ndarray | int, field: str | None = None):  # type: ignore[override]
+        """Stored codes of one field, uint8 (len(ids), code_size), or of every field as a dict."""
+        ids = ids_arg(ids, "ids")
+        names = list(self.fields)
+        if field is None:
+            return {name: self._index.get(i, ids) for i, name in enumerate(names)}
+        if field not in names:
+            raise ValueError(f"field: expected one of {names}, got {field!r}")
+        return self._index.get(names.index(field), ids)
+
+    def reconstruct(self, id: int) -> dict[str, np.ndarray]:  # type: ignore[override]
+        """Every field's code of one item."""
+        return {name: codes[0] for name, codes in self.get(int_arg(id, "id", minimum=0)).items()}
+
+    def groups(self, ids: np.ndarray | int) -> np.ndarray:
+        """Group of each item, int64 (-1 for items added without one)."""
+        return self._index.groups(ids_arg(ids, "ids"))
+
+    # -- search -----------------------------------------------------------------------------------
+    def search(self, queries: Mapping[str, np.ndarray], k: int, *, weights: Mapping[str, float] | None = None,
+               exclude_groups: np.ndarray | int | None = None, one_per_group: bool = False,
+               threads: int | None = None) -> SearchResult:
+        """The k best items per query by sum over fields of weight x Hamming distance.
+
+        queries: field -> uint8 (nq, code_size) rows (one 1-D code is one row); fields with weight 0
+        may be left out. weights: field -> float >= 0; default 1 for every field in ``queries``.
+        exclude_groups: one group per query (or one for all) whose items are skipped; -1 skips none.
+        Returns float64 distances and int64 ids, (nq, k), sorted by (distance, id).
+        """
+        arrays, nq = self._field_arrays(queries, "queries")
+        names = list(self.fields)
+        if weights is None:
+            weights = {name: 1.0 for name, a in zip(names, arrays) if a is not None}
+        if not isinstance(weights, Mapping):
+            raise TypeError(f"weights: expected a mapping of field name to weight, got {type(weights).__name__}")
+        unknown = set(weights) - set(names)
+        if unknown:
+            raise ValueError(f"weights: unknown fields {sorted(unknown)}; this index has {names}")
+        w = []
+        for name, a in zip(names, arrays):
+            value = weights.get(name, 0.0)
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"weights[{name!r}]: expected a finite number >= 0, got {value!r}")
+            if value > 0 and a is None:
+                raise ValueError(f"queries: field {name!r} has weight {value} but no queries")
+            w.append(float(value))
+        if not any(w):
+            raise ValueError(f"weights: at least one weight must be > 0, got {dict(zip(names, w))}")
+        k = int_arg(k, "k", minimum=1)
+        exclude = None
+        if exclude_groups is not None:
+            if isinstance(exclude_groups, numbers.Integral) and not isinstance(exclude_groups, (bool, np.bool_)):
+                exclude_groups = np.full(nq, int(exclude_groups), dtype=np.int64)
+            if not isinstance(exclude_groups, np.ndarray) or exclude_groups.dtype.kind not in "iu":
+                raise TypeError(f"exclude_groups: expected an int or an int64 array of one group per query, "
+                                f"got {type(exclude_groups).__name__}")
+            if exclude_groups.shape != (nq,):
+                raise ValueError(f"exclude_groups: expected shape ({nq},) (one per query), got {exclude_groups.shape}")
+            if exclude_groups.size and exclude_groups.min() < -1:
+                raise ValueError(f"exclude_groups: groups are >= 0 (-1 for none), got {exclude_groups.min()}")
+            exclude = np.ascontiguousarray(exclude_groups, dtype=np.int64)
+        if not isinstance(one_per_group, (bool, np.bool_)):
+            raise TypeError(f"one_per_group: expected a bool, got {type(one_per_group).__name__}")
+        return SearchResult(*self._index.search(arrays, w, nq, k, exclude, bool(one_per_group), threads_arg(threads)))
+
+    def range_search(self, *args, **kwargs):  # type: ignore[override]
+        raise NotImplementedError("MultiFieldIndex has no range search; use search with k, or FlatIndex per field")
