@@ -50,6 +50,44 @@ def _montage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    import json
+
+    from hashindex.encoder.train import export_weights, train
+
+    metrics = train(args.data, args.out, config=args.config, epochs=args.epochs, batch_size=args.batch_size,
+                    seed=args.seed, device=args.device, resume=not args.restart, val_fraction=args.val_fraction,
+                    critic=args.critic, max_steps=args.max_steps, progress=not args.quiet)
+    print(json.dumps(metrics, indent=1))
+    if args.export:
+        print(f"weights: {export_weights(args.out, args.export)}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from hashindex.encoder.demo import DemoConfig, run_demo
+
+    run_demo(args.out, cache=args.cache, config=DemoConfig(cases=args.cases, seed=args.seed),
+             checkpoint=args.checkpoint)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from hashindex.encoder.demo import evaluate_dataset
+
+    evaluate_dataset(args.data, args.out, checkpoint=args.checkpoint, max_queries=args.queries, seed=args.seed)
+    return 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    from hashindex.encoder.demo import query
+
+    for rank, hit in enumerate(query(args.index, args.case, args.slice, mode=args.mode, k=args.k,
+                                     checkpoint=args.checkpoint), start=1):
+        print(rank, "  ".join(f"{k}={v}" for k, v in hit.items()))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hashindex", description="Exact binary-code search by Hamming distance.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +111,47 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--slice", type=int, default=None, help="axial slice (default: the one with most tumour)")
     p.set_defaults(run=_montage)
+
+    p = sub.add_parser("train", help="train the normal/abnormal encoder (needs torch)")
+    p.add_argument("--data", required=True, help="BraTS/phantom folder, or slices saved as .npz")
+    p.add_argument("--out", required=True, help="checkpoint to write (resumed when it exists)")
+    p.add_argument("--config", choices=["small", "paper"], default="small")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=None, help="default: the config's")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="share of cases held out for the metrics")
+    p.add_argument("--critic", action="store_true", help="density-matching latent critic (WGAN-GP)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke runs)")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint at --out")
+    p.add_argument("--export", default=None, help="also write the model alone, float16, to this file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_train)
+
+    p = sub.add_parser("demo", help="the end-to-end job: phantoms, encoder, index, evaluation, HTML report")
+    p.add_argument("--out", default="hashindex-demo", help="report folder (default ./hashindex-demo)")
+    p.add_argument("--cache", default=None, help="phantom/slice cache (default ~/.cache/hashindex or $HASHINDEX_CACHE)")
+    p.add_argument("--cases", type=int, default=24)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", default=None, help="model checkpoint (default: the shipped small model)")
+    p.set_defaults(run=_demo)
+
+    p = sub.add_parser("evaluate", help="retrieval Dice table of a model on a BraTS/phantom folder")
+    p.add_argument("--data", required=True, help="BraTS/phantom folder or slices .npz")
+    p.add_argument("--out", default="evaluation.json", help="JSON file for the table")
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--queries", type=int, default=1000, help="query slices (seeded sample)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_evaluate)
+
+    p = sub.add_parser("query", help="search a demo index with a slice of your own BraTS-layout case")
+    p.add_argument("--index", required=True, help="index.hx written by hashindex demo")
+    p.add_argument("--case", required=True, help="case folder (BraTS naming)")
+    p.add_argument("--slice", type=int, required=True, help="axial slice index")
+    p.add_argument("--mode", choices=["normal", "abnormal", "both"], default="both")
+    p.add_argument("--k", type=int, default=5)
+    p.add_argument("--checkpoint", default=None)
+    p.set_defaults(run=_query)
     return parser
 
 

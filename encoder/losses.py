@@ -1,0 +1,90 @@
+"""Losses of the decomposition network (weights in EncoderConfig, values from the paper's code)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5, device=None) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]
+
+
+def ssim_map(a: torch.Tensor, b: torch.Tensor, data_range: float = 8.0, window: int = 11) -> torch.Tensor:
+    """Per-pixel SSIM (Wang et al. 2004) with an 11x11 Gaussian window, channels averaged -> (B, 1, H, W).
+
+    ``data_range`` 8: z-scored MRI spans roughly -3..5.
+    """
+    c = a.shape[1]
+    w = _gaussian_window(window, device=a.device).expand(c, 1, window, window).to(a.dtype)
+    pad = window // 2
+    blur = lambda t: F.conv2d(F.pad(t, (pad,) * 4, mode="reflect"), w, groups=c)  # noqa: E731
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return s.mean(1, keepdim=True)
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mask = mask.expand_as(values).to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def image_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """MSE + (1 - SSIM), over the pixels where ``mask`` (B, 1, H, W) is true (all when None)."""
+    if mask is None:
+        mask = torch.ones_like(target[:, :1], dtype=torch.bool)
+    return _masked_mean((pred - target) ** 2, mask) + _masked_mean(1 - ssim_map(pred, target), mask)
+
+
+def generalised_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Generalised Dice (Sudre et al. 2017): classes weighted by 1 / volume^2 over the batch."""
+    probs = logits.softmax(1)
+    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
+    dims = (0, 2, 3)
+    volume = onehot.sum(dims)
+    weight = 1.0 / volume.clamp_min(1.0) ** 2
+    intersect = (weight * (probs * onehot).sum(dims)).sum()
+    union = (weight * (probs + onehot).sum(dims)).sum()
+    return 1 - 2 * intersect / (union + eps)
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+    logp = F.log_softmax(logits, 1).gather(1, target[:, None]).squeeze(1)
+    return (-((1 - logp.exp()) ** gamma) * logp).mean()
+
+
+def dice_scores(pred: torch.Tensor, target: torch.Tensor, classes: int = 4) -> dict:
+    """Dice of the whole tumour (labels > 0) and of each tumour class, summed over the batch."""
+    out = {}
+    pairs = {"whole": (pred > 0, target > 0)}
+    pairs.update({f"class{c}": (pred == c, target == c) for c in range(1, classes)})
+    for name, (p, t) in pairs.items():
+        total = p.sum() + t.sum()
+        out[name] = float(2 * (p & t).sum() / total) if total > 0 else float("nan")
+    return out
+
+
+def decomposition_losses(out: dict, images: torch.Tensor, seg: torch.Tensor, cfg) -> dict:
+    """All terms and their weighted total. Tumour pixels get an extra reconstruction term; the
+    pseudo-normal image is only asked to match the input where there is no tumour."""
+    tumour = (seg > 0)[:, None]
+    recon = image_loss(out["recon"], images)
+    if tumour.any():
+        recon = recon + _masked_mean((out["recon"] - images) ** 2, tumour)
+    pseudo = image_loss(out["pseudo_normal"], images, ~tumour)
+    seg_loss = generalised_dice_loss(out["seg_logits"], seg) + focal_loss(out["seg_logits"], seg)
+    total = cfg.w_recon * recon + cfg.w_pseudo * pseudo + cfg.w_seg * seg_loss + cfg.w_latent * out["commitment"]
+    return {"total": total, "recon": recon, "pseudo": pseudo, "seg": seg_loss, "commit": out["commitment"]}
+
+
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+    mix = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    grad = torch.autograd.grad(critic(mix).sum(), mix, create_graph=True)[0]
+    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()

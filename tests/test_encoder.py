@@ -1,0 +1,299 @@
+"""The decomposition network, its training loop, checkpoints and the codes it produces."""
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import hashindex
+from hashindex.encoder.codes import CodeEncoder
+from hashindex.encoder.data import load_slices
+from hashindex.encoder.hashing import CodeHasher, itq_signatures, latent_distances, ranking_recall
+from hashindex.encoder.model import CONFIGS, DecompositionNet, EncoderConfig, VectorQuantizer
+from hashindex.encoder.train import (
+    augment,
+    evaluate,
+    export_weights,
+    model_from_checkpoint,
+    read_checkpoint,
+    split_by_case,
+    train,
+)
+
+TINY = EncoderConfig("tiny", 32, (8, 16, 16), stem_levels=1, codebook_size=16, code_dim=8, lr=2e-3, batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def slices(phantom_root):
+    return load_slices(phantom_root, size=32)
+
+
+@pytest.mark.parametrize("name", ["small", "paper"])
+def test_shapes_and_dtypes(name):
+    cfg = CONFIGS[name]
+    torch.manual_seed(0)
+    model = DecompositionNet(cfg).eval()
+    x = torch.randn(2, 4, cfg.image_size, cfg.image_size)
+    with torch.no_grad():
+        out = model(x)
+    g = cfg.grid
+    assert g == 8
+    assert out["q_normal"].shape == out["q_abnormal"].shape == (2, cfg.code_dim, g, g)
+    assert out["normal_indices"].shape == (2, g, g) and out["normal_indices"].dtype == torch.int64
+    assert out["seg_logits"].shape == (2, cfg.classes, cfg.image_size, cfg.image_size)
+    assert out["recon"].shape == out["pseudo_normal"].shape == x.shape
+    assert out["recon"].dtype == torch.float32
+
+
+def test_ema_update_matches_the_formula():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(4, 2, decay=0.9, eps=1e-5, restart_below=0.0)
+    vq.initialised.fill_(True)
+    codebook = vq.codebook.clone()
+    z = torch.randn(1, 2, 3, 5)
+    flat = z.permute(0, 2, 3, 1).reshape(-1, 2)
+    nearest = torch.cdist(flat, codebook).argmin(1)
+    onehot = torch.nn.functional.one_hot(nearest, 4).float()
+    size = 0.9 * torch.ones(4) + 0.1 * onehot.sum(0)
+    embed = 0.9 * codebook + 0.1 * onehot.t() @ flat
+    total = size.sum()
+    expected = embed / ((size + 1e-5) / (total + 4e-5) * total)[:, None]
+    vq.train()
+    vq(z)
+    torch.testing.assert_close(vq.cluster_size, size)
+    torch.testing.assert_close(vq.codebook, expected)
+
+
+def test_straight_through_and_commitment():
+    torch.manual_seed(1)
+    vq = VectorQuantizer(8, 3).eval()
+    z = torch.randn(2, 3, 4, 4, requires_grad=True)
+    q, idx, commitment = vq(z)
+    expected_q = vq.lookup(idx)
+    torch.testing.assert_close(q, expected_q)
+    torch.testing.assert_close(commitment, torch.nn.functional.mse_loss(z, expected_q))
+    upstream = torch.randn_like(q)
+    (q * upstream).sum().backward()
+    torch.testing.assert_close(z.grad, upstream)  # the quantiser passes gradients straight through
+
+
+def test_dead_codes_are_restarted_onto_encoder_outputs():
+    vq = VectorQuantizer(6, 2, decay=0.5, restart_below=0.3).train()
+    vq.initialised.fill_(True)
+    vq.codebook[5] = 1000.0  # never the nearest
+    vq.embed_sum[5] = 1000.0
+    z = torch.randn(1, 2, 4, 4)
+    for _ in range(3):
+        vq(z)
+    assert int(vq.restarts) >= 1
+    assert float(vq.codebook[5].abs().max()) < 100
+
+
+def test_eval_decoding_indices_reproduces_the_quantised_latents():
+    torch.manual_seed(2)
+    model = DecompositionNet(TINY).eval()
+    with torch.no_grad():
+        out = model(torch.randn(3, 4, 32, 32))
+        torch.testing.assert_close(model.normal_vq.lookup(out["normal_indices"]), out["q_normal"])
+        torch.testing.assert_close(model.abnormal_vq.lookup(out["abnormal_indices"]), out["q_abnormal"])
+        again = model.decode_indices(out["normal_indices"], out["abnormal_indices"])
+        torch.testing.assert_close(again["recon"], out["recon"])
+        torch.testing.assert_close(again["pseudo_normal"], out["pseudo_normal"])
+
+
+def test_tiny_model_overfits_a_few_phantom_slices(slices, tmp_path):
+    few = slices.select(np.flatnonzero(slices.abnormal == 1)[:16])
+    torch.manual_seed(0)
+    before = evaluate(DecompositionNet(TINY), few)
+    metrics = train(few, tmp_path / "tiny.pt", config=TINY, epochs=60, seed=0, val_fraction=0.0, progress=False,
+                    log=lambda _: None)
+    model = model_from_checkpoint(read_checkpoint(tmp_path / "tiny.pt"))
+    after = evaluate(model, few)
+    history = read_checkpoint(tmp_path / "tiny.pt")["history"]
+    assert history[-1]["train_total"] < 0.6 * history[0]["train_total"]
+    assert after["recon_mse"] < 0.5 * before["recon_mse"]
+    assert after["dice_whole"] > max(0.3, before["dice_whole"] + 0.2), (before["dice_whole"], after["dice_whole"])
+    assert metrics["epoch"] == 60
+
+
+def test_resume_gives_the_same_model_as_an_uninterrupted_run(slices, tmp_path):
+    part = slices.select(np.arange(24))
+    kw = dict(config=TINY, seed=3, val_fraction=0.0, progress=False, log=lambda _: None)
+    train(part, tmp_path / "straight.pt", epochs=2, **kw)
+    train(part, tmp_path / "split.pt", epochs=1, **kw)
+    logs = []
+    train(part, tmp_path / "split.pt", epochs=2, **{**kw, "log": logs.append})
+    assert any("resuming" in line for line in logs)
+    a = read_checkpoint(tmp_path / "straight.pt")["model"]
+    b = read_checkpoint(tmp_path / "split.pt")["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], msg=key)
+    with pytest.raises(ValueError, match="another config or seed"):
+        train(part, tmp_path / "split.pt", epochs=3, **{**kw, "seed": 4})
+
+
+def test_checkpoint_round_trip_export_and_bad_files(slices, tmp_path):
+    train(slices.select(np.arange(16)), tmp_path / "m.pt", config=TINY, epochs=1, val_fraction=0.0,
+          progress=False, log=lambda _: None)
+    state = read_checkpoint(tmp_path / "m.pt")
+    model = model_from_checkpoint(state)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, state["model"][key].float() if value.is_floating_point() else state["model"][key])
+    export_weights(tmp_path / "m.pt", tmp_path / "w.pt")
+    assert (tmp_path / "w.pt").stat().st_size < (tmp_path / "m.pt").stat().st_size / 2
+    exported = model_from_checkpoint(read_checkpoint(tmp_path / "w.pt"))
+    torch.testing.assert_close(exported.normal_vq.codebook, model.normal_vq.codebook)  # kept float32
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="not a hashindex encoder checkpoint"):
+        read_checkpoint(tmp_path / "junk.pt")
+    state["version"] = 99
+    torch.save(state, tmp_path / "v.pt")
+    with pytest.raises(ValueError, match="version 99"):
+        read_checkpoint(tmp_path / "v.pt")
+
+
+def test_critic_step_runs(slices, tmp_path):
+    mixed = slices.select(np.r_[np.flatnonzero(slices.abnormal == 1)[:8], np.flatnonzero(slices.abnormal == 0)[:8]])
+    metrics = train(mixed, tmp_path / "c.pt", config=TINY, epochs=1, critic=True, val_fraction=0.0,
+                    progress=False, log=lambda _: None)
+    assert np.isfinite(metrics["train_total"])
+    assert "critic" in read_checkpoint(tmp_path / "c.pt")
+
+
+def test_augment_keeps_labels_and_shapes():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 4, 16, 16)
+    seg = torch.randint(0, 4, (4, 16, 16))
+    x2, seg2 = augment(x, seg, gen)
+    assert x2.shape == x.shape and seg2.shape == seg.shape and seg2.dtype == torch.int64
+    assert set(seg2.unique().tolist()) <= {0, 1, 2, 3}
+
+
+def test_split_by_case_never_shares_a_case():
+    ids = np.array(["a"] * 5 + ["b"] * 3 + ["c"] * 4 + ["d"] * 2)
+    train_rows, val_cases = split_by_case(ids, 0.25, seed=0)
+    assert len(val_cases) == 1 and not set(ids[train_rows]) & set(val_cases)
+    assert set(ids[~train_rows]) == set(val_cases)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    torch.manual_seed(5)
+    return CodeEncoder(DecompositionNet(TINY), method="onehot", batch_size=5)
+
+
+def test_encode_is_deterministic_and_onehot_counts_cells(encoder, slices):
+    images = slices.images[:12]
+    a, b = encoder.encode(images), encoder.encode(images)
+    np.testing.assert_array_equal(a.normal_bits, b.normal_bits)
+    np.testing.assert_array_equal(a.abnormal_indices, b.abnormal_indices)
+    assert a.normal_bits.shape == (12, a.normal_nbits // 8) and a.normal_bits.dtype == np.uint8
+    assert a.normal_nbits == TINY.grid**2 * TINY.codebook_size
+    d = hashindex.hamming_distances(a.normal_bits[:1], a.normal_bits)[0]
+    cells = (a.normal_indices[:1] != a.normal_indices).reshape(12, -1).sum(1)
+    np.testing.assert_array_equal(d, 2 * cells)
+    seg = encoder.segment(images)
+    assert seg.shape == (12, 32, 32) and seg.dtype == np.uint8
+    assert encoder.pseudo_normal(images).shape == images.shape
+    z_n, z_a = encoder.latents(images[:3])
+    assert z_n.shape == (3, TINY.code_dim, TINY.grid, TINY.grid)
+
+
+@pytest.mark.parametrize("images,error,match", [
+    (np.zeros((2, 3, 32, 32), np.float32), ValueError, r"images: expected shape \(N, 4, 32, 32\)"),
+    (np.zeros((2, 4, 64, 64), np.float32), ValueError, "images: expected shape"),
+    (np.full((1, 4, 32, 32), np.nan, np.float32), ValueError, "NaN"),
+    ([[0.0]], TypeError, "images: expected a numpy array"),
+    (np.zeros((1, 4, 32, 32), dtype=object), TypeError, "dtype"),
+])
+def test_bad_images(encoder, images, error, match):
+    with pytest.raises(error, match=match):
+        encoder.encode(images)
+
+
+def test_signatures_track_codeword_distances():
+    rng = np.random.default_rng(0)
+    codebook = rng.standard_normal((64, 16))
+    sig = itq_signatures(codebook, 8, seed=0)
+    assert sig.shape == (64, 8) and set(np.unique(sig)) <= {0, 1}
+    np.testing.assert_array_equal(sig, itq_signatures(codebook, 8, seed=0))
+    euclid = np.linalg.norm(codebook[:, None] - codebook[None], axis=-1).ravel()
+    hamming = (sig[:, None] != sig[None]).sum(-1).ravel()
+    assert np.corrcoef(euclid, hamming)[0, 1] > 0.5
+    assert itq_signatures(codebook, 32).shape == (64, 32)  # more bits than dimensions
+    with pytest.raises(ValueError, match="bits"):
+        CodeHasher(codebook, 4, "signature", bits=0)
+    with pytest.raises(ValueError, match="method"):
+        CodeHasher(codebook, 4, "lsh")
+
+
+def test_ranking_recall_on_a_hand_made_case():
+    codebook = np.array([[0.0], [1.0], [10.0], [11.0]])
+    database = np.array([[[3, 3]], [[0, 0]], [[2, 2]], [[1, 1]]])  # ids 0..3, one row of 2 cells each
+    queries = np.array([[[0, 0]]])
+    np.testing.assert_allclose(latent_distances(codebook, queries, database), [[242, 0, 200, 2]])
+    hasher = CodeHasher(codebook, 2, "onehot")  # 2 cells x 4 bits
+    # truth: ids {1, 3}; one-hot finds id 1 at 0 and the rest tied at 4, broken by id: {1, 0}
+    assert ranking_recall(codebook, queries, database, hasher, k=2) == 0.5
+    assert ranking_recall(codebook, queries, database, hasher, k=1) == 1.0
+    with pytest.raises(ValueError, match="multiple of 8"):
+        CodeHasher(codebook, 1, "onehot")
+
+
+def test_default_hashing_is_16_bit_signatures(slices):
+    torch.manual_seed(6)
+    enc = CodeEncoder(DecompositionNet(TINY))
+    codes = enc.encode(slices.images[:6])
+    assert codes.normal_nbits == codes.abnormal_nbits == TINY.grid**2 * 16
+    table = enc.normal_hasher.table
+    expected = enc.normal_hasher.table[codes.normal_indices.reshape(6, -1)].reshape(6, -1)
+    np.testing.assert_array_equal(hashindex.unpack_bits(codes.normal_bits, TINY.grid**2 * 16), expected)
+    assert table.shape == (TINY.codebook_size, 16)
+
+
+def test_data_and_hashindex_imports_do_not_load_torch(tmp_path):
+    code = "import sys, hashindex, hashindex.encoder.data; assert 'torch' not in sys.modules, 'torch loaded'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)  # not the source tree
+
+
+def test_paper_config_is_the_papers():
+    cfg = CONFIGS["paper"]
+    assert (cfg.image_size, cfg.filters, cfg.codebook_size, cfg.code_dim) == (256, (32, 64, 128, 128, 128, 128), 512, 64)
+    assert (cfg.w_recon, cfg.w_pseudo, cfg.w_seg, cfg.w_latent, cfg.decay, cfg.commitment) == (5, 5, 5, 0.25, 0.99, 0.25)
+    with pytest.raises(ValueError, match="halve"):
+        dataclasses.replace(cfg, image_size=100)
+
+
+def test_torch_dataset(slices):
+    from torch.utils.data import DataLoader
+
+    from hashindex.encoder.dataset import SliceDataset
+
+    ds = SliceDataset(slices)
+    assert len(ds) == len(slices)
+    batch = next(iter(DataLoader(ds, batch_size=4)))
+    assert batch["image"].shape == (4, 4, 32, 32) and batch["image"].dtype == torch.float32
+    assert batch["seg"].shape == (4, 32, 32) and batch["seg"].dtype == torch.int64
+    np.testing.assert_array_equal(batch["image"].numpy(), slices.images[:4])
+    with pytest.raises(TypeError, match="slices"):
+        SliceDataset(slices.images)
+
+
+def test_train_cli_smoke_and_errors(slices, tmp_path, phantom_root, capsys):
+    from hashindex.cli import main as cli
+
+    data = tmp_path / "s64.npz"
+    load_slices(phantom_root, size=64).save(data)
+    out, weights = tmp_path / "m.pt", tmp_path / "w.pt"
+    assert cli(["train", "--data", str(data), "--out", str(out), "--epochs", "1", "--max-steps", "1", "--quiet",
+                "--batch-size", "4", "--export", str(weights)]) == 0
+    assert read_checkpoint(weights)["config"]["name"] == "small"
+    if not torch.cuda.is_available():
+        assert cli(["train", "--data", str(data), "--out", str(out), "--device", "cuda", "--quiet"]) == 2
+        assert "device" in capsys.readouterr().err
+    small = tmp_path / "s32.npz"
+    slices.save(small)
+    assert cli(["train", "--data", str(small), "--out", str(tmp_path / "x.pt"), "--quiet"]) == 2
+    assert "the model expects 64x64" in capsys.readouterr().err
