@@ -88,10 +88,29 @@ def _query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from hashindex.bench import run
+
+    if args.dataset and "npy" in args.dataset and not args.npy:
+        raise ValueError("--dataset npy needs --npy FILE")
+    try:
+        run(args)
+    except KeyboardInterrupt:
+        print("interrupted: the JSON record holds every finished measurement", file=sys.stderr)
+        return 130
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hashindex", description="Exact binary-code search by Hamming distance.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="version, SIMD level and threads this machine uses").set_defaults(run=_info)
+
+    from hashindex.bench import add_arguments
+
+    p = sub.add_parser("bench", help="latency/recall benchmark against faiss, numpy, numba (same process, same data)")
+    add_arguments(p)
+    p.set_defaults(run=_bench)
 
     p = sub.add_parser("phantoms", help="write synthetic glioma MRI phantoms in BraTS layout")
     p.add_argument("--out", required=True, help="folder for the cases (reused as a cache when re-run)")

@@ -1,0 +1,58 @@
+"""hashindex bench: the quick preset on tiny sizes writes a valid record and plots (no timing checks)."""
+import json
+
+import numpy as np
+import pytest
+
+from hashindex.bench import make_codes, recall_at_k
+from hashindex.cli import main as cli
+
+
+def test_recall_on_a_hand_made_case():
+    exact = np.array([[0, 1, 1], [2, 2, 5]])
+    found = np.array([[0, 1, 3], [2, 2, 5]])  # query 0 misses one; query 1 exact
+    assert recall_at_k(found, exact) == pytest.approx((2 / 3 + 1) / 2)
+    ties = np.array([[0, 1, 1]])  # another id at the k-th distance counts as found
+    assert recall_at_k(ties, exact[:1]) == 1.0
+    padded = np.array([[0, 2**31 - 1, 2**31 - 1]])  # missing results are misses
+    assert recall_at_k(padded, exact[:1]) == 1 / 3
+
+
+def test_clustered_codes_are_near_their_centres():
+    rng = np.random.default_rng(0)
+    centres = rng.integers(0, 256, (3, 8), dtype=np.uint8)
+    x = make_codes(rng, 500, 64, "clustered", centres)
+    from oracle import hamming_matrix
+
+    assert hamming_matrix(x, centres).min(1).max() <= 4
+
+
+def test_quick_preset_writes_record_and_plots(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert cli(["bench", "--quick", "--n", "300", "2000", "--nbits", "64", "--queries", "20", "--single", "5",
+                "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "roofline" in printed and "faiss.IndexBinaryFlat" in printed
+    record = json.loads(out.read_text())
+    assert record["complete"] and record["k"] == 10 and record["machine"]["simd_level"]
+    assert {"xor_popcount_in_cache_gbps_1thread", "memory_read_gbps"} <= set(record["roofline"])
+    methods = {r["method"] for r in record["results"]}
+    assert {"hashindex.FlatIndex", "hashindex.MIHIndex", "faiss.IndexBinaryFlat", "numpy brute force"} <= methods
+    for r in record["results"]:
+        assert r["n"] in (300, 2000) and r["p50_ms"] <= r["p99_ms"]
+        if r["exact"]:
+            assert r["recall_at_k"] == 1.0, r  # exact methods must agree with the exact answer
+    assert record["scaling"]
+    for name in ("bench_latency_vs_n.png", "bench_recall_vs_qps.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_user_npy_dataset(tmp_path):
+    codes = np.random.default_rng(1).integers(0, 256, (400, 16), dtype=np.uint8)
+    np.save(tmp_path / "codes.npy", codes)
+    out = tmp_path / "b.json"
+    assert cli(["bench", "--dataset", "npy", "--npy", str(tmp_path / "codes.npy"), "--n", "300", "--queries", "10",
+                "--single", "3", "--methods", "hashindex.Flat", "--out", str(out), "--no-plots"]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert rows and rows[0]["nbits"] == 128 and rows[0]["dataset"] == "npy"
+    assert cli(["bench", "--dataset", "npy", "--out", str(out)]) == 2
