@@ -27,19 +27,12 @@ import numpy as np  # noqa: E402
 import hashindex  # noqa: E402
 from _common import machine, timed, write_json  # noqa: E402
 from hashindex import _core  # noqa: E402
+from hashindex.bench import POPCOUNT8, numba_distances  # noqa: E402
 
 try:
     import faiss
 except ImportError:  # pragma: no cover
     sys.exit("faiss-cpu is required: pip install '.[bench]'")
-
-try:
-    import numba
-except ImportError:  # pragma: no cover
-    numba = None
-
-POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
-
 
 def numpy_knn(xb: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
     d = POPCOUNT8[np.bitwise_xor(xb, q)].sum(1, dtype=np.int32)
@@ -49,24 +42,9 @@ def numpy_knn(xb: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
 
 def make_numba_knn():
     """What a Python user writes with numba: a distance loop, then numpy's partial sort."""
-    if numba is None:
+    distances = numba_distances()
+    if distances is None:
         return None
-
-    @numba.njit(cache=False)
-    def distances(xb64: np.ndarray, q64: np.ndarray) -> np.ndarray:
-        n, w = xb64.shape
-        d = np.empty(n, np.int32)
-        for i in range(n):
-            s = 0
-            for j in range(w):
-                x = xb64[i, j] ^ q64[j]
-                # SWAR popcount: numba exposes no popcount intrinsic.
-                x = x - ((x >> 1) & 0x5555555555555555)
-                x = (x & 0x3333333333333333) + ((x >> 2) & 0x3333333333333333)
-                x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0F
-                s += (x * 0x0101010101010101) >> 56
-            d[i] = s
-        return d
 
     def knn(xb64: np.ndarray, q64: np.ndarray, k: int) -> np.ndarray:
         d = distances(xb64, q64)
@@ -185,7 +163,13 @@ def main() -> None:
     if args.quick:
         args.n, args.nq, args.repeats, args.single = 200_000, 200, 3, 50
     result = run(args)
-    result["machine"] = machine(faiss=faiss.__version__, numba=getattr(numba, "__version__", None))
+    try:
+        import numba
+
+        numba_version = numba.__version__
+    except ImportError:  # pragma: no cover
+        numba_version = None
+    result["machine"] = machine(faiss=faiss.__version__, numba=numba_version)
     result["args"] = vars(args)
     print_table(result)
     write_json(result, "flat", args.json)

@@ -25,6 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 
 import hashindex  # noqa: E402
+from hashindex.bench import make_codes, recall_at_k  # noqa: E402
 from _common import machine, timed, write_json  # noqa: E402
 
 try:
@@ -33,31 +34,8 @@ except ImportError:  # pragma: no cover
     sys.exit("faiss-cpu is required: pip install '.[bench]'")
 
 
-def make_codes(rng, n: int, nbits: int, kind: str, centres: np.ndarray | None) -> np.ndarray:
-    words = nbits // 64
-    if kind == "uniform":
-        x = rng.integers(0, 2**64, (n, words), dtype=np.uint64, endpoint=False)
-    else:
-        x = centres[rng.integers(0, len(centres), n)].copy()
-        flips = rng.integers(0, 5, n)
-        rows = np.arange(n)
-        for j in range(4):
-            sel = rows[flips > j]
-            x[sel, rng.integers(0, words, len(sel))] ^= np.left_shift(
-                np.uint64(1), rng.integers(0, 64, len(sel)).astype(np.uint64))
-    return np.ascontiguousarray(x).view(np.uint8).reshape(n, nbits // 8)
-
-
-def recall(found_distances: np.ndarray, exact_distances: np.ndarray) -> float:
-    """Share of the k results that are true k nearest neighbours, ties counted as such:
-    a result at the exact k-th distance is as good as the id the exact answer chose
-    (clustered codes have many exact duplicates, so id-based recall would understate)."""
-    kth = exact_distances[:, -1:]
-    return float(np.minimum((found_distances <= kth).sum(1), exact_distances.shape[1]).mean() / exact_distances.shape[1])
-
-
 def run_case(args, rng, n: int, nbits: int, kind: str, records: list) -> None:
-    centres = rng.integers(0, 2**64, (max(1, n // 100), nbits // 64), dtype=np.uint64, endpoint=False)
+    centres = rng.integers(0, 256, (max(1, n // 100), nbits // 8), dtype=np.uint8)
     xb = make_codes(rng, n, nbits, kind, centres)
     xq = make_codes(rng, max(args.batch, args.single), nbits, kind, centres)
     t_build = {}
@@ -108,7 +86,7 @@ def run_case(args, rng, n: int, nbits: int, kind: str, records: list) -> None:
             if name.startswith("faiss_multihash"):
                 multi.nflip = int(name.rsplit("nflip", 1)[1])
                 found, _ = multi.search(batch, k)
-                r = recall(found, exact.distances)
+                r = recall_at_k(found, exact.distances)
             for mode, t, base in (("single", statistics.median(single[name]), base_single),
                                   ("batch", batch_t[name], base_batch)):
                 rec = {"n": n, "nbits": nbits, "data": kind, "k": k, "mode": mode, "engine": name,

@@ -159,7 +159,8 @@ def _faiss_threads(faiss, threads: int) -> None:
     faiss.omp_set_num_threads(threads)
 
 
-def _numba_distances():
+def numba_distances():
+    """What a Python user writes with numba: a SWAR popcount loop (None without numba)."""
     try:
         import numba
     except ImportError:
@@ -224,7 +225,7 @@ def methods(k: int) -> list[Method]:
     out.append(Method("numpy brute force", lambda x, b: x,
                       lambda x, q, k, t: np.stack([_topk_distances(POPCOUNT8[x ^ row].sum(1, dtype=np.int32), k) for row in q]),
                       True, True, 1_000_000, max_queries=20))
-    numba_d = _numba_distances()
+    numba_d = numba_distances()
     if numba_d is not None:
         def nb_build(x, b):
             if b % 64:
@@ -377,7 +378,8 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
     head = f"{'dataset':<10}{'bits':>5}{'N':>10}  {'method':<38}{'build s':>9}{'q/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'recall':>7}{'B/code':>8}"
     log(head)
     for kind in datasets:
-        for nbits in nbits_list:
+        # encoder and npy codes come with their own length: one pass, whatever --nbits says
+        for nbits in (nbits_list if kind in ("uniform", "clustered") else nbits_list[:1]):
             for n in sizes:
                 try:
                     xb, xq = dataset(kind, n, nbits, nq, args.seed, getattr(args, "npy", None))
@@ -469,6 +471,42 @@ def plot(data: dict, stem: Path) -> list[Path]:
     return paths
 
 
+def markdown(data: dict) -> str:
+    """The record as Markdown tables (one per dataset x code length), for benchmarks/RESULTS.md."""
+    m = data["machine"]
+    lines = [f"Machine: {m['cpu']}, {m['cpus']} CPUs, SIMD level {m['simd_level']}, versions {m['versions']}.",
+             f"Command: `{data['command']}` (k = {data['k']}, {data['queries']} batch queries, {data['single']} "
+             f"single queries timed one by one, {data['threads']} threads).", ""]
+    roof = data.get("roofline")
+    if roof:
+        lines += [f"Roofline: XOR+popcount on data in L2 {roof['xor_popcount_in_cache_gbps_1thread']:.1f} GB/s on one "
+                  f"thread; memory read {roof['memory_read_gbps']:.1f} GB/s (plain read loop, 256 MiB, all threads). "
+                  "`GB/s` below: database bytes compared per second in the batch run (exhaustive methods).", ""]
+    rows = data["results"]
+    for kind, nbits in sorted({(r["dataset"], r["nbits"]) for r in rows}):
+        lines += [f"### {kind}, {nbits} bits", "",
+                  "| N | method | build s | batch q/s | p50 ms | p95 ms | p99 ms | recall@k | bytes/code (index, RSS) | GB/s |",
+                  "|---:|---|---:|---:|---:|---:|---:|---:|---|---|"]
+        for r in sorted((r for r in rows if r["dataset"] == kind and r["nbits"] == nbits), key=lambda r: r["n"]):
+            ib = r.get("index_bytes_per_code")
+            index_bytes = "-" if ib is None else f"{ib:.1f}"
+            gbps = "-"
+            if "compared_gbps" in r:
+                gbps = f"{r['compared_gbps']:.1f}"
+                if roof:  # share of the memory read rate, and of one core's in-cache popcount rate x threads
+                    gbps += (f" ({r['compared_gbps'] / roof['memory_read_gbps']:.0%} of mem, "
+                             f"{r['compared_gbps'] / (roof['xor_popcount_in_cache_gbps_1thread'] * data['threads']):.0%} of L2)")
+            lines.append(f"| {r['n']:,} | {r['method']} | {r['build_s']:.2f} | {r['queries_per_s']:,.0f} | "
+                         f"{r['p50_ms']:.3f} | {r['p95_ms']:.3f} | {r['p99_ms']:.3f} | "
+                         f"{r.get('recall_at_k', float('nan')):.3f} | {index_bytes}, {r['rss_bytes_per_code']:.1f} | {gbps} |")
+        lines.append("")
+    if data.get("scaling"):
+        lines += ["### Threads (batch q/s)", "", "| method | N | bits | threads | q/s |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {r['method']} | {r['n']:,} | {r['nbits']} | {r['threads']} | {r['queries_per_s']:,.0f} |"
+                  for r in data["scaling"]]
+    return "\n".join(lines)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="quick: < 1 min; full: RESULTS.md")
     p.add_argument("--quick", dest="preset", action="store_const", const="quick")
@@ -485,6 +523,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="JSON record (default hashindex-bench/bench-<time>.json); plots beside it")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--markdown", metavar="RECORD", help="print an existing JSON record as Markdown tables, and exit")
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Runs parsed arguments (shared by ``hashindex bench`` and ``python -m benchmarks``)."""
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())))
+        return 0
+    if args.dataset and "npy" in args.dataset and not args.npy:
+        raise ValueError("--dataset npy needs --npy FILE")
+    try:
+        run(args)
+    except KeyboardInterrupt:
+        print("interrupted: the JSON record holds every finished measurement", file=sys.stderr)
+        return 130
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -492,11 +546,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     args = p.parse_args(argv)
-    if args.dataset and "npy" in args.dataset and not args.npy:
-        p.error("--dataset npy needs --npy FILE")
     try:
-        run(args)
-    except KeyboardInterrupt:
-        print("interrupted: the JSON record holds every finished measurement", file=sys.stderr)
-        return 130
-    return 0
+        return execute(args)
+    except ValueError as exc:
+        p.error(str(exc))

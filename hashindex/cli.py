@@ -89,16 +89,9 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from hashindex.bench import run
+    from hashindex.bench import execute
 
-    if args.dataset and "npy" in args.dataset and not args.npy:
-        raise ValueError("--dataset npy needs --npy FILE")
-    try:
-        run(args)
-    except KeyboardInterrupt:
-        print("interrupted: the JSON record holds every finished measurement", file=sys.stderr)
-        return 130
-    return 0
+    return execute(args)
 
 
 def _parser() -> argparse.ArgumentParser:
