@@ -31,6 +31,16 @@ def int_arg(value: object, name: str, *, minimum: int) -> int:
     return value
 
 
+MAX_K = (1 << 31) - 1  # results take nq x k entries: a larger k cannot be allocated for even one query
+
+
+def k_arg(k: object) -> int:
+    k = int_arg(k, "k", minimum=1)
+    if k > MAX_K:
+        raise ValueError(f"k: expected at most {MAX_K} (results hold nq x k entries), got {k}")
+    return k
+
+
 MAX_NBITS = 1 << 24  # the file format's limit too
 
 

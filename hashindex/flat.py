@@ -6,7 +6,7 @@ import numpy as np
 from . import _core
 from ._base import _Index
 from ._results import RangeSearchResult, SearchResult
-from ._validate import int_arg, nbits_arg, threads_arg
+from ._validate import int_arg, k_arg, nbits_arg, threads_arg
 
 
 class FlatIndex(_Index):
@@ -33,7 +33,7 @@ class FlatIndex(_Index):
         distance ``hashindex.PAD_DISTANCE`` and id -1. A 1-D query gives one row.
         """
         queries = self._queries(queries)
-        k = int_arg(k, "k", minimum=1)
+        k = k_arg(k)
         return SearchResult(*self._index.search(queries, k, threads_arg(threads)))
 
     def range_search(self, queries: np.ndarray, radius: int, *, threads: int | None = None) -> RangeSearchResult:

@@ -9,7 +9,7 @@ import numpy as np
 from . import _core
 from ._base import _Index
 from ._results import RangeSearchResult, SearchResult
-from ._validate import int_arg, nbits_arg, threads_arg
+from ._validate import int_arg, k_arg, nbits_arg, threads_arg
 
 
 class MIHIndex(_Index):
@@ -73,7 +73,7 @@ class MIHIndex(_Index):
     def search(self, queries: np.ndarray, k: int, *, threads: int | None = None) -> SearchResult:
         """The k nearest codes of each query, exactly as :meth:`FlatIndex.search` returns them."""
         queries = self._queries(queries)
-        k = int_arg(k, "k", minimum=1)
+        k = k_arg(k)
         distances, ids, stats = self._index.search(queries, k, threads_arg(threads))
         self._keep(stats)
         return SearchResult(distances, ids)

@@ -10,7 +10,7 @@ import numpy as np
 from . import _core
 from ._base import _Index
 from ._results import SearchResult
-from ._validate import codes_arg, ids_arg, int_arg, nbits_arg, threads_arg
+from ._validate import codes_arg, ids_arg, int_arg, k_arg, nbits_arg, threads_arg
 
 
 class MultiFieldIndex(_Index):
@@ -146,7 +146,7 @@ class MultiFieldIndex(_Index):
             w.append(float(value))
         if not any(w):
             raise ValueError(f"weights: at least one weight must be > 0, got {dict(zip(names, w))}")
-        k = int_arg(k, "k", minimum=1)
+        k = k_arg(k)
         exclude = None
         if exclude_groups is not None:
             if isinstance(exclude_groups, numbers.Integral) and not isinstance(exclude_groups, (bool, np.bool_)):
