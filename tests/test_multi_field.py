@@ -172,3 +172,47 @@ def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call(index)
     assert len(index) == 1
+
+
+def test_concurrent_searches_while_items_are_added_and_removed():
+    import threading
+
+    rng = np.random.default_rng(7)
+    codes, groups = _data(rng, 3000, pool=200, ngroups=50)
+    index = hashindex.MultiFieldIndex(FIELDS)
+    index.add(codes, groups=groups)
+    queries = {f: c[:20] for f, c in codes.items()}
+    want = multi_field_knn(queries, codes, np.arange(3000), groups, {"normal": 1, "abnormal": 1}, 10, None, True)
+    # Items added meanwhile are the complement of query 0..19's codes: too far to enter any top 10.
+    far = {f: ~c[:20] for f, c in codes.items()}
+    errors, stop = [], threading.Event()
+
+    def search():
+        try:
+            while not stop.is_set():
+                res = index.search(queries, 10, one_per_group=True)
+                np.testing.assert_array_equal(res.ids, want[1])
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+            stop.set()
+
+    def mutate():
+        next_id = 10_000
+        try:
+            for _ in range(200):
+                ids = np.arange(next_id, next_id + 20)
+                index.add(far, ids=ids, groups=np.full(20, 99))
+                index.remove(ids)
+                next_id += 20
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            stop.set()
+
+    threads = [threading.Thread(target=search) for _ in range(3)] + [threading.Thread(target=mutate)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(index) == 3000
