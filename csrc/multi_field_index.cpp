@@ -320,8 +320,12 @@ MultiFieldIndex MultiFieldIndex::from_bytes(const uint8_t* data, std::size_t siz
     std::vector<const uint8_t*> fields;
     for (int b : nbits) fields.push_back(r.take(static_cast<std::size_t>(n) * static_cast<std::size_t>(b / 8), "codes"));
     std::vector<int64_t> ids(static_cast<std::size_t>(n)), groups(static_cast<std::size_t>(n));
-    std::memcpy(ids.data(), r.take(static_cast<std::size_t>(n) * 8, "ids"), static_cast<std::size_t>(n) * 8);
-    std::memcpy(groups.data(), r.take(static_cast<std::size_t>(n) * 8, "groups"), static_cast<std::size_t>(n) * 8);
+    const uint8_t* id_bytes = r.take(static_cast<std::size_t>(n) * 8, "ids");
+    const uint8_t* group_bytes = r.take(static_cast<std::size_t>(n) * 8, "groups");
+    if (n) {  // memcpy from or to null, even of 0 bytes, is undefined (found by fuzz/fuzz_load.cpp)
+        std::memcpy(ids.data(), id_bytes, static_cast<std::size_t>(n) * 8);
+        std::memcpy(groups.data(), group_bytes, static_cast<std::size_t>(n) * 8);
+    }
     r.expect_end();
     for (int64_t g : groups)
         if (g < kNoGroup) r.fail("invalid group " + std::to_string(g));  // -1: saved without a group

@@ -1,0 +1,24 @@
+"""Writes valid payloads of every index kind (selector byte + payload, as fuzz_load.cpp reads them)."""
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import hashindex
+
+HEADER, TRAILER = 24, 4
+KIND_BYTE = {"FlatIndex": 0, "MIHIndex": 1, "MultiFieldIndex": 2}
+
+out = Path(sys.argv[1])
+out.mkdir(parents=True, exist_ok=True)
+rng = np.random.default_rng(0)
+for n in (0, 1, 5, 40):
+    codes = rng.integers(0, 256, (n, 8), dtype=np.uint8)
+    indexes = [hashindex.FlatIndex(64), hashindex.MIHIndex(64, m=4), hashindex.MultiFieldIndex({"a": 64, "b": 16})]
+    indexes[0].add(codes)
+    indexes[1].add(codes)
+    indexes[2].add({"a": codes, "b": codes[:, :2]}, groups=np.arange(n) % 3)
+    for index in indexes:
+        image = index.to_bytes()
+        kind = type(index).__name__
+        (out / f"seed-{kind}-{n}").write_bytes(bytes([KIND_BYTE[kind]]) + image[HEADER:-TRAILER])
