@@ -29,6 +29,7 @@ class Codes:
     abnormal_bits: np.ndarray
     normal_nbits: int
     abnormal_nbits: int
+    latents: tuple[np.ndarray, np.ndarray] | None = None  # continuous (N, D, g, g) pair, if asked for
 
 
 class CodeEncoder:
@@ -80,26 +81,30 @@ class CodeEncoder:
         return [fn(torch.from_numpy(images[i:i + self.batch_size]).to(self.device))
                 for i in range(0, len(images), self.batch_size)] or [fn(torch.zeros((0,) + images.shape[1:]))]
 
-    def _indices(self, x: torch.Tensor):
+    def _indices(self, x: torch.Tensor, keep_latents: bool):
         z_n, z_a = self.model.latents(x)
         grid = self.cfg.grid
         flat = lambda z: z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])  # noqa: E731
         n = self.model.normal_vq.nearest(flat(z_n)).view(-1, grid, grid)
         a = self.model.abnormal_vq.nearest(flat(z_a)).view(-1, grid, grid)
-        return n.cpu().numpy(), a.cpu().numpy()
+        latents = (z_n.cpu().numpy(), z_a.cpu().numpy()) if keep_latents else None
+        return n.cpu().numpy(), a.cpu().numpy(), latents
 
-    def encode(self, images) -> Codes:
-        """Index maps and packed bits of both codes for (N, 4, S, S) z-scored slices."""
-        parts = self._batches(images, self._indices)
+    def encode(self, images, keep_latents: bool = False) -> Codes:
+        """Index maps and packed bits of both codes for (N, 4, S, S) z-scored slices; with
+        ``keep_latents`` also the continuous latents of the same forward pass."""
+        parts = self._batches(images, lambda x: self._indices(x, keep_latents))
         normal = np.concatenate([p[0] for p in parts]).astype(np.int64)
         abnormal = np.concatenate([p[1] for p in parts]).astype(np.int64)
+        latents = None
+        if keep_latents:
+            latents = (np.concatenate([p[2][0] for p in parts]), np.concatenate([p[2][1] for p in parts]))
         return Codes(normal, abnormal, self.normal_hasher(normal), self.abnormal_hasher(abnormal),
-                     self.normal_hasher.nbits, self.abnormal_hasher.nbits)
+                     self.normal_hasher.nbits, self.abnormal_hasher.nbits, latents)
 
     def latents(self, images) -> tuple[np.ndarray, np.ndarray]:
         """Continuous (unquantised) normal and abnormal latents, (N, D, g, g) each."""
-        parts = self._batches(images, lambda x: tuple(z.cpu().numpy() for z in self.model.latents(x)))
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return self.encode(images, keep_latents=True).latents
 
     def pseudo_normal(self, images) -> np.ndarray:
         """The image without its tumour: the NAC decoded with an empty tumour map."""

@@ -40,7 +40,8 @@ def default_cache() -> Path:
     return Path(os.environ.get("HASHINDEX_CACHE", Path.home() / ".cache" / "hashindex"))
 
 
-def _slices(cache: Path, cfg: DemoConfig, size: int, log) -> SliceSet:
+def demo_slices(cache: Path, cfg: DemoConfig, size: int, log: Callable[[str], None]) -> SliceSet:
+    """The demo's phantom slices at the model's size, generated and sliced once, then read from the cache."""
     root = cache / f"phantoms-seed{cfg.seed}-{cfg.spacing:g}mm"
     start = time.perf_counter()
     generate_phantoms(root, cfg.cases, seed=cfg.seed, config=PhantomConfig(spacing=cfg.spacing), progress=True)
@@ -60,30 +61,33 @@ def _case_names(root: Path, cases: int) -> list[str]:
     return [c["case"] for c in manifest["cases"]][:cases]
 
 
-def _encode(encoder: CodeEncoder, slices: SliceSet, log) -> tuple[Codes, Codes, tuple[np.ndarray, np.ndarray]]:
+def _encode(encoder: CodeEncoder, slices: SliceSet, log) -> tuple[Codes, Codes | None]:
+    """Codes (with their continuous latents, from the same forward pass) of every slice and, for
+    phantoms, of its healthy counterpart."""
     from tqdm import tqdm
 
     start = time.perf_counter()
-    parts, healthy_parts, latent_parts = [], [], []
+    parts, healthy_parts = [], []
     step = 256
     for i in tqdm(range(0, len(slices), step), desc="encoding", unit="batch"):
-        parts.append(encoder.encode(slices.images[i:i + step]))
-        latent_parts.append(encoder.latents(slices.images[i:i + step]))
+        parts.append(encoder.encode(slices.images[i:i + step], keep_latents=True))
         if slices.healthy is not None:
             healthy_parts.append(encoder.encode(slices.healthy[i:i + step]))
     elapsed = time.perf_counter() - start
     codes = _concat_codes(parts)
     healthy = _concat_codes(healthy_parts) if healthy_parts else None
-    latents = (np.concatenate([p[0] for p in latent_parts]), np.concatenate([p[1] for p in latent_parts]))
     log(f"encoded {len(slices)} slices (and their healthy counterparts) in {elapsed:.1f} s: "
         f"normal code {codes.normal_nbits} bits, abnormal code {codes.abnormal_nbits} bits")
-    return codes, healthy, latents
+    return codes, healthy
 
 
 def _concat_codes(parts: list[Codes]) -> Codes:
     cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+    latents = None
+    if parts[0].latents is not None:
+        latents = tuple(np.concatenate([p.latents[j] for p in parts]) for j in (0, 1))
     return Codes(cat("normal_indices"), cat("abnormal_indices"), cat("normal_bits"), cat("abnormal_bits"),
-                 parts[0].normal_nbits, parts[0].abnormal_nbits)
+                 parts[0].normal_nbits, parts[0].abnormal_nbits, latents)
 
 
 def build_index(codes: Codes, slices: SliceSet) -> hashindex.MultiFieldIndex:
@@ -102,8 +106,8 @@ def run_demo(out: str | os.PathLike = "hashindex-demo", cache: str | os.PathLike
     cache.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     encoder = CodeEncoder.load(checkpoint)
-    slices = _slices(cache, config, encoder.image_size, log)
-    codes, healthy, latents = _encode(encoder, slices, log)
+    slices = demo_slices(cache, config, encoder.image_size, log)
+    codes, healthy = _encode(encoder, slices, log)
 
     start = time.perf_counter()
     index = build_index(codes, slices)
@@ -113,7 +117,8 @@ def run_demo(out: str | os.PathLike = "hashindex-demo", cache: str | os.PathLike
     log(f"index: {len(index)} items, fields {index.fields}, built in {time.perf_counter() - start:.2f} s "
         f"[{out / INDEX_FILE}]")
 
-    table = _evaluate(slices, codes, healthy, latents, config.max_queries, config.seed, out / "evaluation.json", log)
+    table = _evaluate(slices, codes, healthy, config.max_queries, config.seed, out / "evaluation.json", log,
+                      index=index)
 
     galleries = _galleries(encoder, index, slices, codes, out, config)
     page = _html(out, table, galleries, slices, codes, config, time.perf_counter() - started)
@@ -121,13 +126,13 @@ def run_demo(out: str | os.PathLike = "hashindex-demo", cache: str | os.PathLike
     return page
 
 
-def _evaluate(slices, codes, healthy, latents, max_queries, seed, json_path: Path, log):
+def _evaluate(slices, codes, healthy, max_queries, seed, json_path: Path, log, index=None):
     start = time.perf_counter()
     table = evaluate_retrieval(
-        slices, codes.normal_bits, codes.abnormal_bits, (codes.normal_nbits, codes.abnormal_nbits), latents,
+        slices, codes.normal_bits, codes.abnormal_bits, (codes.normal_nbits, codes.abnormal_nbits), codes.latents,
         healthy_normal_bits=None if healthy is None else healthy.normal_bits,
         healthy_normal_indices=None if healthy is None else healthy.normal_indices,
-        normal_indices=codes.normal_indices, max_queries=max_queries, seed=seed)
+        normal_indices=codes.normal_indices, max_queries=max_queries, seed=seed, index=index)
     log(f"evaluation ({time.perf_counter() - start:.1f} s), mean Dice of the top k with the query, "
         "other cases only:\n" + table.format())
     json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,8 +149,8 @@ def evaluate_dataset(data: str | os.PathLike, out_json: str | os.PathLike, check
     slices = SliceSet.load(data) if data.suffix == ".npz" else load_slices(data, size=encoder.image_size, progress=True)
     if slices.size != encoder.image_size:
         raise ValueError(f"data: slices are {slices.size} px, the model takes {encoder.image_size}")
-    codes, healthy, latents = _encode(encoder, slices, log)
-    return _evaluate(slices, codes, healthy, latents, max_queries, seed, Path(out_json), log)
+    codes, healthy = _encode(encoder, slices, log)
+    return _evaluate(slices, codes, healthy, max_queries, seed, Path(out_json), log)
 
 
 # --- example queries ------------------------------------------------------------------------

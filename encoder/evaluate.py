@@ -103,11 +103,13 @@ def _scores(slices: SliceSet, query_rows: np.ndarray, tumour_rows: np.ndarray, f
 def evaluate_retrieval(slices: SliceSet, normal_bits: np.ndarray, abnormal_bits: np.ndarray, nbits: tuple[int, int],
                        latents: tuple[np.ndarray, np.ndarray] | None = None, healthy_normal_bits: np.ndarray | None = None,
                        healthy_normal_indices: np.ndarray | None = None, normal_indices: np.ndarray | None = None,
-                       max_queries: int = 1000, seed: int = 0) -> RetrievalTable:
+                       max_queries: int = 1000, seed: int = 0,
+                       index: hashindex.MultiFieldIndex | None = None) -> RetrievalTable:
     """Mean Dice@k of every retrieval mode and baseline, on the same queries and database.
 
     The database is every slice; queries are up to ``max_queries`` slices (seeded sample), half
-    with tumour where possible; the query's own case never counts.
+    with tumour where possible; the query's own case never counts. ``index``: the MultiFieldIndex of
+    these codes with one group per case (``case_groups``), if the caller has built it already.
     """
     if slices.seg is None:
         raise ValueError("slices: evaluation needs tumour labels")
@@ -119,8 +121,11 @@ def evaluate_retrieval(slices: SliceSet, normal_bits: np.ndarray, abnormal_bits:
     pick = lambda rows, m: np.sort(rng.choice(rows, min(m, len(rows)), replace=False)) if len(rows) else rows  # noqa: E731
     query_rows = np.sort(np.r_[pick(tumour_rows, half), pick(healthy_rows, max_queries - min(half, len(tumour_rows)))])
     k = max(KS)
-    index = hashindex.MultiFieldIndex({"normal": nbits[0], "abnormal": nbits[1]})
-    index.add({"normal": normal_bits, "abnormal": abnormal_bits}, groups=groups)
+    if index is None:
+        index = hashindex.MultiFieldIndex({"normal": nbits[0], "abnormal": nbits[1]})
+        index.add({"normal": normal_bits, "abnormal": abnormal_bits}, groups=groups)
+    elif len(index) != len(slices):
+        raise ValueError(f"index: expected the {len(slices)} slices' codes, it holds {len(index)} items")
     qn, qa = normal_bits[query_rows], abnormal_bits[query_rows]
     exclude = groups[query_rows]
     table = RetrievalTable()

@@ -179,9 +179,9 @@ def train(
     log: Callable[[str], None] = print,
 ) -> dict:
     """Trains, writing ``out`` (a resumable checkpoint) as it goes; returns the last metrics."""
-    cfg = CONFIGS[config] if isinstance(config, str) else config
     if isinstance(config, str) and config not in CONFIGS:
         raise ValueError(f"config: expected one of {sorted(CONFIGS)}, got {config!r}")
+    cfg = CONFIGS[config] if isinstance(config, str) else config
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device: {device!r} asked for, but torch sees no CUDA device")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:

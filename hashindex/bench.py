@@ -78,10 +78,10 @@ def dataset(kind: str, n: int, nbits: int, nq: int, seed: int, npy: str | None =
 def _encoder_codes(n: int, nq: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Abnormal-anatomy codes of the demo's phantom slices (needs torch and the data extra)."""
     from hashindex.encoder.codes import CodeEncoder
-    from hashindex.encoder.demo import DemoConfig, _slices, default_cache
+    from hashindex.encoder.demo import DemoConfig, default_cache, demo_slices
 
     encoder = CodeEncoder.load()
-    slices = _slices(default_cache(), DemoConfig(), encoder.image_size, lambda _: None)
+    slices = demo_slices(default_cache(), DemoConfig(), encoder.image_size, lambda _: None)
     codes = encoder.encode(slices.images).abnormal_bits
     pick = np.random.default_rng(seed).permutation(len(codes))
     return codes[np.sort(pick[nq:nq + n])], codes[pick[:nq]]
@@ -155,10 +155,6 @@ def _faiss():
         return None
 
 
-def _faiss_threads(faiss, threads: int) -> None:
-    faiss.omp_set_num_threads(threads)
-
-
 def numba_distances():
     """What a Python user writes with numba: a SWAR popcount loop (None without numba)."""
     try:
@@ -208,7 +204,7 @@ def methods(k: int) -> list[Method]:
     faiss = _faiss()
     if faiss is not None:
         def fsearch(ix, q, k, t):
-            _faiss_threads(faiss, t)
+            faiss.omp_set_num_threads(t)
             return ix.search(q, k)[0]
 
         ser = lambda ix: int(faiss.serialize_index_binary(ix).size)  # noqa: E731
@@ -281,7 +277,8 @@ def _faiss_multihash(faiss, x, b, nflip):
 # --- the run --------------------------------------------------------------------------------
 
 def machine_info() -> dict[str, Any]:
-    flags = []
+    flags: list[str] = []
+    model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -302,7 +299,7 @@ def machine_info() -> dict[str, Any]:
         versions["numba"] = numba.__version__
     except ImportError:
         pass
-    return {"platform": platform.platform(), "cpu": locals().get("model", platform.processor()), "cpu_flags": flags,
+    return {"platform": platform.platform(), "cpu": model, "cpu_flags": flags,
             "cpus": os.cpu_count(), "threads": hashindex.available_threads(), "simd_level": hashindex.simd_level(),
             "python": platform.python_version(), "versions": versions}
 

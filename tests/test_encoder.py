@@ -199,6 +199,10 @@ def test_encode_is_deterministic_and_onehot_counts_cells(encoder, slices):
     assert encoder.pseudo_normal(images).shape == images.shape
     z_n, z_a = encoder.latents(images[:3])
     assert z_n.shape == (3, TINY.code_dim, TINY.grid, TINY.grid)
+    with_latents = encoder.encode(images, keep_latents=True)  # one forward pass for both
+    np.testing.assert_array_equal(with_latents.normal_bits, a.normal_bits)
+    np.testing.assert_array_equal(with_latents.latents[0][:3], z_n)
+    assert a.latents is None
 
 
 @pytest.mark.parametrize("images,error,match", [

@@ -7,6 +7,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import hashindex
@@ -26,6 +27,15 @@ def test_image_matches_the_writer():
     index = hashindex.FlatIndex(64)
     data = index.to_bytes()
     assert image(b"\x00" + data[24:-4]) == data
+
+
+def test_empty_multi_field_file_loads_empty():
+    # The first finding: a MultiFieldIndex file with fields and no items (UBSan: memcpy into null).
+    (case,) = [c for c in CASES if c.name == "multi_field_empty_memcpy.bin"]
+    index = hashindex.MultiFieldIndex.from_bytes(image(case.read_bytes()))
+    assert len(index) == 0 and index.fields == {"a": 64, "b": 16}
+    res = index.search({"a": np.zeros((1, 8), np.uint8), "b": np.zeros((1, 2), np.uint8)}, 2)
+    assert list(res.ids[0]) == [-1, -1]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

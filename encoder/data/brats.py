@@ -292,24 +292,25 @@ def slice_case(case: Case, size: int = 128, drop_empty: bool = True) -> SliceSet
         raise ValueError(f"size: expected an int in [8, 1024], got {size!r}")
     images = zscore(case.images)
     keep = np.flatnonzero(np.any(case.images != 0, axis=(0, 1, 2))) if drop_empty else np.arange(images.shape[-1])
-    prepare = lambda v, labels: np.moveaxis(_resize(_square(v[..., keep]), size, labels), -1, 0)  # noqa: E731
+    def prepare(volume: np.ndarray, labels: bool) -> np.ndarray:
+        return np.ascontiguousarray(np.moveaxis(_resize(_square(volume[..., keep]), size, labels), -1, 0))
+
     out = SliceSet(
-        images=np.ascontiguousarray(np.moveaxis(_resize(_square(images[..., keep]), size, False), -1, 0)),
+        images=prepare(images, False),
         abnormal=np.full(keep.size, -1, dtype=np.int8),
         case_ids=np.array([case.case_id] * keep.size),
         slice_index=keep.astype(np.int32),
         depth=np.full(keep.size, images.shape[-1], dtype=np.int32),
     )
     if case.seg is not None:
-        out.seg = np.ascontiguousarray(prepare(case.seg, True))
+        out.seg = prepare(case.seg, True)
         out.abnormal = np.any(case.seg[..., keep] > 0, axis=(0, 1)).astype(np.int8)
     if case.anatomy is not None:
-        out.anatomy = np.ascontiguousarray(prepare(case.anatomy, True))
+        out.anatomy = prepare(case.anatomy, True)
     if case.healthy is not None:
-        healthy = zscore(case.healthy, stats_from=case.images)
-        out.healthy = np.ascontiguousarray(np.moveaxis(_resize(_square(healthy[..., keep]), size, False), -1, 0))
+        out.healthy = prepare(zscore(case.healthy, stats_from=case.images), False)
     if case.healthy_anatomy is not None:
-        out.healthy_anatomy = np.ascontiguousarray(prepare(case.healthy_anatomy, True))
+        out.healthy_anatomy = prepare(case.healthy_anatomy, True)
     return out
 
 
