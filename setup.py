@@ -19,6 +19,7 @@ COMMON_SOURCES = [
     "flat_index.cpp",
     "format.cpp",
     "id_map.cpp",
+    "interrupt.cpp",
     "kernel_scalar.cpp",
     "mih_index.cpp",
     "multi_field_index.cpp",

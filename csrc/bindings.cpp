@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <numeric>
+#include <optional>
 
 #include "dispatch.h"
 #include "errors.h"
@@ -16,6 +17,7 @@
 #include "mih_index.h"
 #include "multi_field_index.h"
 #include "format.h"
+#include "interrupt.h"
 #include "parallel.h"
 #include "scan.h"
 
@@ -58,6 +60,37 @@ py::dict stats_dict(const MihStats& st) {
     return d;
 }
 
+// Python runs signal handlers on its main thread only, between bytecodes; a
+// search on that thread polls them itself so that Ctrl-C stops it. Polling
+// takes the GIL, so it waits until the search has run this long, then repeats
+// at this interval: a search shorter than that never polls.
+constexpr std::chrono::milliseconds kSignalPoll{50};
+unsigned long g_main_thread = 0;
+
+bool poll_signals() {
+    py::gil_scoped_acquire gil;
+    return PyErr_CheckSignals() != 0;
+}
+
+// Runs fn() without the GIL; on the main thread a signal handler that raises
+// (KeyboardInterrupt for Ctrl-C) stops it, and its exception propagates.
+template <class Fn>
+void run_interruptible(Fn&& fn) {
+    std::optional<Interrupt> interrupt;
+    if (PyThread_get_thread_ident() == g_main_thread) interrupt.emplace(poll_signals, kSignalPoll);
+    std::exception_ptr error;
+    {
+        py::gil_scoped_release nogil;
+        try {
+            fn();
+        } catch (...) {
+            error = std::current_exception();
+        }
+    }
+    if (interrupt && interrupt->fired()) throw py::error_already_set();  // the handler's exception
+    if (error) std::rethrow_exception(error);
+}
+
 // Runs fn(out_distances, out_ids) without the GIL into fresh (nq, k) arrays.
 template <class Index, class Run>
 py::tuple knn_arrays(const Index& index, const Codes& queries, int64_t k, Run run) {
@@ -67,10 +100,7 @@ py::tuple knn_arrays(const Index& index, const Codes& queries, int64_t k, Run ru
     py::array_t<int64_t> ids({nq, k});
     int32_t* d = distances.mutable_data();
     int64_t* i = ids.mutable_data();
-    {
-        py::gil_scoped_release nogil;
-        run(queries.data(), nq, d, i);
-    }
+    run_interruptible([&] { run(queries.data(), nq, d, i); });
     return py::make_tuple(distances, ids);
 }
 
@@ -152,8 +182,7 @@ py::array_t<int32_t> hamming_distances(const Codes& x, const Codes& y, int threa
         return out;
     }
     int32_t* dst = out.mutable_data();
-    {
-        py::gil_scoped_release nogil;
+    run_interruptible([&] {
         CodeStore store(code_size);
         store.append(y.data(), ny);
         const std::vector<uint64_t> qwords = rows_to_words(x.data(), nx, code_size);
@@ -163,7 +192,7 @@ py::array_t<int32_t> hamming_distances(const Codes& x, const Codes& y, int threa
             [&](int64_t q, RangeSink& sink) {
                 for (const SlotHit& h : sink.hits) dst[q * ny + h.slot] = h.distance;
             });
-    }
+    });
     return out;
 }
 
@@ -208,6 +237,7 @@ double read_bandwidth(int64_t nbytes, int threads, int repeats) {
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "hashindex compiled core (private; use the hashindex package)";
+    g_main_thread = py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
 
     static py::exception<FormatError> format_error(m, "FormatError", PyExc_ValueError);
     py::register_exception_translator([](std::exception_ptr p) {
@@ -258,10 +288,7 @@ PYBIND11_MODULE(_core, m) {
             [](const FlatIndex& self, const Codes& q, int32_t radius, int threads) {
                 check_rows(q, self.code_size(), "queries");
                 RangeResult r;
-                {
-                    py::gil_scoped_release nogil;
-                    r = self.range_search(q.data(), q.shape(0), radius, threads);
-                }
+                run_interruptible([&] { r = self.range_search(q.data(), q.shape(0), radius, threads); });
                 return range_arrays(std::move(r));
             },
             py::arg("queries"), py::arg("radius"), py::arg("threads") = 0);
@@ -287,10 +314,7 @@ PYBIND11_MODULE(_core, m) {
                 check_rows(q, self.code_size(), "queries");
                 RangeResult r;
                 MihStats st;
-                {
-                    py::gil_scoped_release nogil;
-                    r = self.range_search(q.data(), q.shape(0), radius, threads, &st);
-                }
+                run_interruptible([&] { r = self.range_search(q.data(), q.shape(0), radius, threads, &st); });
                 py::tuple t = range_arrays(std::move(r));
                 return py::make_tuple(t[0], t[1], t[2], stats_dict(st));
             },
@@ -342,10 +366,8 @@ PYBIND11_MODULE(_core, m) {
                 py::array_t<int64_t> ids({nq, k});
                 double* d = distances.mutable_data();
                 int64_t* i = ids.mutable_data();
-                {
-                    py::gil_scoped_release nogil;
-                    self.search(fq, nq, k, exclude ? exclude->data() : nullptr, one_per_group, threads, d, i);
-                }
+                run_interruptible(
+                    [&] { self.search(fq, nq, k, exclude ? exclude->data() : nullptr, one_per_group, threads, d, i); });
                 return py::make_tuple(distances, ids);
             },
             py::arg("queries"), py::arg("weights"), py::arg("nq"), py::arg("k"), py::arg("exclude_groups"),

@@ -9,6 +9,7 @@
 #include "dispatch.h"
 #include "errors.h"
 #include "format.h"
+#include "interrupt.h"
 #include "parallel.h"
 #include "scan.h"
 
@@ -329,6 +330,7 @@ bool MIHIndex::probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& 
     int pending = 0;
     const Table* table = nullptr;
     auto verify_pending = [&] {
+        interruption_point();  // a probe is bounded by a scan's cost, which may be seconds
         for (int p = 0; p < pending; ++p) {
             const uint32_t b = batch_begin[p], e = batch_end[p];
             if (hit_idx.size() < e - b) {

@@ -9,6 +9,7 @@
 #include "dispatch.h"
 #include "errors.h"
 #include "format.h"
+#include "interrupt.h"
 #include "parallel.h"
 #include "results.h"
 #include "scan.h"
@@ -147,6 +148,7 @@ void MultiFieldIndex::scan_range(const std::vector<std::vector<uint64_t>>& qword
     std::vector<uint32_t> reported;
     reported.reserve(static_cast<std::size_t>(kChunkSlots));
     for (int64_t c0 = slot_begin; c0 < slot_end; c0 += kChunkSlots) {
+        interruption_point();
         const int64_t c1 = std::min(slot_end, c0 + kChunkSlots);
         std::fill(dist.begin(), dist.end(), kUnreported);
         reported.clear();

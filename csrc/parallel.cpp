@@ -1,5 +1,7 @@
 #include "parallel.h"
 
+#include "interrupt.h"
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -49,6 +51,8 @@ bool spin_until(Pred pred, std::chrono::microseconds budget) {
 
 constexpr std::chrono::microseconds kWorkerSpin{300};
 constexpr std::chrono::microseconds kCallerSpin{2000};
+// How often a caller that waits for workers gives its Interrupt a chance to poll.
+constexpr std::chrono::milliseconds kCallerPollWait{20};
 
 class Pool {
 public:
@@ -62,6 +66,7 @@ public:
         {
             std::lock_guard<std::mutex> lk(mu_);
             job_ = &fn;
+            interrupt_ = current_interrupt();
             ntasks_ = ntasks;
             next_.store(0);
             failed_.store(false);
@@ -75,8 +80,14 @@ public:
         const int expected = threads - 1;
         auto all_done = [&] { return finished_.load(std::memory_order_acquire) == expected; };
         if (!spin_until(all_done, kCallerSpin)) {
+            Interrupt* interrupt = current_interrupt();
             std::unique_lock<std::mutex> lk(mu_);
-            done_cv_.wait(lk, all_done);
+            while (!done_cv_.wait_for(lk, kCallerPollWait, all_done)) {
+                if (!interrupt) continue;
+                lk.unlock();  // the poll may take the GIL: never while holding the pool's lock
+                interrupt->check();
+                lk.lock();
+            }
         }
         std::exception_ptr error;
         {
@@ -108,13 +119,18 @@ private:
                 start_cv_.wait(lk, fresh);
             }
             int participants;
+            Interrupt* interrupt;
             {
                 std::lock_guard<std::mutex> lk(mu_);
                 seen = generation_.load(std::memory_order_acquire);
                 participants = participants_;
+                interrupt = interrupt_;
             }
             if (index >= participants) continue;
-            work();
+            {
+                InterruptScope scope(interrupt);
+                work();
+            }
             {
                 std::lock_guard<std::mutex> lk(mu_);
                 finished_.fetch_add(1, std::memory_order_release);
@@ -128,6 +144,7 @@ private:
             const int64_t t = next_.fetch_add(1);
             if (t >= ntasks_ || failed_.load(std::memory_order_relaxed)) return;
             try {
+                interruption_point();
                 (*job_)(t);
             } catch (...) {
                 std::lock_guard<std::mutex> lk(error_mu_);
@@ -143,6 +160,7 @@ private:
     std::vector<std::thread> workers_;
     std::atomic<uint64_t> generation_{0};
     const std::function<void(int64_t)>* job_ = nullptr;
+    Interrupt* interrupt_ = nullptr;  // the poster's, for workers to check
     int64_t ntasks_ = 0;
     std::atomic<int64_t> next_{0};
     std::atomic<bool> failed_{false};
@@ -188,7 +206,10 @@ void parallel_for(int threads, int64_t ntasks, const std::function<void(int64_t)
     if (ntasks <= 0) return;
     if (threads > ntasks) threads = static_cast<int>(ntasks);
     if (threads > 1 && pool()->try_run(threads, ntasks, fn)) return;
-    for (int64_t t = 0; t < ntasks; ++t) fn(t);
+    for (int64_t t = 0; t < ntasks; ++t) {
+        interruption_point();
+        fn(t);
+    }
 }
 
 }  // namespace hashindex

@@ -7,6 +7,7 @@
 
 #include "code_store.h"
 #include "dispatch.h"
+#include "interrupt.h"
 #include "parallel.h"
 
 namespace hashindex {
@@ -58,9 +59,11 @@ void scan_store(const CodeStore& store, const uint64_t* query_words, int64_t nq,
                 sinks.push_back(make_sink(q));
                 ptrs.push_back(&sinks.back());
             }
-            for (int64_t c = 0; c < nblocks; c += chunk)
+            for (int64_t c = 0; c < nblocks; c += chunk) {
+                interruption_point();
                 kern.scan(store.blocks(), c, std::min(nblocks, c + chunk), words, query_words + q0 * words,
                           q1 - q0, ptrs.data());
+            }
             for (int64_t q = q0; q < q1; ++q) finish(q, sinks[static_cast<std::size_t>(q - q0)]);
         });
         return;
@@ -78,7 +81,12 @@ void scan_store(const CodeStore& store, const uint64_t* query_words, int64_t nq,
         std::vector<HitSink*> ptrs;
         for (auto& s : sinks[static_cast<std::size_t>(t)]) ptrs.push_back(&s);
         const int64_t b0 = t * per_task, b1 = std::min(nblocks, b0 + per_task);
-        if (b0 < b1) kern.scan(store.blocks(), b0, b1, words, query_words, nq, ptrs.data());
+        // In chunks only so that an interrupt is seen within one chunk's scan.
+        const int64_t step = std::max<int64_t>(1, 16 * kChunkBytes / block_bytes);
+        for (int64_t c = b0; c < b1; c += step) {
+            interruption_point();
+            kern.scan(store.blocks(), c, std::min(b1, c + step), words, query_words, nq, ptrs.data());
+        }
     });
     for (int64_t q = 0; q < nq; ++q) {
         Sink& into = sinks[0][static_cast<std::size_t>(q)];
