@@ -60,12 +60,19 @@ class BuildExt(build_ext):
 ParallelCompile("HASHINDEX_BUILD_JOBS", default=0).install()
 
 extra = ["/O2"] if sys.platform == "win32" else ["-O3"]
+link = []
+# HASHINDEX_SANITIZE=1: AddressSanitizer + UndefinedBehaviorSanitizer (GCC/Clang), for fuzz/sanitize.sh.
+# Any undefined behaviour aborts rather than printing and going on, so a test run cannot pass over it.
+if os.environ.get("HASHINDEX_SANITIZE", "") not in ("", "0"):
+    extra = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
+    link = ["-fsanitize=address,undefined"]
 ext = Pybind11Extension(
     "hashindex._core",
     sources=[os.path.join(CSRC, s) for s in COMMON_SOURCES],
     include_dirs=[CSRC],
     cxx_std=17,
     extra_compile_args=extra,
+    extra_link_args=link,
     depends=[os.path.join(CSRC, f) for f in sorted(os.listdir(CSRC)) if f.endswith(".h")],
 )
 

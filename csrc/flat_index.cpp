@@ -24,9 +24,18 @@ int64_t FlatIndex::size() const {
 void FlatIndex::add(const uint8_t* codes, int64_t n, const int64_t* ids) {
     HX_CHECK(n >= 0, "number of codes must be >= 0");
     std::unique_lock<std::shared_mutex> lk(mu_);
-    if (ids) ids_.check_new(ids, n);
-    store_.append(codes, n);
-    ids_.append(ids, n);
+    if (ids)
+        ids_.check_new(ids, n);
+    else
+        check_default_ids(ids_.next_id(), n);
+    const int64_t before = store_.size();
+    store_.append(codes, n);  // all or nothing, like ids_.append: a failed allocation changes neither
+    try {
+        ids_.append(ids, n);
+    } catch (...) {
+        store_.truncate(before);
+        throw;
+    }
 }
 
 void FlatIndex::search(const uint8_t* queries, int64_t nq, int64_t k, int threads, int32_t* distances,

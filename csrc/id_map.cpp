@@ -7,12 +7,19 @@
 
 namespace hashindex {
 
+void check_default_ids(int64_t next_id, int64_t n) {
+    if (n > 0 && next_id > kMaxId - (n - 1))
+        throw std::invalid_argument("ids: " + std::to_string(n) + " default ids from " + std::to_string(next_id) +
+                                    " would pass the largest id " + std::to_string(kMaxId) + "; pass ids explicitly");
+}
+
 void IdMap::check_new(const int64_t* ids, int64_t n) const {
     std::unordered_map<int64_t, int64_t> seen;
     seen.reserve(static_cast<std::size_t>(n));
     for (int64_t i = 0; i < n; ++i) {
-        HX_CHECK(ids[i] >= 0, "ids must be >= 0 (-1 marks padding in results), got " + std::to_string(ids[i]) +
-                                  " at position " + std::to_string(i));
+        HX_CHECK(ids[i] >= 0 && ids[i] <= kMaxId,
+                 "ids must be between 0 and 2^63 - 2 (-1 marks padding in results; 2^63 - 1 stays free), got " +
+                     std::to_string(ids[i]) + " at position " + std::to_string(i));
         if (contains(ids[i]))
             throw std::invalid_argument("ids: id " + std::to_string(ids[i]) + " (position " + std::to_string(i) +
                                         ") is already in the index");
@@ -34,12 +41,18 @@ void IdMap::check_present(const int64_t* ids, int64_t n) const {
 
 void IdMap::append(const int64_t* ids, int64_t n) {
     const int64_t base = size();
-    slot_ids_.reserve(static_cast<std::size_t>(base + n));
-    slots_.reserve(static_cast<std::size_t>(base + n));
-    for (int64_t i = 0; i < n; ++i) {
-        const int64_t id = ids ? ids[i] : next_id_ + i;
-        slot_ids_.push_back(id);
-        slots_.emplace(id, base + i);
+    try {
+        slot_ids_.reserve(static_cast<std::size_t>(base + n));
+        slots_.reserve(static_cast<std::size_t>(base + n));
+        for (int64_t i = 0; i < n; ++i) {
+            const int64_t id = ids ? ids[i] : next_id_ + i;
+            slot_ids_.push_back(id);
+            slots_.emplace(id, base + i);  // allocates a node: may throw even after reserve
+        }
+    } catch (...) {  // the ids are new (check_new), so forgetting them restores the map
+        for (std::size_t s = static_cast<std::size_t>(base); s < slot_ids_.size(); ++s) slots_.erase(slot_ids_[s]);
+        slot_ids_.resize(static_cast<std::size_t>(base));
+        throw;
     }
     for (int64_t i = 0; i < n; ++i)
         next_id_ = std::max(next_id_, slot_ids_[static_cast<std::size_t>(base + i)] + 1);

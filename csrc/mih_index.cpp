@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <mutex>
+#include <new>
 
 #include "dispatch.h"
 #include "errors.h"
@@ -189,64 +190,67 @@ int MIHIndex::choose_m(int64_t n) const {
 }
 
 void MIHIndex::rebuild() {
-    // Every live code (main without tombstones, then the tail) becomes the new main.
+    // Every live code (main without tombstones, then the tail) becomes the new main. Everything is
+    // built aside and swapped in at the end, so a failed allocation leaves the index as it was.
     const int cs = code_size();
     std::vector<uint8_t> rows;
     std::vector<int64_t> ids;
-    const int64_t live = main_.size() - dead_ + tail_.size();
-    HX_CHECK(live < (int64_t{1} << 32), "MIHIndex holds fewer than 2^32 codes");
     gather_live(&rows, ids);
-    const int64_t next_id = next_default_id();
     const int64_t n = static_cast<int64_t>(ids.size());
 
-    main_.clear();
-    main_.append(rows.data(), n);
-    main_ids_.clear();
-    main_ids_.append(ids.data(), n);
-    main_ids_.bump_next_id(next_id);
-    alive_.assign(static_cast<std::size_t>(n), 1);
+    CodeStore main(cs);
+    main.append(rows.data(), n);
+    IdMap main_ids;
+    main_ids.append(ids.data(), n);
+    main_ids.bump_next_id(next_default_id());
+    std::vector<uint8_t> alive(static_cast<std::size_t>(n), 1);
+    std::vector<Table> tables;
+    if (n > 0) {
+        const std::vector<uint64_t> words = rows_to_words(rows.data(), n, cs);
+        const int m = choose_m(n);
+        tables.resize(static_cast<std::size_t>(m));
+        int lo = 0;
+        for (int t = 0; t < m; ++t) {
+            Table& T = tables[static_cast<std::size_t>(t)];
+            T.bit_lo = lo;
+            T.bits = nbits_ / m + (t < nbits_ % m ? 1 : 0);
+            lo += T.bits;
+            std::vector<uint64_t> keys(static_cast<std::size_t>(n));
+            for (int64_t s = 0; s < n; ++s) keys[static_cast<std::size_t>(s)] = extract_bits(&words[static_cast<std::size_t>(s) * words_], T.bit_lo, T.bits);
+            std::vector<uint32_t> order(static_cast<std::size_t>(n));
+            T.direct = T.bits <= kMaxDirectBits;
+            if (T.direct) {  // counting sort by key
+                T.offsets.assign((std::size_t{1} << T.bits) + 1, 0);
+                for (uint64_t key : keys) ++T.offsets[key + 1];
+                for (std::size_t i = 1; i < T.offsets.size(); ++i) T.offsets[i] += T.offsets[i - 1];
+                std::vector<uint32_t> fill(T.offsets.begin(), T.offsets.end() - 1);
+                for (int64_t s = 0; s < n; ++s) order[fill[keys[static_cast<std::size_t>(s)]]++] = static_cast<uint32_t>(s);
+            } else {
+                for (int64_t s = 0; s < n; ++s) order[static_cast<std::size_t>(s)] = static_cast<uint32_t>(s);
+                std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return keys[a] < keys[b]; });
+                for (std::size_t i = 0; i < order.size(); ++i) {
+                    if (i == 0 || keys[order[i]] != keys[order[i - 1]]) {
+                        T.keys.push_back(keys[order[i]]);
+                        T.offsets.push_back(static_cast<uint32_t>(i));
+                    }
+                }
+                T.offsets.push_back(static_cast<uint32_t>(n));
+            }
+            T.slots = order;
+            T.codes.resize(static_cast<std::size_t>(n) * words_);
+            for (int64_t i = 0; i < n; ++i)
+                std::copy_n(&words[static_cast<std::size_t>(order[static_cast<std::size_t>(i)]) * words_], words_,
+                            &T.codes[static_cast<std::size_t>(i) * words_]);
+        }
+    }
+    // Commit: nothing below allocates.
+    main_ = std::move(main);
+    main_ids_ = std::move(main_ids);
+    alive_.swap(alive);
     dead_ = 0;
+    tables_.swap(tables);
     tail_.reset();
     cost_.gave_up_history.store(0);
-    tables_.clear();
-    if (n == 0) return;
-
-    const std::vector<uint64_t> words = rows_to_words(rows.data(), n, cs);
-    const int m = choose_m(n);
-    tables_.resize(static_cast<std::size_t>(m));
-    int lo = 0;
-    for (int t = 0; t < m; ++t) {
-        Table& T = tables_[static_cast<std::size_t>(t)];
-        T.bit_lo = lo;
-        T.bits = nbits_ / m + (t < nbits_ % m ? 1 : 0);
-        lo += T.bits;
-        std::vector<uint64_t> keys(static_cast<std::size_t>(n));
-        for (int64_t s = 0; s < n; ++s) keys[static_cast<std::size_t>(s)] = extract_bits(&words[static_cast<std::size_t>(s) * words_], T.bit_lo, T.bits);
-        std::vector<uint32_t> order(static_cast<std::size_t>(n));
-        T.direct = T.bits <= kMaxDirectBits;
-        if (T.direct) {  // counting sort by key
-            T.offsets.assign((std::size_t{1} << T.bits) + 1, 0);
-            for (uint64_t key : keys) ++T.offsets[key + 1];
-            for (std::size_t i = 1; i < T.offsets.size(); ++i) T.offsets[i] += T.offsets[i - 1];
-            std::vector<uint32_t> fill(T.offsets.begin(), T.offsets.end() - 1);
-            for (int64_t s = 0; s < n; ++s) order[fill[keys[static_cast<std::size_t>(s)]]++] = static_cast<uint32_t>(s);
-        } else {
-            for (int64_t s = 0; s < n; ++s) order[static_cast<std::size_t>(s)] = static_cast<uint32_t>(s);
-            std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return keys[a] < keys[b]; });
-            for (std::size_t i = 0; i < order.size(); ++i) {
-                if (i == 0 || keys[order[i]] != keys[order[i - 1]]) {
-                    T.keys.push_back(keys[order[i]]);
-                    T.offsets.push_back(static_cast<uint32_t>(i));
-                }
-            }
-            T.offsets.push_back(static_cast<uint32_t>(n));
-        }
-        T.slots = order;
-        T.codes.resize(static_cast<std::size_t>(n) * words_);
-        for (int64_t i = 0; i < n; ++i)
-            std::copy_n(&words[static_cast<std::size_t>(order[static_cast<std::size_t>(i)]) * words_], words_,
-                        &T.codes[static_cast<std::size_t>(i) * words_]);
-    }
 }
 
 // Codes added since the last rebuild are scanned with every query, so the tail
@@ -257,12 +261,22 @@ void MIHIndex::maybe_rebuild() {
     const bool tail_big = tail_.size() > std::max<int64_t>(1024, live_main / 64);
     const bool first = tables_.empty() && tail_.size() > 0;
     const bool many_dead = dead_ > 0 && dead_ * 4 > main_.size();
-    if (tail_big || first || many_dead) rebuild();
+    if (!(tail_big || first || many_dead)) return;
+    // The rebuild only speeds searches up (the tail is scanned, tombstones skipped): if it cannot
+    // allocate, the add or remove that asked for it has still happened, and a later one retries.
+    try {
+        rebuild();
+    } catch (const std::bad_alloc&) {
+    }
 }
 
 void MIHIndex::add(const uint8_t* codes, int64_t n, const int64_t* ids) {
     HX_CHECK(n >= 0, "number of codes must be >= 0");
     std::unique_lock<std::shared_mutex> lk(mu_);
+    // Tables hold 32-bit slots.
+    if (main_.size() - dead_ + tail_.size() + n >= (int64_t{1} << 32))
+        throw std::invalid_argument("codes: an MIHIndex holds fewer than 2^32 codes; it has " +
+                                    std::to_string(main_.size() - dead_ + tail_.size()) + ", adding " + std::to_string(n));
     std::vector<int64_t> assigned;
     if (ids) {
         main_ids_.check_new(ids, n);
@@ -272,6 +286,7 @@ void MIHIndex::add(const uint8_t* codes, int64_t n, const int64_t* ids) {
                                             ") is already in the index");
     } else {
         const int64_t next = next_default_id();
+        check_default_ids(next, n);
         assigned.resize(static_cast<std::size_t>(n));
         for (int64_t i = 0; i < n; ++i) assigned[static_cast<std::size_t>(i)] = next + i;
         ids = assigned.data();

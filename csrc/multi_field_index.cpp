@@ -130,10 +130,21 @@ void MultiFieldIndex::add(const std::vector<const uint8_t*>& fields, int64_t n, 
         for (int64_t i = 0; i < n; ++i)
             HX_CHECK(groups[i] >= kNoGroup, "groups must be >= 0, got " + std::to_string(groups[i]));
     std::unique_lock<std::shared_mutex> lk(mu_);
-    if (ids) ids_.check_new(ids, n);
-    for (int f = 0; f < nfields(); ++f) stores_[static_cast<std::size_t>(f)].append(fields[static_cast<std::size_t>(f)], n);
-    for (int64_t i = 0; i < n; ++i) groups_.push_back(groups ? groups[i] : kNoGroup);
-    ids_.append(ids, n);
+    if (ids)
+        ids_.check_new(ids, n);
+    else
+        check_default_ids(ids_.next_id(), n);
+    const int64_t before = ids_.size();
+    try {  // all or nothing: a failed allocation leaves every field as it was
+        groups_.reserve(static_cast<std::size_t>(before + n));
+        for (int f = 0; f < nfields(); ++f) stores_[static_cast<std::size_t>(f)].append(fields[static_cast<std::size_t>(f)], n);
+        for (int64_t i = 0; i < n; ++i) groups_.push_back(groups ? groups[i] : kNoGroup);
+        ids_.append(ids, n);
+    } catch (...) {
+        for (CodeStore& store : stores_) store.truncate(before);
+        groups_.resize(static_cast<std::size_t>(before));
+        throw;
+    }
 }
 
 void MultiFieldIndex::scan_range(const std::vector<std::vector<uint64_t>>& qwords,

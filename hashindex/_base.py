@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from . import _core
-from ._validate import codes_arg, ids_arg, int_arg
+from ._validate import INT64_MAX, codes_arg, ids_arg, int_arg
 
 T = TypeVar("T", bound="_Index")
 
@@ -39,7 +39,9 @@ class _Index:
         return len(self._index)
 
     def __contains__(self, id: object) -> bool:
-        return isinstance(id, (int, np.integer)) and not isinstance(id, bool) and int(id) in self._index
+        if isinstance(id, (bool, np.bool_)) or not isinstance(id, (int, np.integer)):
+            return False
+        return 0 <= int(id) <= INT64_MAX and int(id) in self._index
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(nbits={self.nbits}, ntotal={self.ntotal})"

@@ -12,7 +12,7 @@ import operator
 
 import numpy as np
 
-_INT64_MAX = np.iinfo(np.int64).max
+INT64_MAX = np.iinfo(np.int64).max
 
 
 def _type_name(x: object) -> str:
@@ -21,13 +21,15 @@ def _type_name(x: object) -> str:
     return type(x).__name__
 
 
-def int_arg(value: object, name: str, *, minimum: int) -> int:
-    """A Python or numpy integer (not bool, not float) >= minimum."""
+def int_arg(value: object, name: str, *, minimum: int, maximum: int | None = None) -> int:
+    """A Python or numpy integer (not bool, not float) in [minimum, maximum]."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an integer, got {_type_name(value)} {value!r}")
     value = operator.index(value)
     if value < minimum:
         raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name}: expected an integer <= {maximum}, got {value}")
     return value
 
 
@@ -60,7 +62,8 @@ def threads_arg(threads: object) -> int:
     """None means all available threads (0 for the core)."""
     if threads is None:
         return 0
-    return int_arg(threads, "threads", minimum=1)
+    # The core caps threads at 4 per available thread anyway; this only keeps the value a C int.
+    return min(int_arg(threads, "threads", minimum=1), 1 << 16)
 
 
 def codes_arg(codes: object, code_size: int, name: str) -> np.ndarray:
@@ -90,7 +93,7 @@ def codes_arg(codes: object, code_size: int, name: str) -> np.ndarray:
 def ids_arg(ids: object, name: str, *, count: int | None = None) -> np.ndarray:
     """Non-negative integer ids as a contiguous int64 array (a scalar becomes one id)."""
     if isinstance(ids, numbers.Integral) and not isinstance(ids, (bool, np.bool_)):
-        ids = np.asarray([operator.index(ids)], dtype=np.int64)
+        ids = np.asarray([int_arg(ids, name, minimum=0, maximum=INT64_MAX)], dtype=np.int64)
     if not isinstance(ids, np.ndarray):
         raise TypeError(f"{name}: expected a numpy.ndarray of integers, got {_type_name(ids)}")
     if ids.dtype.kind not in "iu":
@@ -102,6 +105,6 @@ def ids_arg(ids: object, name: str, *, count: int | None = None) -> np.ndarray:
     if ids.size:
         if ids.dtype.kind == "i" and ids.min() < 0:
             raise ValueError(f"{name}: ids must be >= 0 (-1 pads results), got {ids.min()}")
-        if ids.dtype.kind == "u" and ids.max() > _INT64_MAX:
+        if ids.dtype.kind == "u" and ids.max() > INT64_MAX:
             raise ValueError(f"{name}: ids must fit in int64, got {ids.max()}")
     return np.ascontiguousarray(ids, dtype=np.int64)

@@ -10,7 +10,7 @@ import numpy as np
 from . import _core
 from ._base import _Index
 from ._results import SearchResult
-from ._validate import codes_arg, ids_arg, int_arg, k_arg, nbits_arg, threads_arg
+from ._validate import INT64_MAX, codes_arg, ids_arg, int_arg, k_arg, nbits_arg, threads_arg
 
 
 class MultiFieldIndex(_Index):
@@ -150,7 +150,8 @@ class MultiFieldIndex(_Index):
         exclude = None
         if exclude_groups is not None:
             if isinstance(exclude_groups, numbers.Integral) and not isinstance(exclude_groups, (bool, np.bool_)):
-                exclude_groups = np.full(nq, int(exclude_groups), dtype=np.int64)
+                group = int_arg(exclude_groups, "exclude_groups", minimum=-1, maximum=INT64_MAX)
+                exclude_groups = np.full(nq, group, dtype=np.int64)
             if not isinstance(exclude_groups, np.ndarray) or exclude_groups.dtype.kind not in "iu":
                 raise TypeError(f"exclude_groups: expected an int or an int64 array of one group per query, "
                                 f"got {type(exclude_groups).__name__}")

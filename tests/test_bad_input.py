@@ -100,3 +100,48 @@ def test_hamming_distances_bad_input():
         hashindex.hamming_distances(np.zeros((1, 2), np.int32), np.zeros((1, 2), np.uint8))
     with pytest.raises(ValueError, match="2-D"):
         hashindex.hamming_distances(np.zeros(2, np.uint8), np.zeros((1, 2), np.uint8))
+
+
+def test_integers_beyond_int64_are_named_errors_not_overflow(index):
+    # Found by fuzz/fuzz_api.py: a Python int past int64 reached numpy or pybind11 unchecked
+    # (OverflowError, or pybind11's "incompatible function arguments").
+    assert 2**64 not in index and -1 not in index and 3 in index
+    for call in (index.remove, index.get, index.reconstruct):
+        with pytest.raises(ValueError, match="ids?: expected an integer <="):
+            call(2**64)
+    d, _ = index.search(np.zeros((2, 8), np.uint8), 2, threads=2**70)  # capped like any absurd count
+    assert d.shape == (2, 2)
+    multi = hashindex.MultiFieldIndex({"a": 64})
+    multi.add({"a": np.zeros((2, 8), np.uint8)}, groups=np.array([0, 1]))
+    with pytest.raises(ValueError, match="exclude_groups"):
+        multi.search({"a": np.zeros((1, 8), np.uint8)}, 1, exclude_groups=2**64)
+
+
+LARGEST_ID = 2**63 - 2
+
+
+@pytest.mark.parametrize("kind", ["flat", "mih", "multi"])
+def test_ids_near_the_int64_limit(kind):
+    if kind == "multi":
+        index = hashindex.MultiFieldIndex({"a": 64})
+        add = lambda codes, ids=None: index.add({"a": codes}, ids)  # noqa: E731
+    else:
+        index = hashindex.FlatIndex(64) if kind == "flat" else hashindex.MIHIndex(64)
+        add = index.add
+    codes = np.arange(24, dtype=np.uint8).reshape(3, 8)
+    with pytest.raises(ValueError, match="ids must be between 0 and 2\\^63 - 2"):
+        add(codes[:1], np.array([2**63 - 1]))
+    add(codes[:2], np.array([LARGEST_ID - 1, LARGEST_ID]))
+    with pytest.raises(ValueError, match="ids: 1 default ids from 9223372036854775807 would pass the largest id"):
+        add(codes[2:])  # the next default id would be 2^63 - 1: refused, not wrapped to a negative id
+    assert len(index) == 2
+    add(codes[2:], np.array([7]))
+    again = type(index).from_bytes(index.to_bytes())
+    for ix in (index, again):
+        assert sorted(ix.ids()) == [7, LARGEST_ID - 1, LARGEST_ID]
+        got = ix.get(np.array([LARGEST_ID]))
+        np.testing.assert_array_equal(got["a"] if kind == "multi" else got, codes[1:2])
+    fresh = hashindex.FlatIndex(64)
+    fresh.add(codes[:2], np.array([LARGEST_ID - 2, LARGEST_ID - 1]))
+    fresh.add(codes[2:])  # the last default id there is
+    assert sorted(fresh.ids())[-1] == LARGEST_ID

@@ -1,8 +1,13 @@
-"""Inputs that fuzz/fuzz_load.cpp found crashing, replayed through the Python loaders.
+"""Inputs the fuzz targets found failing, replayed.
 
-Each file is a selector byte and a payload; like the fuzz target, the test wraps the payload in a
-valid header and CRC-32 and hands it to every index kind, which must load it or raise FormatError.
+fuzz_regressions/*.bin (fuzz/fuzz_load.cpp): a selector byte and a payload; like the fuzz target, the
+test wraps the payload in a valid header and CRC-32 and hands it to every index kind, which must load it
+or raise FormatError. fuzz_regressions/api/*.bin (fuzz/fuzz_api.py): replayed through that target's
+own checks (numpy model as oracle, named errors, all-or-nothing), as are a few hundred seeded random
+inputs, so the target's checks run in every test run, not only when atheris is installed.
 """
+import importlib.util
+import random
 import struct
 import zlib
 from pathlib import Path
@@ -13,6 +18,7 @@ import pytest
 import hashindex
 
 CASES = sorted((Path(__file__).parent / "fuzz_regressions").glob("*.bin"))
+API_CASES = sorted((Path(__file__).parent / "fuzz_regressions" / "api").glob("*.bin"))
 MAGIC = b"\x89HXI\r\n\x1a\n"
 
 
@@ -46,3 +52,43 @@ def test_fuzz_regression(case):
             cls.from_bytes(blob)
         except hashindex.FormatError:
             pass
+
+
+def _api_target():
+    path = Path(__file__).resolve().parent.parent / "fuzz" / "fuzz_api.py"
+    spec = importlib.util.spec_from_file_location("hashindex_fuzz_api", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def api_target():
+    return _api_target()
+
+
+@pytest.mark.parametrize("case", API_CASES, ids=[c.name for c in API_CASES])
+def test_api_fuzz_regression(api_target, case):
+    api_target.one_input(case.read_bytes())
+
+
+def test_api_fuzz_target_on_seeded_random_inputs(api_target):
+    rng = random.Random(8)
+    for _ in range(400):
+        api_target.one_input(bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 300))))
+
+
+def test_api_fuzz_target_reports_a_wrong_answer(api_target, monkeypatch):
+    """The target's oracle is live: an index that drops its last result is a finding."""
+    original = hashindex.FlatIndex.search
+
+    def lossy(self, queries, k, **kw):
+        result = original(self, queries, k, **kw)
+        result.ids[:, -1] = -1
+        return result
+
+    monkeypatch.setattr(hashindex.FlatIndex, "search", lossy)
+    rng = random.Random(9)
+    with pytest.raises(api_target.Finding):
+        for _ in range(2000):
+            api_target.one_input(bytes(rng.getrandbits(8) for _ in range(rng.randint(20, 300))))
