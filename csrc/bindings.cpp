@@ -247,6 +247,10 @@ PYBIND11_MODULE(_core, m) {
             PyErr_SetString(PyExc_KeyError, e.what());
         } catch (const FormatError& e) {
             py::set_error(format_error, e.what());
+        } catch (const IoError& e) {
+            // OSError(errno, message, filename): Python picks the subclass (FileNotFoundError, ...).
+            py::tuple args = py::make_tuple(e.error, std::string(e.what()), e.path);
+            PyErr_SetObject(PyExc_OSError, args.ptr());
         }
     });
 

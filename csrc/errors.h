@@ -15,6 +15,14 @@ struct FormatError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// -> OSError(errno, ...), which Python turns into FileNotFoundError, IsADirectoryError, ...
+struct IoError : std::runtime_error {
+    IoError(int err, std::string file, const std::string& what)
+        : std::runtime_error(what), error(err), path(std::move(file)) {}
+    int error;         // errno
+    std::string path;  // the file the caller named
+};
+
 // One-line precondition checks that carry the failed condition into the message.
 #define HX_CHECK(cond, msg)                                                                  \
     do {                                                                                     \

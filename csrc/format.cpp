@@ -2,11 +2,16 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <iterator>
+#include <limits>
+#include <algorithm>
 #include <stdexcept>
 
 #if !defined(_WIN32)
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #endif
 
@@ -168,33 +173,67 @@ uint32_t peek_kind(const uint8_t* data, std::size_t size, const std::string& sou
     return check_image(data, size, source).kind;
 }
 
+#if defined(_WIN32)
 std::vector<uint8_t> read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary | std::ios::ate);
-    if (!in) throw std::runtime_error(path + ": cannot open for reading");
-    const std::streamoff size = in.tellg();
-    std::vector<uint8_t> bytes(static_cast<std::size_t>(size));
-    in.seekg(0);
-    if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size))
-        throw std::runtime_error(path + ": read failed");
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw IoError(ENOENT, path, "cannot open for reading");
+    return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+#else
+std::vector<uint8_t> read_file(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw IoError(errno, path, std::strerror(errno));
+    struct stat st;
+    if (::fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
+        const int err = S_ISDIR(st.st_mode) ? EISDIR : errno;
+        ::close(fd);
+        throw IoError(err, path, std::strerror(err));
+    }
+    // Read to the end rather than trust st_size (pipes and /proc files report 0), but no further
+    // than the header says (+1 byte, so that trailing bytes are still reported): /dev/zero or a
+    // foreign stream is refused after its first bytes instead of read until memory runs out.
+    std::vector<uint8_t> bytes;
+    if (S_ISREG(st.st_mode)) bytes.reserve(static_cast<std::size_t>(st.st_size));
+    uint64_t limit = kHeaderSize;
+    uint8_t chunk[1 << 16];
+    while (bytes.size() < limit) {
+        const ssize_t got = ::read(fd, chunk, static_cast<std::size_t>(std::min<uint64_t>(sizeof(chunk), limit - bytes.size())));
+        if (got == 0) break;
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            const int err = errno;
+            ::close(fd);
+            throw IoError(err, path, std::string("read failed: ") + std::strerror(err));
+        }
+        bytes.insert(bytes.end(), chunk, chunk + got);
+        if (limit == kHeaderSize && bytes.size() >= kHeaderSize && std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) == 0) {
+            uint64_t payload;
+            std::memcpy(&payload, bytes.data() + 16, 8);
+            const uint64_t most = std::numeric_limits<uint64_t>::max() - kHeaderSize - kTrailerSize - 1;
+            limit = kHeaderSize + std::min(payload, most) + kTrailerSize + 1;
+        }
+    }
+    ::close(fd);
     return bytes;
 }
+#endif
 
 void write_file_atomic(const std::string& path, const std::vector<uint8_t>& bytes) {
 #if defined(_WIN32)
     const std::string tmp = path + ".tmp";
     {
         std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        if (!out) throw std::runtime_error(path + ": cannot open a temporary file beside it for writing");
+        if (!out) throw IoError(EACCES, path, "cannot open a temporary file beside it for writing");
         out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
         out.flush();
-        if (!out) throw std::runtime_error(path + ": write failed");
+        if (!out) throw IoError(EIO, path, "write failed");
     }
     std::remove(path.c_str());
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error(path + ": rename failed");
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) throw IoError(errno, path, "rename failed");
 #else
     const std::string tmp = path + ".tmp." + std::to_string(static_cast<long>(getpid()));
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) throw std::runtime_error(path + ": cannot create " + tmp + ": " + std::strerror(errno));
+    if (fd < 0) throw IoError(errno, path, std::string(std::strerror(errno)) + " (creating " + tmp + ")");
     std::size_t done = 0;
     while (done < bytes.size()) {
         const ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
@@ -203,19 +242,19 @@ void write_file_atomic(const std::string& path, const std::vector<uint8_t>& byte
             const int err = errno;
             ::close(fd);
             ::unlink(tmp.c_str());
-            throw std::runtime_error(path + ": write failed: " + std::strerror(err));
+            throw IoError(err, path, std::string(std::strerror(err)) + " (writing " + tmp + ")");
         }
         done += static_cast<std::size_t>(w);
     }
     if (::fsync(fd) != 0 || ::close(fd) != 0) {
         const int err = errno;
         ::unlink(tmp.c_str());
-        throw std::runtime_error(path + ": flush failed: " + std::strerror(err));
+        throw IoError(err, path, std::string(std::strerror(err)) + " (flushing " + tmp + ")");
     }
     if (std::rename(tmp.c_str(), path.c_str()) != 0) {
         const int err = errno;
         ::unlink(tmp.c_str());
-        throw std::runtime_error(path + ": rename failed: " + std::strerror(err));
+        throw IoError(err, path, std::string(std::strerror(err)) + " (renaming " + tmp + " over it)");
     }
 #endif
 }

@@ -84,7 +84,9 @@ class _Index:
         """Writes the index to ``path`` atomically (temporary file, fsync, rename).
 
         The file holds magic bytes, a format version, the index kind, the parameters
-        and a CRC-32; read it back with :func:`hashindex.load`.
+        and a CRC-32; read it back with :func:`hashindex.load`. Raises OSError with its
+        errno (FileNotFoundError, PermissionError, ...) if it cannot be written; the
+        previous file, if any, is then untouched.
         """
         self._index.write(os.fspath(path))
 

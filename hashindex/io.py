@@ -19,7 +19,8 @@ def load(path: str | os.PathLike[str]) -> _Index:
     """Reads an index saved by ``index.save(path)``, whatever its kind.
 
     Raises hashindex.FormatError (a ValueError) for a file that is not a hashindex
-    index, is truncated or corrupted, or was written by a newer format version.
+    index, is truncated or corrupted, or was written by a newer format version, and
+    OSError with its errno (FileNotFoundError, IsADirectoryError, ...) if it cannot be read.
     """
     path = os.fspath(path)
     data = _core.read_file(path)

@@ -136,8 +136,32 @@ def test_corrupt_payload_with_valid_checksum_rejected():
         hashindex.FlatIndex.from_bytes(bytes(data))
 
 
-def test_missing_file_and_directory_errors(tmp_path):
-    with pytest.raises(RuntimeError, match="cannot open"):
+def test_file_system_errors_are_oserrors_with_errno(tmp_path):
+    # Before: RuntimeError for a missing file, and MemoryError (std::bad_alloc) for a directory.
+    with pytest.raises(FileNotFoundError) as missing:
         hashindex.load(tmp_path / "nope.hx")
-    with pytest.raises(RuntimeError):
+    assert missing.value.filename == str(tmp_path / "nope.hx")
+    with pytest.raises(IsADirectoryError):
+        hashindex.load(tmp_path)
+    with pytest.raises(IsADirectoryError):
+        hashindex.FlatIndex.load(tmp_path)
+    with pytest.raises(FileNotFoundError, match="creating"):
         hashindex.FlatIndex(8).save(tmp_path / "no_such_dir" / "x.hx")
+    (tmp_path / "d").mkdir()
+    with pytest.raises(IsADirectoryError, match="renaming"):
+        hashindex.FlatIndex(8).save(tmp_path / "d")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]  # no temporary file left behind
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_endless_or_foreign_streams_are_refused_after_the_header():
+    # Reading stops where the header says the file ends: /dev/zero is refused, not read until memory runs out.
+    for path in ("/dev/zero", "/dev/urandom", "/dev/null"):
+        with pytest.raises(hashindex.FormatError, match="not a hashindex file"):
+            hashindex.load(path)
+
+
+def test_trailing_garbage_in_a_file(tmp_path, index):
+    (tmp_path / "t.hx").write_bytes(index.to_bytes() + b"x" * 1000)
+    with pytest.raises(hashindex.FormatError, match="trailing bytes"):
+        hashindex.load(tmp_path / "t.hx")
