@@ -18,6 +18,7 @@ T = TypeVar("T", bound="_Index")
 
 class _Index:
     _core_class: Any = None
+    _max_codes: int | None = None  # a kind's capacity, checked before codes are copied
 
     # -- size -------------------------------------------------------------------------------
     @property
@@ -54,6 +55,10 @@ class _Index:
         after the largest id added so far (0, 1, 2, ... for a new index). All or nothing:
         on error the index is unchanged.
         """
+        if self._max_codes is not None and isinstance(codes, np.ndarray) and codes.ndim == 2:
+            if len(self) + codes.shape[0] > self._max_codes:  # before codes_arg may copy a huge array
+                raise ValueError(f"codes: a {type(self).__name__} holds at most {self._max_codes} codes; it has "
+                                 f"{len(self)}, adding {codes.shape[0]}")
         codes = codes_arg(codes, self.code_size, "codes")
         if ids is not None:
             ids = ids_arg(ids, "ids", count=codes.shape[0])

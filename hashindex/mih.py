@@ -32,6 +32,7 @@ class MIHIndex(_Index):
     """
 
     _core_class = _core.MIHIndex
+    _max_codes = 2**32 - 1  # the tables keep 32-bit slots
 
     def __init__(self, nbits: int, m: int | None = None) -> None:
         nbits = nbits_arg(nbits)

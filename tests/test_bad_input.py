@@ -145,3 +145,12 @@ def test_ids_near_the_int64_limit(kind):
     fresh.add(codes[:2], np.array([LARGEST_ID - 2, LARGEST_ID - 1]))
     fresh.add(codes[2:])  # the last default id there is
     assert sorted(fresh.ids())[-1] == LARGEST_ID
+
+
+def test_mih_capacity_is_refused_before_anything_is_copied():
+    index = hashindex.MIHIndex(64)
+    index.add(np.zeros((3, 8), np.uint8))
+    too_many = np.broadcast_to(np.zeros(8, np.uint8), (2**32 - 3, 8))  # a view: no memory behind it
+    with pytest.raises(ValueError, match="codes: a MIHIndex holds at most 4294967295 codes; it has 3"):
+        index.add(too_many)
+    assert len(index) == 3
