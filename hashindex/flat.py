@@ -6,7 +6,7 @@ import numpy as np
 from . import _core
 from ._base import _Index
 from ._results import RangeSearchResult, SearchResult
-from ._validate import int_arg, k_arg, nbits_arg, threads_arg
+from ._validate import k_arg, nbits_arg, threads_arg
 
 
 class FlatIndex(_Index):
