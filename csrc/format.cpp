@@ -53,16 +53,26 @@ struct Header {
     uint64_t payload;
 };
 
+bool has_magic(const uint8_t* data, std::size_t size) {
+    return size >= sizeof(kMagic) && std::memcmp(data, kMagic, sizeof(kMagic)) == 0;
+}
+
+// Payload bytes the header announces; needs kHeaderSize bytes.
+uint64_t payload_length(const uint8_t* header) {
+    uint64_t payload;
+    std::memcpy(&payload, header + 16, 8);
+    return payload;
+}
+
 Header check_image(const uint8_t* data, std::size_t size, const std::string& source) {
     if (!little_endian_host()) format_error(source, "index files are little-endian; this host is not supported");
-    if (size < sizeof(kMagic) || std::memcmp(data, kMagic, sizeof(kMagic)) != 0)
-        format_error(source, "not a hashindex file (bad magic bytes)");
+    if (!has_magic(data, size)) format_error(source, "not a hashindex file (bad magic bytes)");
     if (size < kHeaderSize + kTrailerSize)
         format_error(source, "truncated: " + std::to_string(size) + " bytes is shorter than the header");
     Header h;
     std::memcpy(&h.version, data + 8, 4);
     std::memcpy(&h.kind, data + 12, 4);
-    std::memcpy(&h.payload, data + 16, 8);
+    h.payload = payload_length(data);
     if (h.version == 0 || h.version > kFormatVersion)
         format_error(source, "format version " + std::to_string(h.version) + " is not readable by this build (reads 1.." +
                                  std::to_string(kFormatVersion) + "); upgrade hashindex");
@@ -206,11 +216,9 @@ std::vector<uint8_t> read_file(const std::string& path) {
             throw IoError(err, path, std::string("read failed: ") + std::strerror(err));
         }
         bytes.insert(bytes.end(), chunk, chunk + got);
-        if (limit == kHeaderSize && bytes.size() >= kHeaderSize && std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) == 0) {
-            uint64_t payload;
-            std::memcpy(&payload, bytes.data() + 16, 8);
+        if (limit == kHeaderSize && bytes.size() >= kHeaderSize && has_magic(bytes.data(), bytes.size())) {
             const uint64_t most = std::numeric_limits<uint64_t>::max() - kHeaderSize - kTrailerSize - 1;
-            limit = kHeaderSize + std::min(payload, most) + kTrailerSize + 1;
+            limit = kHeaderSize + std::min(payload_length(bytes.data()), most) + kTrailerSize + 1;
         }
     }
     ::close(fd);

@@ -301,6 +301,12 @@ class Session:
         elif not np.array_equal(self.index.get(ids), rows[0]):
             raise Finding("stored codes differ from what was added")
 
+    @staticmethod
+    def judge(what: str, ok: bool, valid: bool, arguments: str) -> None:
+        """A call must succeed exactly when its arguments were valid."""
+        if ok != valid:
+            raise Finding(f"{what} {'accepted invalid' if ok else 'refused valid'} arguments: {arguments}")
+
     def call(self, names: tuple[str, ...], fn):
         """Runs fn(); on an error checks it and that nothing changed. Returns (ok, result)."""
         try:
@@ -339,8 +345,7 @@ class Session:
             valid = False
         if not with_ids and n and self.model.next_id + n - 1 > MAX_ID:
             valid = False  # default ids would pass the largest id
-        if ok != valid:
-            raise Finding(f"add {'accepted' if ok else 'refused'} {'invalid' if ok else 'valid'} arguments")
+        self.judge("add", ok, valid, f"{n} rows, ids={ids_arg!r}, groups={groups_arg!r}")
         if ok:
             self.model.add(rows, ids if with_ids else None, groups)
             self.pool = rows[0] if self.pool is None else np.concatenate([self.pool, rows[0]])[-64:]
@@ -360,9 +365,7 @@ class Session:
         ok, result = self.call(("queries", "k", "threads"), lambda: self.index.search(pairs[0][1], k, threads=threads))
         q = pairs[0][0]
         valid = q is not None and is_int(k, 1, 2**31 - 2) and (threads is None or is_int(threads, 1, None))
-        if ok != valid:
-            raise Finding(f"search {'accepted' if ok else 'refused'} queries {type(pairs[0][1]).__name__}, k={k!r}, "
-                          f"threads={threads!r}")
+        self.judge("search", ok, valid, f"queries {type(pairs[0][1]).__name__}, k={k!r}, threads={threads!r}")
         if not ok:
             return
         k = as_int(k)
@@ -439,9 +442,8 @@ class Session:
         ok, result = self.call(("queries", "radius", "threads"),
                                lambda: self.index.range_search(queries, radius, threads=threads))
         valid = q is not None and is_int(radius, 0, None) and (threads is None or is_int(threads, 1, None))
-        if ok != valid:
-            raise Finding(f"range_search {'accepted' if ok else 'refused'} queries {type(queries).__name__}, "
-                          f"radius={radius!r}, threads={threads!r}")
+        self.judge("range_search", ok, valid,
+                   f"queries {type(queries).__name__}, radius={radius!r}, threads={threads!r}")
         if not ok:
             return
         radius = as_int(radius)
@@ -526,8 +528,7 @@ class Session:
         # Any two 2-D uint8 arrays of equal width are valid here (the widths need not match an index).
         arrays = all(isinstance(a, np.ndarray) and a.dtype == np.uint8 and a.ndim == 2 for a in (xa, ya))
         valid = arrays and xa.shape[1] == ya.shape[1] and (threads is None or is_int(threads, 1, None))
-        if ok != valid:
-            raise Finding(f"hamming_distances {'accepted' if ok else 'refused'} {xa!r}, {ya!r}, threads={threads!r}")
+        self.judge("hamming_distances", ok, valid, f"{xa!r}, {ya!r}, threads={threads!r}")
         if not ok:
             return
         if not np.array_equal(result, oracle.hamming_matrix(np.array(xa), np.array(ya))):
