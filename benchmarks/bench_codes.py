@@ -7,7 +7,7 @@ database for a query is by Euclidean distance between quantised latents. Each ha
 scored by recall@k: the share of the reference top k that the Hamming top k (hashindex.FlatIndex,
 exact) returns.
 
-    python benchmarks/bench_codes.py --data ~/.cache/hashindex/slices-seed0-2mm-24cases-64px.npz
+    python benchmarks/bench_codes.py --data ~/.cache/hashindex/slices-seed0-2mm-24cases-128px.npz
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import statistics
 import time
 
 import numpy as np
-from _common import machine, write_json
 
+from hashindex.bench import machine_info, write_json
 from hashindex.encoder.codes import CodeEncoder
 from hashindex.encoder.data import SliceSet, load_slices
 from hashindex.encoder.hashing import CodeHasher, ranking_recall
@@ -28,7 +28,7 @@ OPTIONS = [("onehot", None), ("signature", 4), ("signature", 8), ("signature", 1
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="phantom/BraTS folder or a slices .npz")
-    p.add_argument("--checkpoint", default=None, help="default: the shipped small model")
+    p.add_argument("--checkpoint", default=None, help="default: the shipped base model")
     p.add_argument("--queries", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None)
@@ -38,7 +38,7 @@ def main() -> None:
 
     encoder = CodeEncoder.load(args.checkpoint)
     slices = SliceSet.load(args.data) if args.data.endswith(".npz") else load_slices(args.data, size=encoder.image_size)
-    codes = encoder.encode(slices.images)
+    codes = encoder.encode(slices.images, present=slices.contrasts)
     rng = np.random.default_rng(args.seed)
     queries = np.sort(rng.choice(len(slices), min(args.queries, len(slices)), replace=False))
     cells = encoder.cfg.grid**2
@@ -68,7 +68,7 @@ def main() -> None:
     rate = len(batch) / statistics.median(times)
     print(f"encoding throughput: {rate:.0f} slices/s (batch {len(batch)}, {torch.get_num_threads()} torch threads, "
           f"{encoder.image_size}x{encoder.image_size}, median of 5)")
-    write_json({"machine": machine(torch=torch.__version__), "command": " ".join(__import__("sys").argv),
+    write_json({"machine": {**machine_info(), "torch": torch.__version__}, "command": " ".join(__import__("sys").argv),
                 "slices": len(slices), "queries": len(queries), "hashing": rows, "encode_slices_per_s": rate},
                "codes", args.json)
 

@@ -25,9 +25,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 
 import hashindex  # noqa: E402
-from _common import machine, timed, write_json  # noqa: E402
 from hashindex import _core  # noqa: E402
-from hashindex.bench import POPCOUNT8, numba_distances  # noqa: E402
+from hashindex.bench import POPCOUNT8, machine_info, numba_distances, timed, write_json  # noqa: E402  # noqa: E402
 
 try:
     import faiss
@@ -128,7 +127,7 @@ def run(args: argparse.Namespace) -> dict:
                             "ms_per_query": t * 1e3, "gcodes_per_s": n / t / 1e9, "gb_per_s": db_bytes / t / 1e9,
                             "speedup_vs_faiss": s_ref / (t * 1e3)})
         rows.append({"nbits": nbits, "read_bandwidth_gb_per_s": bandwidth})
-        del ours, ref, xb
+        ours = ref = xb = None  # free the database before the next size (not del: lambdas above name them)
     return {"records": records, "bandwidth": rows}
 
 
@@ -158,18 +157,12 @@ def main() -> None:
     p.add_argument("--baseline-queries", type=int, default=3, help="queries for numpy/numba baselines")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="N = 200k, 200 queries, 3 repeats")
-    p.add_argument("--json", default=None, help="output path (default benchmarks/results/flat-<time>.json)")
+    p.add_argument("--json", default=None, help="output path (default benchmark-results/flat-<time>.json)")
     args = p.parse_args()
     if args.quick:
         args.n, args.nq, args.repeats, args.single = 200_000, 200, 3, 50
     result = run(args)
-    try:
-        import numba
-
-        numba_version = numba.__version__
-    except ImportError:  # pragma: no cover
-        numba_version = None
-    result["machine"] = machine(faiss=faiss.__version__, numba=numba_version)
+    result["machine"] = machine_info()
     result["args"] = vars(args)
     print_table(result)
     write_json(result, "flat", args.json)

@@ -25,8 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 
 import hashindex  # noqa: E402
-from hashindex.bench import make_codes, recall_at_k  # noqa: E402
-from _common import machine, timed, write_json  # noqa: E402
+from hashindex.bench import machine_info, make_codes, recall_at_k, timed, write_json  # noqa: E402  # noqa: E402
 
 try:
     import faiss
@@ -143,7 +142,7 @@ def main() -> None:
                 continue
             for kind in args.data:
                 run_case(args, rng, n, nbits, kind, records)
-    write_json({"records": records, "args": vars(args), "machine": machine(faiss=faiss.__version__)}, "mih", args.json)
+    write_json({"records": records, "args": vars(args), "machine": machine_info()}, "mih", args.json)
 
 if __name__ == "__main__":
     main()

@@ -119,6 +119,7 @@ void bind_storage(py::class_<Index>& c) {
              },
              py::arg("ids"))
         .def("ids", [](const Index& self) { return to_numpy(self.ids()); })
+        .def_property_readonly("next_id", &Index::next_id)
         .def("__contains__", &Index::contains)
         .def("reset", &Index::reset)
         .def("to_bytes",
@@ -149,7 +150,8 @@ void bind_storage(py::class_<Index>& c) {
 template <class Index>
 void bind_common(py::class_<Index>& c) {
     bind_storage(c);
-    c.def_property_readonly("nbits", &Index::nbits)
+    c.def("restore_next_id", &Index::restore_next_id, py::arg("next_id"))
+        .def_property_readonly("nbits", &Index::nbits)
         .def_property_readonly("code_size", &Index::code_size)
         .def("add",
              [](Index& self, const Codes& codes, std::optional<Ids> ids) {

@@ -20,6 +20,16 @@
 
 namespace hashindex {
 
+namespace mih {
+// Bits [lo, lo + len) of a code held as 64-bit words (a substring key of one table).
+inline uint64_t extract_bits(const uint64_t* words, int lo, int len) {
+    const int wi = lo >> 6, off = lo & 63;
+    uint64_t v = words[wi] >> off;
+    if (off && off + len > 64) v |= words[wi + 1] << (64 - off);
+    return len == 64 ? v : v & ((uint64_t{1} << len) - 1);
+}
+}  // namespace mih
+
 // What one search call did, for tests and benchmarks to check the algorithm.
 struct MihStats {
     int64_t queries = 0;
@@ -47,6 +57,18 @@ struct MihCostModel {
     std::atomic<uint32_t> gave_up_history{0};  // bit i: the i-th last probe gave up
     std::atomic<int64_t> workload{0};          // k of the last k-NN call, -1 - radius of the last range call
     std::atomic<uint64_t> queries{0};
+
+    // Whether to skip probing this query: after most of the last probes gave up, only one
+    // query in 16 still tries, so a workload that never pays wastes almost nothing.
+    bool skip_probe();
+    // Learns from one timed probe (measured vs modelled ns) and records whether it gave up.
+    void observe_probe(double elapsed_ns, double modelled_ns, bool done);
+    // Learns from one timed scan of nq queries over `words` code words.
+    void observe_scan(double elapsed_ns, double words, int64_t nq, int threads);
+    // k (or -1 - radius) of this call; a change forgets the give-up history.
+    void set_workload(int64_t workload);
+    // The fixed model of probing work, before the learned scale.
+    static double modelled_probe_ns(int64_t buckets, int64_t candidate_words, int64_t hits);
 };
 
 class MIHIndex {
@@ -68,6 +90,8 @@ public:
     void remove(const int64_t* ids, int64_t n);
     void get(const int64_t* ids, int64_t n, uint8_t* out) const;
     std::vector<int64_t> ids() const;
+    // The first default id: one past the largest id ever added.
+    int64_t next_id() const;
     bool contains(int64_t id) const;
     void reset();
 

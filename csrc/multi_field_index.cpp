@@ -267,6 +267,11 @@ void MultiFieldIndex::get_groups(const int64_t* ids, int64_t n, int64_t* out) co
     for (int64_t i = 0; i < n; ++i) out[i] = groups_[static_cast<std::size_t>(ids_.slot_of(ids[i]))];
 }
 
+int64_t MultiFieldIndex::next_id() const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    return ids_.next_id();
+}
+
 std::vector<int64_t> MultiFieldIndex::ids() const {
     std::shared_lock<std::shared_mutex> lk(mu_);
     return std::vector<int64_t>(ids_.slot_ids(), ids_.slot_ids() + ids_.size());

@@ -49,6 +49,8 @@ public:
     void get(int field, const int64_t* ids, int64_t n, uint8_t* out) const;
     void get_groups(const int64_t* ids, int64_t n, int64_t* out) const;
     std::vector<int64_t> ids() const;
+    // The first default id: one past the largest id ever added.
+    int64_t next_id() const;
     bool contains(int64_t id) const;
     void reset();
 

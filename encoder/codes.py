@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -9,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .data import SliceSet
 from .hashing import CodeHasher
 from .model import DecompositionNet
 from .train import model_from_checkpoint, read_checkpoint
 
-SHIPPED = "small.pt"
+SHIPPED = "base.pt"
 
 
 def shipped_checkpoint() -> Path:
@@ -48,8 +50,8 @@ class CodeEncoder:
         self.abnormal_hasher = CodeHasher(model.abnormal_vq.codebook.cpu().numpy(), cells, method, bits)
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, **kwargs) -> "CodeEncoder":
-        """From a checkpoint written by ``hashindex train`` (default: the shipped small model)."""
+    def load(cls, path: str | os.PathLike | None = None, **kwargs) -> CodeEncoder:
+        """From a checkpoint written by ``hashindex train`` (default: the shipped base model)."""
         state = read_checkpoint(shipped_checkpoint() if path is None else path)
         return cls(model_from_checkpoint(state, kwargs.get("device", "cpu")), **kwargs)
 
@@ -75,14 +77,46 @@ class CodeEncoder:
             raise ValueError("images: contains NaN or infinite values")
         return images
 
-    @torch.no_grad()
-    def _batches(self, images, fn) -> list:
-        images = self._check(images)
-        return [fn(torch.from_numpy(images[i:i + self.batch_size]).to(self.device))
-                for i in range(0, len(images), self.batch_size)] or [fn(torch.zeros((0,) + images.shape[1:]))]
+    def _present(self, images: np.ndarray, present) -> np.ndarray | None:
+        """(N, 4) bool contrasts of each image: given, or the channels with a non-zero pixel."""
+        if present is None:
+            present = np.any(images != 0, axis=(2, 3))
+            if not self.cfg.contrast_inputs:
+                partial = present.any(1) & ~present.all(1)  # an image with some contrasts but not all
+                if partial.any():
+                    raise ValueError(f"images: image {int(np.argmax(partial))} lacks a contrast (an all-zero channel), "
+                                     "and this model was trained on all four contrasts; load a model trained with "
+                                     "contrast inputs (the shipped 'base' model) to encode a subset")
+                return None
+        present = np.asarray(present, dtype=bool)
+        if present.ndim == 1:
+            present = np.broadcast_to(present, (len(images), present.shape[0]))
+        if present.shape != (len(images), self.cfg.in_channels):
+            raise ValueError(f"present: expected shape ({len(images)}, {self.cfg.in_channels}) or "
+                             f"({self.cfg.in_channels},) (which of T1, T1CE, T2, FLAIR each image has), got {present.shape}")
+        if not self.cfg.contrast_inputs and not present.all():
+            raise ValueError("present: this model was trained on all four contrasts; load a model trained "
+                             "with contrast inputs (the shipped 'base' model) to encode a subset")
+        if self.cfg.contrast_inputs and not present.any(1).all():
+            raise ValueError("present: every image needs at least one contrast (an all-zero image has none)")
+        return present if self.cfg.contrast_inputs else None
 
-    def _indices(self, x: torch.Tensor, keep_latents: bool):
-        z_n, z_a = self.model.latents(x)
+    @torch.no_grad()
+    def _batches(self, images, fn, present=None) -> list:
+        images = self._check(images)
+        present = self._present(images, present)
+        out = []
+        for i in range(0, len(images), self.batch_size):
+            x = torch.from_numpy(images[i:i + self.batch_size]).to(self.device)
+            p = None if present is None else torch.from_numpy(np.ascontiguousarray(present[i:i + self.batch_size])).to(self.device)
+            out.append(fn(x, p))
+        if not out:
+            zero = torch.zeros((0,) + images.shape[1:])
+            out.append(fn(zero, None if present is None else torch.zeros((0, images.shape[1]), dtype=torch.bool)))
+        return out
+
+    def _indices(self, x: torch.Tensor, present, keep_latents: bool):
+        z_n, z_a = self.model.latents(x, present)
         grid = self.cfg.grid
         flat = lambda z: z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])  # noqa: E731
         n = self.model.normal_vq.nearest(flat(z_n)).view(-1, grid, grid)
@@ -90,10 +124,12 @@ class CodeEncoder:
         latents = (z_n.cpu().numpy(), z_a.cpu().numpy()) if keep_latents else None
         return n.cpu().numpy(), a.cpu().numpy(), latents
 
-    def encode(self, images, keep_latents: bool = False) -> Codes:
+    def encode(self, images, keep_latents: bool = False, present=None) -> Codes:
         """Index maps and packed bits of both codes for (N, 4, S, S) z-scored slices; with
-        ``keep_latents`` also the continuous latents of the same forward pass."""
-        parts = self._batches(images, lambda x: self._indices(x, keep_latents))
+        ``keep_latents`` also the continuous latents of the same forward pass. ``present``: (N, 4)
+        or (4,) bool, the contrasts each image has (absent ones are zero); default: the channels
+        that hold a non-zero pixel."""
+        parts = self._batches(images, lambda x, p: self._indices(x, p, keep_latents), present)
         normal = np.concatenate([p[0] for p in parts]).astype(np.int64)
         abnormal = np.concatenate([p[1] for p in parts]).astype(np.int64)
         latents = None
@@ -102,15 +138,47 @@ class CodeEncoder:
         return Codes(normal, abnormal, self.normal_hasher(normal), self.abnormal_hasher(abnormal),
                      self.normal_hasher.nbits, self.abnormal_hasher.nbits, latents)
 
-    def latents(self, images) -> tuple[np.ndarray, np.ndarray]:
+    def latents(self, images, present=None) -> tuple[np.ndarray, np.ndarray]:
         """Continuous (unquantised) normal and abnormal latents, (N, D, g, g) each."""
-        return self.encode(images, keep_latents=True).latents
+        return self.encode(images, keep_latents=True, present=present).latents
 
-    def pseudo_normal(self, images) -> np.ndarray:
-        """The image without its tumour: the NAC decoded with an empty tumour map."""
-        return np.concatenate(self._batches(images, lambda x: self.model(x)["pseudo_normal"].cpu().numpy()))
+    def pseudo_normal(self, images, present=None) -> np.ndarray:
+        """The image without its tumour: the NAC decoded with an empty tumour map (all four
+        contrasts, also those the scan lacks: the model's guess of them)."""
+        return np.concatenate(self._batches(images, lambda x, p: self.model.pseudo_normal(x, p).cpu().numpy(), present))
 
-    def segment(self, images) -> np.ndarray:
+    def segment(self, images, present=None) -> np.ndarray:
         """(N, S, S) uint8 tumour labels (0 none, 1 necrotic/non-enhancing, 2 oedema, 3 enhancing)."""
-        parts = self._batches(images, lambda x: self.model(x)["seg_logits"].argmax(1).to(torch.uint8).cpu().numpy())
+        parts = self._batches(
+            images, lambda x, p: self.model.segment(x, p).argmax(1).to(torch.uint8).cpu().numpy(), present)
         return np.concatenate(parts)
+
+
+def encode_slices(encoder: CodeEncoder, slices: SliceSet, log=print) -> tuple[Codes, Codes | None]:
+    """Codes (with their continuous latents, from the same forward pass) of every slice and, for
+    phantoms, of its healthy counterpart."""
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    parts, healthy_parts = [], []
+    step = 256
+    for i in tqdm(range(0, len(slices), step), desc="encoding", unit="batch"):
+        rows = slice(i, i + step)
+        parts.append(encoder.encode(slices.images[rows], keep_latents=True, present=slices.contrasts[rows]))
+        if slices.healthy is not None:
+            healthy_parts.append(encoder.encode(slices.healthy[rows], present=slices.contrasts[rows]))
+    elapsed = time.perf_counter() - start
+    codes = concat_codes(parts)
+    healthy = concat_codes(healthy_parts) if healthy_parts else None
+    log(f"encoded {len(slices)} slices (and their healthy counterparts) in {elapsed:.1f} s: "
+        f"normal code {codes.normal_nbits} bits, abnormal code {codes.abnormal_nbits} bits")
+    return codes, healthy
+
+
+def concat_codes(parts: list[Codes]) -> Codes:
+    cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+    latents = None
+    if parts[0].latents is not None:
+        latents = tuple(np.concatenate([p.latents[j] for p in parts]) for j in (0, 1))
+    return Codes(cat("normal_indices"), cat("abnormal_indices"), cat("normal_bits"), cat("abnormal_bits"),
+                 parts[0].normal_nbits, parts[0].abnormal_nbits, latents)

@@ -19,9 +19,9 @@ import numpy as np
 
 import hashindex
 
-from .codes import CodeEncoder, Codes
+from .codes import CodeEncoder, Codes, encode_slices
 from .data import PhantomConfig, SliceSet, generate_phantoms, load_slices
-from .evaluate import KS, case_groups, dice, evaluate_retrieval, ANATOMY_CLASSES, TUMOUR_CLASSES
+from .evaluate import ANATOMY_CLASSES, KS, TUMOUR_CLASSES, case_groups, dice, evaluate_model, write_table
 
 ITEMS_FILE = "items.npz"
 INDEX_FILE = "index.hx"
@@ -61,35 +61,6 @@ def _case_names(root: Path, cases: int) -> list[str]:
     return [c["case"] for c in manifest["cases"]][:cases]
 
 
-def _encode(encoder: CodeEncoder, slices: SliceSet, log) -> tuple[Codes, Codes | None]:
-    """Codes (with their continuous latents, from the same forward pass) of every slice and, for
-    phantoms, of its healthy counterpart."""
-    from tqdm import tqdm
-
-    start = time.perf_counter()
-    parts, healthy_parts = [], []
-    step = 256
-    for i in tqdm(range(0, len(slices), step), desc="encoding", unit="batch"):
-        parts.append(encoder.encode(slices.images[i:i + step], keep_latents=True))
-        if slices.healthy is not None:
-            healthy_parts.append(encoder.encode(slices.healthy[i:i + step]))
-    elapsed = time.perf_counter() - start
-    codes = _concat_codes(parts)
-    healthy = _concat_codes(healthy_parts) if healthy_parts else None
-    log(f"encoded {len(slices)} slices (and their healthy counterparts) in {elapsed:.1f} s: "
-        f"normal code {codes.normal_nbits} bits, abnormal code {codes.abnormal_nbits} bits")
-    return codes, healthy
-
-
-def _concat_codes(parts: list[Codes]) -> Codes:
-    cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
-    latents = None
-    if parts[0].latents is not None:
-        latents = tuple(np.concatenate([p.latents[j] for p in parts]) for j in (0, 1))
-    return Codes(cat("normal_indices"), cat("abnormal_indices"), cat("normal_bits"), cat("abnormal_bits"),
-                 parts[0].normal_nbits, parts[0].abnormal_nbits, latents)
-
-
 def build_index(codes: Codes, slices: SliceSet) -> hashindex.MultiFieldIndex:
     index = hashindex.MultiFieldIndex({"normal": codes.normal_nbits, "abnormal": codes.abnormal_nbits})
     index.add({"normal": codes.normal_bits, "abnormal": codes.abnormal_bits}, groups=case_groups(slices.case_ids))
@@ -98,16 +69,21 @@ def build_index(codes: Codes, slices: SliceSet) -> hashindex.MultiFieldIndex:
 
 def run_demo(out: str | os.PathLike = "hashindex-demo", cache: str | os.PathLike | None = None,
              config: DemoConfig = DemoConfig(), checkpoint: str | os.PathLike | None = None,
-             log: Callable[[str], None] = print) -> Path:
-    """Runs the whole job and returns the report's HTML page."""
+             log: Callable[[str], None] = print, data: str | os.PathLike | None = None) -> Path:
+    """Runs the whole job and returns the report's HTML page. ``data``: a folder of real cases (any
+    layout the loader knows) to index instead of the generated phantoms."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(cache) if cache is not None else default_cache()
     cache.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     encoder = CodeEncoder.load(checkpoint)
-    slices = demo_slices(cache, config, encoder.image_size, log)
-    codes, healthy = _encode(encoder, slices, log)
+    if data is None:
+        slices = demo_slices(cache, config, encoder.image_size, log)
+    else:
+        slices = load_slices(data, size=encoder.image_size, progress=True)
+        log(f"data: {len(np.unique(slices.case_ids))} cases, {len(slices)} slices from {data}")
+    codes, healthy = encode_slices(encoder, slices, log)
 
     start = time.perf_counter()
     index = build_index(codes, slices)
@@ -117,8 +93,10 @@ def run_demo(out: str | os.PathLike = "hashindex-demo", cache: str | os.PathLike
     log(f"index: {len(index)} items, fields {index.fields}, built in {time.perf_counter() - start:.2f} s "
         f"[{out / INDEX_FILE}]")
 
-    table = _evaluate(slices, codes, healthy, config.max_queries, config.seed, out / "evaluation.json", log,
-                      index=index)
+    start = time.perf_counter()
+    table = evaluate_model(encoder, slices, codes, healthy, config.max_queries, config.seed, index=index)
+    log(f"evaluation: {time.perf_counter() - start:.1f} s")
+    write_table(table, out / "evaluation.json", log)
 
     galleries = _galleries(encoder, index, slices, codes, out, config)
     page = _html(out, table, galleries, slices, codes, config, time.perf_counter() - started)
@@ -126,31 +104,6 @@ def run_demo(out: str | os.PathLike = "hashindex-demo", cache: str | os.PathLike
     return page
 
 
-def _evaluate(slices, codes, healthy, max_queries, seed, json_path: Path, log, index=None):
-    start = time.perf_counter()
-    table = evaluate_retrieval(
-        slices, codes.normal_bits, codes.abnormal_bits, (codes.normal_nbits, codes.abnormal_nbits), codes.latents,
-        healthy_normal_bits=None if healthy is None else healthy.normal_bits,
-        healthy_normal_indices=None if healthy is None else healthy.normal_indices,
-        normal_indices=codes.normal_indices, max_queries=max_queries, seed=seed, index=index)
-    log(f"evaluation ({time.perf_counter() - start:.1f} s), mean Dice of the top k with the query, "
-        "other cases only:\n" + table.format())
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(table.to_dict(), indent=1))
-    log(f"table: {json_path}")
-    return table
-
-
-def evaluate_dataset(data: str | os.PathLike, out_json: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
-                     max_queries: int = 1000, seed: int = 0, log: Callable[[str], None] = print):
-    """``hashindex evaluate``: the retrieval table of a model on a BraTS/phantom folder (or slices .npz)."""
-    encoder = CodeEncoder.load(checkpoint)
-    data = Path(data)
-    slices = SliceSet.load(data) if data.suffix == ".npz" else load_slices(data, size=encoder.image_size, progress=True)
-    if slices.size != encoder.image_size:
-        raise ValueError(f"data: slices are {slices.size} px, the model takes {encoder.image_size}")
-    codes, healthy = _encode(encoder, slices, log)
-    return _evaluate(slices, codes, healthy, max_queries, seed, Path(out_json), log)
 
 
 # --- example queries ------------------------------------------------------------------------
@@ -175,8 +128,8 @@ def _galleries(encoder: CodeEncoder, index, slices: SliceSet, codes: Codes, out:
 
     rows = _examples(slices, cfg.examples, cfg.seed)
     groups = case_groups(slices.case_ids)
-    pseudo = encoder.pseudo_normal(slices.images[rows]) if len(rows) else None
-    predicted = encoder.segment(slices.images[rows]) if len(rows) else None
+    pseudo = encoder.pseudo_normal(slices.images[rows], present=slices.contrasts[rows]) if len(rows) else None
+    predicted = encoder.segment(slices.images[rows], present=slices.contrasts[rows]) if len(rows) else None
     results = []
     for n, row in enumerate(rows):
         partner = rows[(n + 1) % len(rows)]
@@ -200,7 +153,7 @@ def _galleries(encoder: CodeEncoder, index, slices: SliceSet, codes: Codes, out:
         for ax, (title, image, labels) in zip(axes[0], head):
             _show(ax, image, labels, title)
         record = {"row": int(row), "case": str(slices.case_ids[row]), "slice": int(slices.slice_index[row]), "modes": {}}
-        for r, (mode, (queries, weights, score)) in enumerate(modes.items(), start=1):
+        for r, (mode, (queries, weights, _score)) in enumerate(modes.items(), start=1):
             res = index.search(queries, 5, weights=weights, exclude_groups=groups[[row]])
             axes[r, 0].text(0.5, 0.5, textwrap.fill(mode, 22), fontsize=9, ha="center", va="center",
                             transform=axes[r, 0].transAxes)
@@ -251,7 +204,7 @@ def _html(out: Path, table, galleries: list[dict], slices: SliceSet, codes: Code
 td:first-child{{text-align:left}}</style></head><body>
 <h1>hashindex demo: normal / abnormal anatomy retrieval on glioma phantoms</h1>
 <p>{len(slices)} axial slices of {cfg.cases} synthetic cases (seed {cfg.seed}, {cfg.spacing:g} mm), encoded by the
-shipped small model into a normal-anatomy code ({codes.normal_nbits} bits) and an abnormal-anatomy code
+shipped base model into a normal-anatomy code ({codes.normal_nbits} bits) and an abnormal-anatomy code
 ({codes.abnormal_nbits} bits), indexed in a hashindex.MultiFieldIndex with one group per case. Run time {seconds:.0f} s.</p>
 <h2>Evaluation</h2><p>Mean Dice between the query's labels and those of its top-k results from other cases:
 normal-anatomy labels (CSF, ventricles, grey and white matter) and tumour labels (tumour Dice over tumour queries);
@@ -264,34 +217,3 @@ Dice.</p>{figures}</body></html>"""
     path = out / "index.html"
     path.write_text(page)
     return path
-
-
-def query(index_path: str | os.PathLike, case: str | os.PathLike, slice_index: int, mode: str = "both", k: int = 5,
-          checkpoint: str | os.PathLike | None = None) -> list[dict]:
-    """Searches a saved demo index with one axial slice of a user's BraTS-layout case."""
-    from .data import load_case, slice_case
-
-    index = hashindex.load(index_path)
-    if not isinstance(index, hashindex.MultiFieldIndex) or set(index.fields) != {"normal", "abnormal"}:
-        raise ValueError(f"{index_path}: expected the MultiFieldIndex written by `hashindex demo`")
-    items_path = Path(index_path).with_name(ITEMS_FILE)
-    items = np.load(items_path) if items_path.exists() else None
-    encoder = CodeEncoder.load(checkpoint)
-    slices = slice_case(load_case(case), size=encoder.image_size, drop_empty=False)
-    if not 0 <= slice_index < len(slices):
-        raise ValueError(f"slice_index: expected 0 <= index < {len(slices)}, got {slice_index}")
-    codes = encoder.encode(slices.images[[slice_index]])
-    weights = {"normal": {"normal": 1.0}, "abnormal": {"abnormal": 1.0}, "both": {"normal": 1.0, "abnormal": 1.0}}
-    if mode not in weights:
-        raise ValueError(f"mode: expected one of {sorted(weights)}, got {mode!r}")
-    res = index.search({"normal": codes.normal_bits, "abnormal": codes.abnormal_bits}, k, weights=weights[mode])
-    hits = []
-    for hit, dist in zip(res.ids[0], res.distances[0]):
-        if hit < 0:
-            continue
-        entry = {"id": int(hit), "distance": float(dist)}
-        if items is not None:
-            entry.update(case=str(items["case_ids"][hit]), slice=int(items["slice_index"][hit]),
-                         abnormal=int(items["abnormal"][hit]))
-        hits.append(entry)
-    return hits

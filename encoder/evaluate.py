@@ -4,13 +4,17 @@ abnormal-code retrieval; hits from the query's own case are excluded.
 """
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 import hashindex
 
-from .data import SliceSet
+from .data import SliceSet, load_slices
 
 KS = (1, 5, 10)
 ANATOMY_CLASSES = (1, 2, 3, 4)
@@ -52,14 +56,80 @@ def euclidean_topk(queries: np.ndarray, database: np.ndarray, k: int, exclude_gr
     return np.argsort(dist, axis=1, kind="stable")[:, :k]
 
 
+def segmentation_scores(pred: np.ndarray, true: np.ndarray, case_ids: np.ndarray) -> dict:
+    """BraTS regions' Dice of predicted against true tumour labels, per case over all its slices
+    (as BraTS scores volumes), then the mean over cases: ``whole`` (any tumour label), ``core``
+    (necrotic/non-enhancing + enhancing) and ``enhancing``. A case without the region in either map
+    is left out of that region's mean."""
+    regions = {"whole": lambda s: s > 0, "core": lambda s: (s == 1) | (s == 3), "enhancing": lambda s: s == 3}
+    per_case: dict = {}
+    for case in np.unique(case_ids):
+        rows = case_ids == case
+        scores = {}
+        for name, region in regions.items():
+            p, t = region(pred[rows]), region(true[rows])
+            total = int(p.sum() + t.sum())
+            if total:
+                scores[name] = 2.0 * float((p & t).sum()) / total
+        per_case[str(case)] = scores
+    out: dict = {}
+    for name in regions:
+        values = [v[name] for v in per_case.values() if name in v]
+        out[name] = float(np.mean(values)) if values else float("nan")
+    out["cases"] = per_case
+    return out
+
+
+def tumour_box(seg: np.ndarray, margin: int = 2) -> tuple[slice, slice] | None:
+    """The bounding box of the tumour labels of one slice, ``margin`` pixels wider on every side."""
+    ys, xs = np.nonzero(seg > 0)
+    if not len(ys):
+        return None
+    h, w = seg.shape
+    return (slice(max(ys.min() - margin, 0), min(ys.max() + margin + 1, h)),
+            slice(max(xs.min() - margin, 0), min(xs.max() + margin + 1, w)))
+
+
+def pseudo_normal_scores(pseudo: np.ndarray, healthy: np.ndarray, seg: np.ndarray, contrasts: np.ndarray) -> dict:
+    """The pseudo-normal images of tumour slices against their true healthy counterparts (phantoms):
+    MSE and SSIM (11x11 Gaussian window, as the training loss) inside each slice's tumour bounding
+    box, and MSE outside it, over the contrasts the slice has; means over slices."""
+    import torch
+
+    from .losses import ssim_map
+
+    mse_in, ssim_in, mse_out = [], [], []
+    for p, h, s, c in zip(pseudo, healthy, seg, contrasts):
+        box = tumour_box(s)
+        if box is None:
+            continue
+        p, h = p[c], h[c]
+        ssim = ssim_map(torch.from_numpy(p[None]), torch.from_numpy(h[None]), per_channel=True)[0].numpy()
+        inside = np.zeros(s.shape, dtype=bool)
+        inside[box] = True
+        brain = (h != 0).any(0)
+        mse_in.append(float(((p - h) ** 2)[:, inside].mean()))
+        ssim_in.append(float(ssim[:, inside].mean()))
+        if (brain & ~inside).any():
+            mse_out.append(float(((p - h) ** 2)[:, brain & ~inside].mean()))
+    if not mse_in:
+        return {}
+    return {"slices": len(mse_in), "mse_in_tumour": float(np.mean(mse_in)), "ssim_in_tumour": float(np.mean(ssim_in)),
+            "mse_outside_tumour": float(np.mean(mse_out)) if mse_out else float("nan")}
+
+
 @dataclass
 class RetrievalTable:
     rows: dict = field(default_factory=dict)  # method -> metrics
     pseudo_normal: dict = field(default_factory=dict)
+    segmentation: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"rows": self.rows, "pseudo_normal": self.pseudo_normal, "notes": self.notes}
+        out = {"rows": self.rows, "pseudo_normal": self.pseudo_normal, "notes": self.notes}
+        if self.segmentation:
+            out["segmentation"] = self.segmentation
+        return out
 
     def format(self) -> str:
         head = ("method", *[f"anat@{k}" for k in KS], *[f"tumour@{k}" for k in KS], "|dz|@10")
@@ -67,7 +137,7 @@ class RetrievalTable:
         for method, m in self.rows.items():
             cells = [m[f"anatomy_dice@{k}"] for k in KS] + [m[f"tumour_dice@{k}"] for k in KS] + [m["level_error@10"]]
             lines.append("  ".join([f"{method:<28}"] + [f"{v:>10.3f}" for v in cells]))
-        if self.pseudo_normal:
+        if "queries" in self.pseudo_normal:
             p = self.pseudo_normal
             lines.append("")
             lines.append(f"pseudo-normal check on {p['queries']} tumour slices (normal-code retrieval, top 10):")
@@ -77,6 +147,16 @@ class RetrievalTable:
                          f"its healthy counterpart {p['level_error_healthy_query']:.3f}")
             lines.append(f"  normal-code cells equal to the healthy counterpart's: {p['cells_equal_to_healthy']:.1%} "
                          f"(two random slices of the same level: {p['cells_equal_random_same_level']:.1%})")
+        if self.segmentation:
+            g = self.segmentation
+            lines.append("")
+            lines.append(f"segmentation Dice (per case, mean of {len(g['cases'])} cases): whole {g['whole']:.3f}, "
+                         f"core {g['core']:.3f}, enhancing {g['enhancing']:.3f}")
+        if "mse_in_tumour" in self.pseudo_normal:
+            p = self.pseudo_normal
+            lines.append(f"pseudo-normal vs true healthy counterpart, {p['slices']} tumour slices: inside the tumour "
+                         f"box MSE {p['mse_in_tumour']:.3f}, SSIM {p['ssim_in_tumour']:.3f}; outside it MSE "
+                         f"{p['mse_outside_tumour']:.3f}")
         lines.extend(self.notes)
         return "\n".join(lines)
 
@@ -104,7 +184,8 @@ def evaluate_retrieval(slices: SliceSet, normal_bits: np.ndarray, abnormal_bits:
                        latents: tuple[np.ndarray, np.ndarray] | None = None, healthy_normal_bits: np.ndarray | None = None,
                        healthy_normal_indices: np.ndarray | None = None, normal_indices: np.ndarray | None = None,
                        max_queries: int = 1000, seed: int = 0,
-                       index: hashindex.MultiFieldIndex | None = None) -> RetrievalTable:
+                       index: hashindex.MultiFieldIndex | None = None,
+                       query_cases=None) -> RetrievalTable:
     """Mean Dice@k of every retrieval mode and baseline, on the same queries and database.
 
     The database is every slice; queries are up to ``max_queries`` slices (seeded sample), half
@@ -117,6 +198,11 @@ def evaluate_retrieval(slices: SliceSet, normal_bits: np.ndarray, abnormal_bits:
     groups = case_groups(slices.case_ids)
     tumour_rows = np.flatnonzero(slices.abnormal == 1)
     healthy_rows = np.flatnonzero(slices.abnormal == 0)
+    if query_cases is not None:  # e.g. cases held out from training, searched against every case
+        askable = np.isin(slices.case_ids, list(query_cases))
+        if not askable.any():
+            raise ValueError(f"query_cases: none of {list(query_cases)} is in the slices")
+        tumour_rows, healthy_rows = tumour_rows[askable[tumour_rows]], healthy_rows[askable[healthy_rows]]
     half = max_queries // 2
     pick = lambda rows, m: np.sort(rng.choice(rows, min(m, len(rows)), replace=False)) if len(rows) else rows  # noqa: E731
     query_rows = np.sort(np.r_[pick(tumour_rows, half), pick(healthy_rows, max_queries - min(half, len(tumour_rows)))])
@@ -185,3 +271,81 @@ def _downsample(images: np.ndarray, size: int) -> np.ndarray:
     n, c, h, w = images.shape
     f = h // size
     return images[:, :, : size * f, : size * f].reshape(n, c, size, f, size, f).mean((3, 5))
+
+
+def evaluate_model(encoder, slices: SliceSet, codes, healthy=None, max_queries: int = 1000, seed: int = 0,
+                   index: hashindex.MultiFieldIndex | None = None, query_cases=None) -> RetrievalTable:
+    """Everything measured of a model on slices it has encoded (``codes``, and ``healthy``: the
+    codes of the phantoms' counterparts): the retrieval rows, the segmentation Dice where labels
+    exist and, for phantoms, the pseudo-normal images against the true counterparts."""
+    table = evaluate_retrieval(
+        slices, codes.normal_bits, codes.abnormal_bits, (codes.normal_nbits, codes.abnormal_nbits), codes.latents,
+        healthy_normal_bits=None if healthy is None else healthy.normal_bits,
+        healthy_normal_indices=None if healthy is None else healthy.normal_indices,
+        normal_indices=codes.normal_indices, max_queries=max_queries, seed=seed, index=index,
+        query_cases=query_cases)
+    labelled = slices.abnormal >= 0
+    if query_cases is not None:
+        labelled &= np.isin(slices.case_ids, list(query_cases))
+    if labelled.any():
+        rows = np.flatnonzero(labelled)
+        predicted = encoder.segment(slices.images[rows], present=slices.contrasts[rows])
+        table.segmentation = segmentation_scores(predicted, slices.seg[rows], slices.case_ids[rows])
+    else:
+        table.notes.append("segmentation: skipped, no case here has tumour labels")
+    if slices.healthy is not None and slices.healthy_known.any():
+        rows = np.flatnonzero(slices.healthy_known & (slices.abnormal == 1))
+        pseudo = encoder.pseudo_normal(slices.images[rows], present=slices.contrasts[rows])
+        table.pseudo_normal.update(pseudo_normal_scores(pseudo, slices.healthy[rows], slices.seg[rows],
+                                                        slices.contrasts[rows]))
+    else:
+        table.notes.append("pseudo_normal: skipped, real scans have no true healthy counterpart")
+    return table
+
+
+def keep_contrasts(slices: SliceSet, contrasts) -> SliceSet:
+    """The slices as if only ``contrasts`` (names from MODALITIES) had been acquired: the others are
+    zeroed and flagged absent, in the images and their healthy counterparts alike."""
+    from .data import MODALITIES
+
+    unknown = set(contrasts) - set(MODALITIES)
+    if unknown or not contrasts:
+        raise ValueError(f"contrasts: expected a non-empty subset of {list(MODALITIES)}, got {list(contrasts)}")
+    keep = np.array([m in contrasts for m in MODALITIES])
+    out = slices.select(slice(None))
+    out.images = np.where(keep[None, :, None, None], slices.images, 0).astype(np.float32)
+    out.contrasts = slices.contrasts & keep[None]
+    if slices.healthy is not None:
+        out.healthy = np.where(keep[None, :, None, None], slices.healthy, 0).astype(np.float32)
+    if not out.contrasts.any(1).all():
+        raise ValueError(f"contrasts: some slices have none of {list(contrasts)}")
+    return out
+
+
+def write_table(table: RetrievalTable, path: str | os.PathLike, log: Callable[[str], None] = print) -> None:
+    log("mean Dice of the top k with the query, other cases only:\n" + table.format())
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(table.to_dict(), indent=1))
+    log(f"table: {path}")
+
+
+def evaluate_dataset(data: str | os.PathLike, out_json: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
+                     max_queries: int = 1000, seed: int = 0, log: Callable[[str], None] = print,
+                     cases=None, query_cases=None, layout=None, contrasts=None) -> RetrievalTable:
+    """``hashindex evaluate``: a model on a folder of cases in any layout the loader knows (or a
+    slices .npz); queries from ``query_cases`` if given (e.g. cases held out from training), hits
+    from other cases only. Writes the table as JSON to ``out_json``."""
+    from .codes import CodeEncoder, encode_slices  # torch: only when a model runs
+
+    encoder = CodeEncoder.load(checkpoint)
+    data = Path(data)
+    slices = (SliceSet.load(data) if data.suffix == ".npz"
+              else load_slices(data, size=encoder.image_size, cases=cases, progress=True, layout=layout))
+    if slices.size != encoder.image_size:
+        raise ValueError(f"data: slices are {slices.size} px, the model takes {encoder.image_size}")
+    if contrasts is not None:
+        slices = keep_contrasts(slices, contrasts)
+    codes, healthy = encode_slices(encoder, slices, log)
+    table = evaluate_model(encoder, slices, codes, healthy, max_queries, seed, query_cases=query_cases)
+    write_table(table, out_json, log)
+    return table

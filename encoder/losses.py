@@ -1,4 +1,4 @@
-"""Losses of the decomposition network (weights in EncoderConfig, values from the paper's code)."""
+"""Losses of the decomposition network (weights in train.TrainConfig, values from the paper's code)."""
 from __future__ import annotations
 
 import torch
@@ -12,8 +12,10 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5, device=None) -> torch.T
     return g[:, None] * g[None, :]
 
 
-def ssim_map(a: torch.Tensor, b: torch.Tensor, data_range: float = 8.0, window: int = 11) -> torch.Tensor:
-    """Per-pixel SSIM (Wang et al. 2004) with an 11x11 Gaussian window, channels averaged -> (B, 1, H, W).
+def ssim_map(a: torch.Tensor, b: torch.Tensor, data_range: float = 8.0, window: int = 11,
+             per_channel: bool = False) -> torch.Tensor:
+    """Per-pixel SSIM (Wang et al. 2004) with an 11x11 Gaussian window, channels averaged -> (B, 1, H, W)
+    (or (B, C, H, W) with ``per_channel``).
 
     ``data_range`` 8: z-scored MRI spans roughly -3..5.
     """
@@ -27,7 +29,7 @@ def ssim_map(a: torch.Tensor, b: torch.Tensor, data_range: float = 8.0, window: 
     cov = blur(a * b) - mu_a * mu_b
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
-    return s.mean(1, keepdim=True)
+    return s if per_channel else s.mean(1, keepdim=True)
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -35,10 +37,15 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-def image_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """MSE + (1 - SSIM), over the pixels where ``mask`` (B, 1, H, W) is true (all when None)."""
+def image_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
+               channels: torch.Tensor | None = None) -> torch.Tensor:
+    """MSE + (1 - SSIM), over the pixels where ``mask`` (B, 1, H, W) is true (all when None) and the
+    contrasts where ``channels`` (B, C) is true (all when None: a contrast the scan lacks has no target)."""
     if mask is None:
         mask = torch.ones_like(target[:, :1], dtype=torch.bool)
+    if channels is not None:
+        mask = mask & channels[:, :, None, None]
+        return _masked_mean((pred - target) ** 2, mask) + _masked_mean(1 - ssim_map(pred, target, per_channel=True), mask)
     return _masked_mean((pred - target) ** 2, mask) + _masked_mean(1 - ssim_map(pred, target), mask)
 
 
@@ -70,16 +77,40 @@ def dice_scores(pred: torch.Tensor, target: torch.Tensor, classes: int = 4) -> d
     return out
 
 
-def decomposition_losses(out: dict, images: torch.Tensor, seg: torch.Tensor, cfg) -> dict:
+def decomposition_losses(out: dict, images: torch.Tensor, seg: torch.Tensor, weights, channels: torch.Tensor | None = None,
+                         seg_known: torch.Tensor | None = None, healthy: torch.Tensor | None = None,
+                         healthy_known: torch.Tensor | None = None) -> dict:
     """All terms and their weighted total. Tumour pixels get an extra reconstruction term; the
-    pseudo-normal image is only asked to match the input where there is no tumour."""
+    pseudo-normal image is asked to match the input where there is no tumour (the paper) and, for
+    rows whose true healthy counterpart is given (phantoms: ``healthy``, ``healthy_known``),
+    to match that counterpart everywhere, with ``weights.pseudo_tumour_weight`` x its MSE on the tumour's
+    pixels on top (the tumour is a few % of the image, and the only place where the two differ). ``channels`` (B, 4): contrasts that have a target;
+    ``seg_known`` (B,): rows whose tumour labels are known (the others get no segmentation loss and
+    count as tumour-free nowhere: their pseudo-normal target is the input everywhere but no pixel)."""
+    b = images.shape[0]
     tumour = (seg > 0)[:, None]
-    recon = image_loss(out["recon"], images)
+    if seg_known is None:
+        seg_known = torch.ones(b, dtype=torch.bool, device=images.device)
+    recon = image_loss(out["recon"], images, channels=channels)
+    chan = torch.ones_like(images, dtype=torch.bool) if channels is None else channels[:, :, None, None].expand_as(images)
     if tumour.any():
-        recon = recon + _masked_mean((out["recon"] - images) ** 2, tumour)
-    pseudo = image_loss(out["pseudo_normal"], images, ~tumour)
-    seg_loss = generalised_dice_loss(out["seg_logits"], seg) + focal_loss(out["seg_logits"], seg)
-    total = cfg.w_recon * recon + cfg.w_pseudo * pseudo + cfg.w_seg * seg_loss + cfg.w_latent * out["commitment"]
+        recon = recon + _masked_mean((out["recon"] - images) ** 2, tumour & chan)
+    outside = ~tumour & seg_known[:, None, None, None]
+    pseudo = image_loss(out["pseudo_normal"], images, outside, channels)
+    if healthy is not None and healthy_known is not None and bool(healthy_known.any()):
+        rows = healthy_known
+        chans = None if channels is None else channels[rows]
+        pseudo = pseudo + image_loss(out["pseudo_normal"][rows], healthy[rows], None, chans)
+        inside = tumour[rows] & (chan[rows] if channels is not None else True)
+        if weights.pseudo_tumour_weight and bool(inside.any()):
+            pseudo = pseudo + weights.pseudo_tumour_weight * _masked_mean((out["pseudo_normal"][rows] - healthy[rows]) ** 2, inside)
+    if bool(seg_known.any()):
+        logits, target = out["seg_logits"][seg_known], seg[seg_known]
+        seg_loss = generalised_dice_loss(logits, target) + focal_loss(logits, target)
+    else:
+        seg_loss = out["seg_logits"].sum() * 0.0
+    total = (weights.w_recon * recon + weights.w_pseudo * pseudo + weights.w_seg * seg_loss
+             + weights.w_latent * out["commitment"])
     return {"total": total, "recon": recon, "pseudo": pseudo, "seg": seg_loss, "commit": out["commitment"]}
 
 

@@ -27,18 +27,13 @@ class EncoderConfig:
     codebook_size: int  # K
     code_dim: int  # D
     in_channels: int = 4  # T1, T1CE, T2, FLAIR
+    # The stem also reads one constant plane per contrast saying whether the scan has it (absent
+    # contrasts are zero), so one model encodes any non-empty subset (trained with contrast dropout).
+    contrast_inputs: bool = False
     classes: int = 4  # background, necrotic/non-enhancing, oedema, enhancing
     decay: float = 0.99
     eps: float = 1e-5
     commitment: float = 0.25
-    # loss weights of the paper
-    w_recon: float = 5.0
-    w_pseudo: float = 5.0
-    w_seg: float = 5.0
-    w_latent: float = 0.25
-    w_critic: float = 1e-4
-    lr: float = 1e-4
-    batch_size: int = 112
     groups: int = 8
 
     def __post_init__(self) -> None:
@@ -57,7 +52,7 @@ class EncoderConfig:
         return out
 
     @staticmethod
-    def from_dict(data: dict) -> "EncoderConfig":
+    def from_dict(data: dict) -> EncoderConfig:
         return EncoderConfig(**{**data, "filters": tuple(data["filters"])})
 
 
@@ -67,8 +62,11 @@ CONFIGS = {
     # For 2 CPU cores: 64 x 64 -> 32 x 32 in the stem -> the same 8 x 8 grid, smaller codebooks.
     # Measured on 2 cores (batch 32, one training step): 27 images/s; at 128 x 128 with filters
     # (16, 32, 48, 64, 64) 4.4 images/s, too slow to train in well under an hour.
-    "small": EncoderConfig("small", 64, (16, 32, 64, 64), stem_levels=2, codebook_size=128, code_dim=32,
-                           lr=5e-4, batch_size=32),
+    "small": EncoderConfig("small", 64, (16, 32, 64, 64), stem_levels=2, codebook_size=128, code_dim=32),
+    # The shipped default: 128 x 128 -> 32 x 32 in the stem -> 8 x 8 x 64 per branch, K = 512 as the
+    # paper, any subset of contrasts. Sized to train on a GPU in minutes and to encode on 2 CPU cores.
+    "base": EncoderConfig("base", 128, (16, 32, 64, 96, 96), stem_levels=3, codebook_size=512, code_dim=64,
+                          contrast_inputs=True),
 }
 
 
@@ -198,27 +196,26 @@ class VectorQuantizer(nn.Module):
             self.restarts += count
 
 
-class Encoder(nn.Module):
-    """Shared stem + one branch: image -> (D, grid, grid) continuous latent."""
+def build_stem(cfg: EncoderConfig) -> nn.Sequential:
+    """The layers both branches share: image (and presence planes) -> features at the stem's scale."""
+    f, g = cfg.filters, cfg.groups
+    inputs = cfg.in_channels * (2 if cfg.contrast_inputs else 1)
+    layers: list[nn.Module] = [nn.Conv2d(inputs, f[0], 3, padding=1)]
+    for level in range(cfg.stem_levels):
+        if level:
+            layers.append(_down(f[level - 1], f[level]))
+        layers.append(ResBlock(f[level], f[level], g))
+    return nn.Sequential(*layers)
 
-    @staticmethod
-    def stem(cfg: EncoderConfig) -> nn.Sequential:
-        f, g = cfg.filters, cfg.groups
-        layers: list[nn.Module] = [nn.Conv2d(cfg.in_channels, f[0], 3, padding=1)]
-        for level in range(cfg.stem_levels):
-            if level:
-                layers.append(_down(f[level - 1], f[level]))
-            layers.append(ResBlock(f[level], f[level], g))
-        return nn.Sequential(*layers)
 
-    @staticmethod
-    def branch(cfg: EncoderConfig) -> nn.Sequential:
-        f, g = cfg.filters, cfg.groups
-        layers: list[nn.Module] = []
-        for level in range(cfg.stem_levels, len(f)):
-            layers += [_down(f[level - 1], f[level]), ResBlock(f[level], f[level], g)]
-        layers += [_norm(f[-1], g), nn.LeakyReLU(0.2), nn.Conv2d(f[-1], cfg.code_dim, 1)]
-        return nn.Sequential(*layers)
+def build_branch(cfg: EncoderConfig) -> nn.Sequential:
+    """One branch (normal or abnormal): stem features -> (D, grid, grid) continuous latent."""
+    f, g = cfg.filters, cfg.groups
+    layers: list[nn.Module] = []
+    for level in range(cfg.stem_levels, len(f)):
+        layers += [_down(f[level - 1], f[level]), ResBlock(f[level], f[level], g)]
+    layers += [_norm(f[-1], g), nn.LeakyReLU(0.2), nn.Conv2d(f[-1], cfg.code_dim, 1)]
+    return nn.Sequential(*layers)
 
 
 class SegmentationDecoder(nn.Module):
@@ -262,17 +259,34 @@ class DecompositionNet(nn.Module):
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.cfg = cfg
-        self.stem = Encoder.stem(cfg)
-        self.normal_branch = Encoder.branch(cfg)
-        self.abnormal_branch = Encoder.branch(cfg)
+        self.stem = build_stem(cfg)
+        self.normal_branch = build_branch(cfg)
+        self.abnormal_branch = build_branch(cfg)
         self.normal_vq = VectorQuantizer(cfg.codebook_size, cfg.code_dim, cfg.decay, cfg.eps)
         self.abnormal_vq = VectorQuantizer(cfg.codebook_size, cfg.code_dim, cfg.decay, cfg.eps)
         self.seg_decoder = SegmentationDecoder(cfg)
         self.image_decoder = ImageDecoder(cfg)
 
-    def latents(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def stem_input(self, x: torch.Tensor, present: torch.Tensor | None) -> torch.Tensor:
+        """The images with absent contrasts zeroed and, for ``contrast_inputs`` models, the presence
+        planes appended. ``present``: (B, C) bool, None for all contrasts."""
+        if not self.cfg.contrast_inputs:
+            if present is not None and not bool(present.all()):
+                raise ValueError("present: this model was trained on all four contrasts; it cannot encode a subset")
+            return x
+        b, c, h, w = x.shape
+        if present is None:
+            present = torch.ones(b, c, dtype=torch.bool, device=x.device)
+        if present.shape != (b, c):
+            raise ValueError(f"present: expected shape ({b}, {c}), got {tuple(present.shape)}")
+        if not bool(present.any(1).all()):
+            raise ValueError("present: every image needs at least one contrast")
+        p = present.to(x.dtype)[:, :, None, None]
+        return torch.cat([x * p, p.expand(b, c, h, w)], 1)
+
+    def latents(self, x: torch.Tensor, present: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Continuous (unquantised) NAC and AAC, each (B, D, grid, grid)."""
-        h = self.stem(x)
+        h = self.stem(self.stem_input(x, present))
         return self.normal_branch(h), self.abnormal_branch(h)
 
     @staticmethod
@@ -281,8 +295,8 @@ class DecompositionNet(nn.Module):
         probs = seg_logits.detach().softmax(1)
         return probs[:, 1:] * (probs.argmax(1, keepdim=True) > 0)
 
-    def forward(self, x: torch.Tensor) -> dict:
-        z_n, z_a = self.latents(x)
+    def forward(self, x: torch.Tensor, present: torch.Tensor | None = None) -> dict:
+        z_n, z_a = self.latents(x, present)
         q_n, idx_n, commit_n = self.normal_vq(z_n)
         q_a, idx_a, commit_a = self.abnormal_vq(z_a)
         seg_logits = self.seg_decoder(q_a)
@@ -295,6 +309,18 @@ class DecompositionNet(nn.Module):
             "recon": self.image_decoder(q_n, cond),
             "pseudo_normal": self.image_decoder(q_n, torch.zeros_like(cond)),
         }
+
+    def segment(self, x: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        """Segmentation logits alone: the abnormal path, without the image decoder's two passes."""
+        h = self.stem(self.stem_input(x, present))
+        return self.seg_decoder(self.abnormal_vq(self.abnormal_branch(h))[0])
+
+    def pseudo_normal(self, x: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        """The pseudo-normal image alone: the quantised NAC decoded with an empty tumour map."""
+        h = self.stem(self.stem_input(x, present))
+        q_n = self.normal_vq(self.normal_branch(h))[0]
+        cond = torch.zeros((x.shape[0], self.cfg.classes - 1) + x.shape[2:], dtype=q_n.dtype, device=x.device)
+        return self.image_decoder(q_n, cond)
 
     def decode_indices(self, normal: torch.Tensor, abnormal: torch.Tensor) -> dict:
         """Images and labels from index maps alone (e.g. a synthetic NAC of A with the AAC of B)."""

@@ -11,6 +11,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -27,20 +28,80 @@ CHECKPOINT_VERSION = 1
 MAX_ROTATION_DEG = 10.0  # the paper's augmentation: flips and rotations up to 10 degrees
 
 
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained (the model itself is an EncoderConfig). Loss weights are the paper's.
+
+    ``counterpart``: where a slice's true healthy counterpart is known (phantoms), the pseudo-normal
+    image is also trained against it and the normal latent of the tumour slice pulled onto the
+    counterpart's (a signal the paper never had; False trains with the paper's losses alone), with
+    ``pseudo_tumour_weight`` x the pseudo-normal MSE on the tumour's pixels on top.
+    ``contrast_dropout``: the share of images shown with a random subset of their contrasts (None:
+    0.5 for models with contrast inputs, else 0). ``real_share``: the share of each epoch drawn from
+    cases without a healthy counterpart (real scans), repeating them as needed.
+    """
+
+    lr: float = 4e-4
+    batch_size: int = 64
+    w_recon: float = 5.0
+    w_pseudo: float = 5.0
+    w_seg: float = 5.0
+    w_latent: float = 0.25
+    w_critic: float = 1e-4
+    critic: bool = False
+    counterpart: bool = True
+    contrast_dropout: float | None = None
+    real_share: float = 0.25
+    pseudo_tumour_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ValueError(f"lr: expected a positive learning rate, got {self.lr!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive int, got {self.batch_size!r}")
+        if self.contrast_dropout is not None and not 0 <= self.contrast_dropout <= 1:
+            raise ValueError(f"contrast_dropout: expected a share in [0, 1], got {self.contrast_dropout!r}")
+        if not 0 <= self.real_share < 1:
+            raise ValueError(f"real_share: expected a share in [0, 1), got {self.real_share!r}")
+
+    def for_model(self, cfg: EncoderConfig) -> TrainConfig:
+        """With the defaults that depend on the model filled in."""
+        if self.contrast_dropout is None:
+            return replace(self, contrast_dropout=0.5 if cfg.contrast_inputs else 0.0)
+        if self.contrast_dropout and not cfg.contrast_inputs:
+            raise ValueError(f"contrast_dropout: config {cfg.name!r} has no contrast inputs; it must be 0")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# Per model: the paper's settings for the paper's model; larger steps for the smaller ones.
+TRAINING = {
+    "paper": TrainConfig(lr=1e-4, batch_size=112),
+    "small": TrainConfig(lr=5e-4, batch_size=32),
+    "base": TrainConfig(lr=4e-4, batch_size=64),
+}
+
+
 # --- data -----------------------------------------------------------------------------------
 
-def training_slices(data: str | os.PathLike | SliceSet, size: int, progress: bool = False) -> SliceSet:
-    """Slices from a BraTS/phantom folder or a saved SliceSet (.npz); they must carry tumour labels."""
+def training_slices(data, size: int, progress: bool = False, workers: int = 1) -> SliceSet:
+    """Slices from BraTS/phantom/real folders or saved SliceSets (.npz), several joined with commas or
+    given as a list; cases without tumour labels take part in every loss but segmentation."""
     if isinstance(data, SliceSet):
         slices = data
+    elif isinstance(data, (list, tuple)) or (isinstance(data, str) and "," in data):
+        parts = data.split(",") if isinstance(data, str) else list(data)
+        slices = SliceSet.concatenate([training_slices(p, size, progress, workers) for p in parts])
     elif Path(data).suffix == ".npz":
         slices = SliceSet.load(data)
     else:
-        slices = load_slices(data, size=size, progress=progress)
+        slices = load_slices(data, size=size, progress=progress, workers=workers)
     if slices.size != size:
         raise ValueError(f"data: slices are {slices.size}x{slices.size}, the model expects {size}x{size}")
-    if slices.seg is None:
-        raise ValueError("data: training needs tumour segmentations, and some cases have none")
+    if slices.seg is None or not (slices.abnormal >= 0).any():
+        raise ValueError("data: training needs tumour segmentations, and no case has one")
     return slices
 
 
@@ -58,19 +119,68 @@ def split_by_case(case_ids: np.ndarray, val_fraction: float, seed: int) -> tuple
     return ~np.isin(case_ids, val_cases), val_cases
 
 
-def augment(images: torch.Tensor, seg: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-right flips and rotations, the same for images (bilinear) and labels (nearest)."""
+def augment(images: torch.Tensor, seg: torch.Tensor, gen: torch.Generator,
+            extra: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    """Left-right flips and rotations, the same for images (bilinear), labels (nearest) and
+    ``extra`` images (the healthy counterparts, if given)."""
     b = images.shape[0]
     flip = (torch.rand(b, generator=gen) < 0.5).to(images.device)
-    images = torch.where(flip[:, None, None, None], images.flip(-2), images)
-    seg = torch.where(flip[:, None, None], seg.flip(-2), seg)
     angle = ((torch.rand(b, generator=gen) * 2 - 1) * math.radians(MAX_ROTATION_DEG)).to(images.device)
     cos, sin, zero = angle.cos(), angle.sin(), torch.zeros_like(angle)
     theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
     grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
-    images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    seg = F.grid_sample(seg[:, None].to(images.dtype), grid, mode="nearest", align_corners=False)[:, 0].long()
-    return images, seg
+
+    def move(t: torch.Tensor, mode: str) -> torch.Tensor:
+        t = torch.where(flip[:, None, None, None], t.flip(-2), t)
+        return F.grid_sample(t, grid, mode=mode, padding_mode="zeros", align_corners=False)
+
+    out_images = move(images, "bilinear")
+    out_seg = move(seg[:, None].to(images.dtype), "nearest")[:, 0].long()
+    if extra is None:
+        return out_images, out_seg
+    return out_images, out_seg, move(extra, "bilinear")
+
+
+def intensity_jitter(images: torch.Tensor, gen: torch.Generator, others: tuple = ()) -> tuple[torch.Tensor, ...]:
+    """Per image and contrast, the same random gain (x0.8-1.25), offset (+-0.2) and a little noise on
+    the brain: scanners and normalisations differ between sources (phantoms, BraTS 2013's z-scores,
+    raw TCGA intensities), so the codes must not key on exact intensities. ``others`` (counterparts)
+    get the same gain and offset."""
+    b, c = images.shape[:2]
+    gain = torch.exp((torch.rand(b, c, 1, 1, generator=gen) * 2 - 1) * 0.22).to(images.device, images.dtype)
+    shift = ((torch.rand(b, c, 1, 1, generator=gen) * 2 - 1) * 0.2).to(images.device, images.dtype)
+    sigma = (torch.rand(b, 1, 1, 1, generator=gen) * 0.08).to(images.device, images.dtype)
+
+    noise_gen = torch.Generator(device=images.device).manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
+
+    def apply(t: torch.Tensor, noise: bool) -> torch.Tensor:
+        brain = t != 0
+        out = t * gain + shift
+        if noise:
+            out = out + sigma * torch.randn(t.shape, generator=noise_gen, device=t.device, dtype=t.dtype)
+        return torch.where(brain, out, torch.zeros_like(out))
+
+    return (apply(images, True),) + tuple(apply(t, False) for t in others)
+
+
+def drop_contrasts(available: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
+    """With probability ``p`` per image, keep a random non-empty subset of its available contrasts
+    (half of those draws keep FLAIR and T1CE only when it has both: the common clinical pair and
+    BraTS 2013's). Returns the (B, C) contrasts the encoder sees."""
+    b, c = available.shape
+    drop = torch.rand(b, generator=gen) < p
+    subset = torch.rand(b, c, generator=gen) < 0.5
+    pair = torch.zeros(b, c, dtype=torch.bool)
+    pair[:, [1, 3]] = True  # T1CE, FLAIR
+    use_pair = torch.rand(b, generator=gen) < 0.5
+    avail = available.cpu()
+    chosen = torch.where(use_pair[:, None] & (avail & pair).sum(1, keepdim=True).eq(2), pair, subset) & avail
+    empty = ~chosen.any(1)
+    if empty.any():  # keep one available contrast at random
+        scores = torch.rand(b, c, generator=gen) * avail
+        one = F.one_hot(scores.argmax(1), c).bool()
+        chosen = torch.where(empty[:, None], one, chosen)
+    return torch.where(drop[:, None], chosen, avail).to(available.device)
 
 
 # --- metrics --------------------------------------------------------------------------------
@@ -84,7 +194,7 @@ def codebook_stats(indices: np.ndarray, size: int) -> dict:
 
 
 @torch.no_grad()
-def evaluate(model: DecompositionNet, slices: SliceSet, batch_size: int = 64, device: str = "cpu") -> dict:
+def validation_metrics(model: DecompositionNet, slices: SliceSet, batch_size: int = 64, device: str = "cpu") -> dict:
     """Held-out metrics: reconstruction error, pseudo-normal error (against the input outside the
     tumour, and against the true healthy counterpart where the slices have one), segmentation Dice,
     and codebook use."""
@@ -97,7 +207,8 @@ def evaluate(model: DecompositionNet, slices: SliceSet, batch_size: int = 64, de
         rows = slice(start, start + batch_size)
         x = torch.from_numpy(slices.images[rows]).to(device)
         seg = torch.from_numpy(slices.seg[rows].astype(np.int64)).to(device)
-        out = model(x)
+        present = torch.from_numpy(slices.contrasts[rows]).to(device) if model.cfg.contrast_inputs else None
+        out = model(x, present)
         tumour = (seg > 0)[:, None].expand_as(x)
         sums["recon_mse"] += float(((out["recon"] - x) ** 2).sum())
         counts["recon_mse"] += x.numel()
@@ -105,10 +216,13 @@ def evaluate(model: DecompositionNet, slices: SliceSet, batch_size: int = 64, de
         counts["pseudo_mse_outside_tumour"] += float((~tumour).sum())
         if slices.healthy is not None and tumour.any():
             h = torch.from_numpy(slices.healthy[rows]).to(device)
-            sums["pseudo_mse_vs_healthy_in_tumour"] += float(((out["pseudo_normal"] - h) ** 2)[tumour].sum())
-            counts["pseudo_mse_vs_healthy_in_tumour"] += float(tumour.sum())
-        preds.append(out["seg_logits"].argmax(1).cpu())
-        targets.append(seg.cpu())
+            known = torch.from_numpy(slices.healthy_known[rows]).to(device)[:, None, None, None]
+            inside = tumour & known
+            sums["pseudo_mse_vs_healthy_in_tumour"] += float(((out["pseudo_normal"] - h) ** 2)[inside].sum())
+            counts["pseudo_mse_vs_healthy_in_tumour"] += float(inside.sum())
+        labelled = torch.from_numpy(slices.abnormal[rows] >= 0)
+        preds.append(out["seg_logits"].argmax(1).cpu()[labelled])
+        targets.append(seg.cpu()[labelled])
         normal.append(out["normal_indices"].cpu().numpy())
         abnormal.append(out["abnormal_indices"].cpu().numpy())
     model.train(was_training)
@@ -162,53 +276,131 @@ def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Pat
 
 # --- the loop -------------------------------------------------------------------------------
 
+def _sampling_order(rng: np.random.Generator, n: int, extra_rows: np.ndarray, share: float) -> np.ndarray:
+    """A permutation of 0..n-1 plus ``extra_rows`` repeated so that they make about ``share`` of it:
+    the few real cases would otherwise be a rounding error beside thousands of phantom slices."""
+    base = rng.permutation(n)
+    if share <= 0 or len(extra_rows) == 0 or len(extra_rows) >= n:
+        return base
+    want = int(round(share / (1 - share) * (n - len(extra_rows)))) - len(extra_rows)
+    if want <= 0:
+        return base
+    repeats = rng.choice(extra_rows, want, replace=True)
+    return rng.permutation(np.concatenate([base, repeats]))
+
+
+def _autocast(device: str, amp: str):
+    import contextlib
+
+    if amp == "off":
+        return contextlib.nullcontext()
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    return torch.autocast(kind, dtype=torch.bfloat16)
+
+
+def _to_device(slices: SliceSet, device: str) -> dict:
+    """Training arrays as tensors on ``device`` (a GPU holds them all; indexing there is free)."""
+    arrays = {
+        "images": torch.from_numpy(slices.images),
+        "seg": torch.from_numpy(slices.seg.astype(np.uint8)),
+        "seg_known": torch.from_numpy(slices.abnormal >= 0),
+        "contrasts": torch.from_numpy(slices.contrasts.astype(bool)),
+        "tumour": torch.from_numpy(slices.abnormal == 1),
+    }
+    if slices.healthy is not None:
+        arrays["healthy"] = torch.from_numpy(slices.healthy)
+        arrays["healthy_known"] = torch.from_numpy(slices.healthy_known.astype(bool))
+    if device != "cpu":
+        arrays = {k: v.to(device) for k, v in arrays.items()}
+    return arrays
+
+
 def train(
-    data: str | os.PathLike | SliceSet,
+    data,
     out: str | os.PathLike,
-    config: str | EncoderConfig = "small",
+    config: str | EncoderConfig = "base",
+    training: TrainConfig | None = None,
     epochs: int = 20,
-    batch_size: int | None = None,
     seed: int = 0,
     device: str = "cpu",
     resume: bool = True,
     val_fraction: float = 0.1,
-    critic: bool = False,
     checkpoint_seconds: float = 300.0,
     max_steps: int | None = None,
+    max_seconds: float | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    amp: str = "auto",
+    workers: int = 1,
+    init_from: str | os.PathLike | None = None,
 ) -> dict:
-    """Trains, writing ``out`` (a resumable checkpoint) as it goes; returns the last metrics."""
+    """Trains, writing ``out`` (a resumable checkpoint) as it goes; returns the last metrics.
+
+    ``training``: how (default: ``TRAINING[config]``, or ``TrainConfig()`` for a custom config).
+    ``amp``: "auto" (bf16 autocast on CUDA), "bf16" or "off". ``max_seconds``: stop (with a
+    checkpoint) after this much training time; a later call resumes. ``init_from``: start a new run
+    from another checkpoint's weights (fine-tuning with other settings or data).
+    """
     if isinstance(config, str) and config not in CONFIGS:
         raise ValueError(f"config: expected one of {sorted(CONFIGS)}, got {config!r}")
     cfg = CONFIGS[config] if isinstance(config, str) else config
+    if training is None:
+        training = TRAINING.get(cfg.name, TrainConfig())
+    if not isinstance(training, TrainConfig):
+        raise TypeError(f"training: expected a TrainConfig, got {type(training).__name__}")
+    training = training.for_model(cfg)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device: {device!r} asked for, but torch sees no CUDA device")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs: expected a positive int, got {epochs!r}")
-    batch_size = batch_size or cfg.batch_size
+    if amp not in ("auto", "bf16", "off"):
+        raise ValueError(f"amp: expected 'auto', 'bf16' or 'off', got {amp!r}")
+    amp = ("bf16" if device.startswith("cuda") else "off") if amp == "auto" else amp
+    batch_size, critic = training.batch_size, training.critic
     out = Path(out)
-    slices = training_slices(data, cfg.image_size, progress=progress)
+    slices = training_slices(data, cfg.image_size, progress=progress, workers=workers)
+    if not cfg.contrast_inputs and not slices.contrasts.all():
+        raise ValueError(f"data: some cases lack contrasts, and config {cfg.name!r} needs all four; use 'base'")
     train_rows, val_cases = split_by_case(slices.case_ids, val_fraction, seed)
     train_set = slices.select(train_rows)
     val_set = slices.select(~train_rows) if val_cases else None
+    if val_set is not None and not (val_set.abnormal >= 0).any():
+        val_set = None
+    arrays = _to_device(train_set, device)
+    real_rows = (np.flatnonzero(~train_set.healthy_known) if train_set.healthy_known is not None
+                 else np.zeros(0, np.int64))
+    real_share = training.real_share
+    use_counterpart = training.counterpart and "healthy" in arrays
 
     torch.manual_seed(seed)
     model = DecompositionNet(cfg).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.9999), weight_decay=1e-5)
+    if device.startswith("cuda"):
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=training.lr, betas=(0.9, 0.9999), weight_decay=1e-5)
     latent_critic = LatentCritic(cfg).to(device) if critic else None
-    critic_opt = torch.optim.Adam(latent_critic.parameters(), lr=cfg.lr, betas=(0.5, 0.9)) if critic else None
-    epoch, batch_start, step, history = 0, 0, 0, []
+    critic_opt = torch.optim.Adam(latent_critic.parameters(), lr=training.lr, betas=(0.5, 0.9)) if critic else None
+    options = {**training.to_dict(), "init_from": None if init_from is None else str(init_from)}
+    epoch, batch_start, step, history, seconds = 0, 0, 0, [], 0.0
+    if init_from is not None and not (resume and out.exists()):
+        start = read_checkpoint(init_from, map_location=device)
+        if EncoderConfig.from_dict(start["config"]) != cfg:
+            raise ValueError(f"init_from: {init_from} holds a {start['config'].get('name')!r} model, not {cfg.name!r}")
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in start["model"].items()})
+        log(f"starting from the weights of {init_from} (step {start.get('step')})")
     if resume and out.exists():
         state = read_checkpoint(out, map_location=device)
-        if state["config"] != cfg.to_dict() or state.get("seed") != seed:
+        if EncoderConfig.from_dict(state["config"]) != cfg or state.get("seed") != seed:
             raise ValueError(f"{out}: a checkpoint of another config or seed; pass another --out or resume=False")
+        if state.get("training") != options:
+            raise ValueError(f"{out}: a checkpoint trained with {state.get('training')}, not {options}; "
+                             "pass the same training settings, another --out, or init_from to fine-tune")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if critic and "critic" in state:
             latent_critic.load_state_dict(state["critic"])
             critic_opt.load_state_dict(state["critic_optimizer"])
         epoch, batch_start, step, history = state["epoch"], state["batch"], state["step"], state["history"]
+        seconds = float(state.get("seconds", 0.0))
         torch.set_rng_state(state["torch_rng"])  # codebook restarts draw from it
         log(f"resuming {out} at epoch {epoch + 1}, batch {batch_start}, step {step}")
 
@@ -217,7 +409,7 @@ def train(
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": cfg.to_dict(),
             "model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": next_epoch, "batch": next_batch,
             "step": step, "history": history, "seed": seed, "command": " ".join(sys.argv),
-            "torch_rng": torch.get_rng_state(),
+            "torch_rng": torch.get_rng_state(), "training": options, "seconds": seconds,
             "data": {"source": str(data) if not isinstance(data, SliceSet) else "SliceSet",
                      "train_slices": len(train_set), "val_cases": val_cases},
         }
@@ -225,12 +417,16 @@ def train(
             state["critic"], state["critic_optimizer"] = latent_critic.state_dict(), critic_opt.state_dict()
         _save(state, out)
 
-    batches = math.ceil(len(train_set) / batch_size)
+    def order_of(e: int) -> np.ndarray:
+        return _sampling_order(np.random.default_rng([seed, e]), len(train_set), real_rows, real_share)
+
     last_save = time.monotonic()
     metrics: dict = history[-1] if history else {}
     model.train()
-    while epoch < epochs:
-        order = np.random.default_rng([seed, epoch]).permutation(len(train_set))
+    stop = False
+    while epoch < epochs and not stop:
+        order = order_of(epoch)
+        batches = len(order) // batch_size or 1
         rows_iter = range(batch_start, batches)
         bar = None
         if progress:
@@ -239,46 +435,110 @@ def train(
             bar = tqdm(rows_iter, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False)
             rows_iter = bar
         running: dict[str, float] = {}
+        started, images_seen = time.monotonic(), 0
         for b in rows_iter:
             gen = torch.Generator().manual_seed(int(np.random.default_rng([seed, epoch, b]).integers(2**62)))
-            rows = np.sort(order[b * batch_size:(b + 1) * batch_size])
-            x = torch.from_numpy(train_set.images[rows]).to(device)
-            seg = torch.from_numpy(train_set.seg[rows].astype(np.int64)).to(device)
-            x, seg = augment(x, seg, gen)
-            out_ = model(x)
-            losses = decomposition_losses(out_, x, seg, cfg)
-            total = losses["total"]
-            if critic:
-                total = total + _critic_step(latent_critic, critic_opt, out_, seg, cfg)
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            opt.step()
+            rows = torch.from_numpy(np.sort(order[b * batch_size:(b + 1) * batch_size])).to(device)
+            losses = _train_step(model, opt, arrays, rows, gen, training, device, amp, use_counterpart,
+                                 cfg.contrast_inputs, latent_critic, critic_opt)
             step += 1
+            images_seen += len(rows)
             for k, v in losses.items():
-                v = float(v.detach())
                 running[k] = 0.9 * running.get(k, v) + 0.1 * v
             if bar is not None:
                 bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()})
-            if time.monotonic() - last_save > checkpoint_seconds:
+            now = time.monotonic()
+            if max_seconds is not None and seconds + (now - started) >= max_seconds:
+                stop = True
+            if max_steps is not None and step >= max_steps:
+                stop = True
+            if stop or now - last_save > checkpoint_seconds:
+                seconds += now - started
+                images_per_s = images_seen / max(now - started, 1e-9)
+                started, images_seen = now, 0
+                if stop and b + 1 < batches:
+                    checkpoint(epoch, b + 1)
+                    metrics = {**metrics, "images_per_s": images_per_s}
+                    log(f"stopped at epoch {epoch + 1}, batch {b + 1}, step {step} ({seconds:.0f} s trained)")
+                    return metrics
                 checkpoint(epoch, b + 1)
                 last_save = time.monotonic()
-            if max_steps is not None and step >= max_steps:
+            if stop:
                 break
+        seconds += time.monotonic() - started
+        images_per_s = images_seen / max(time.monotonic() - started, 1e-9)
         batch_start = 0
         epoch += 1
-        metrics = {"epoch": epoch, "step": step, **{f"train_{k}": v for k, v in running.items()}}
+        metrics = {"epoch": epoch, "step": step, "seconds": round(seconds, 1), "images_per_s": images_per_s,
+                   **{f"train_{k}": v for k, v in running.items()}}
         if val_set is not None:
-            metrics.update(evaluate(model, val_set, device=device))
+            metrics.update(validation_metrics(model, val_set, device=device))
         history.append(metrics)
         log(_format_metrics(metrics))
         checkpoint(epoch, 0)
         last_save = time.monotonic()
-        if max_steps is not None and step >= max_steps:
-            break
     return metrics
 
 
-def _critic_step(critic, critic_opt, out: dict, seg: torch.Tensor, cfg: EncoderConfig) -> torch.Tensor:
+def _train_step(model, opt, arrays: dict, rows: torch.Tensor, gen: torch.Generator, training: TrainConfig,
+                device: str, amp: str, use_counterpart: bool, contrast_inputs: bool,
+                latent_critic=None, critic_opt=None) -> dict:
+    """One optimiser step on the rows ``rows`` of the training arrays; returns the loss terms."""
+    contrast_dropout = training.contrast_dropout or 0.0
+    x = arrays["images"][rows].float()
+    seg = arrays["seg"][rows].long()
+    seg_known = arrays["seg_known"][rows]
+    available = arrays["contrasts"][rows]
+    pair_rows = None
+    healthy = healthy_known = None
+    if use_counterpart:
+        healthy = arrays["healthy"][rows].float()
+        healthy_known = arrays["healthy_known"][rows]
+        x, seg, healthy = augment(x, seg, gen, healthy)
+        x, healthy = intensity_jitter(x, gen, (healthy,))
+        # Tumour slices whose healthy counterpart is known join the batch twice: as themselves and as
+        # their counterpart (a tumour-free image with empty labels), so that the normal latents of the
+        # pair can be pulled together.
+        pair_rows = torch.nonzero(healthy_known & arrays["tumour"][rows]).flatten()
+        if len(pair_rows):
+            x = torch.cat([x, healthy[pair_rows]])
+            seg = torch.cat([seg, torch.zeros_like(seg[pair_rows])])
+            seg_known = torch.cat([seg_known, torch.ones_like(seg_known[pair_rows])])
+            available = torch.cat([available, available[pair_rows]])
+            healthy = torch.cat([healthy, healthy[pair_rows]])
+            healthy_known = torch.cat([healthy_known, healthy_known[pair_rows]])
+    else:
+        x, seg = augment(x, seg, gen)
+        (x,) = intensity_jitter(x, gen)
+    shown = drop_contrasts(available, gen, contrast_dropout) if contrast_dropout else available
+    if pair_rows is not None and len(pair_rows):
+        n = len(rows)
+        shown[n:] = shown[pair_rows]  # a pair sees the same contrasts
+    if device.startswith("cuda"):
+        x = x.contiguous(memory_format=torch.channels_last)
+    with _autocast(device, amp):
+        out = model(x, shown if contrast_inputs else None)
+    out = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in out.items()}
+    losses = decomposition_losses(out, x, seg, training, channels=available, seg_known=seg_known,
+                                  healthy=healthy, healthy_known=healthy_known)
+    total = losses["total"]
+    if pair_rows is not None and len(pair_rows):
+        n = len(rows)
+        z = out["z_normal"]
+        target = z[n:].detach()
+        # relative to the latents' scale, so that shrinking every latent cannot pay this term
+        nac = F.mse_loss(z[pair_rows], target) / target.pow(2).mean().clamp_min(1e-6)
+        losses["nac"] = nac
+        total = total + training.w_recon * nac
+    if latent_critic is not None:
+        total = total + _critic_step(latent_critic, critic_opt, out, seg, training)
+    opt.zero_grad(set_to_none=True)
+    total.backward()
+    opt.step()
+    return {k: float(v.detach()) for k, v in losses.items()}
+
+
+def _critic_step(critic, critic_opt, out: dict, seg: torch.Tensor, training: TrainConfig) -> torch.Tensor:
     """Density matching: the critic tells NACs of tumour slices from those of healthy slices
     (WGAN-GP); the encoder is pushed to make them indistinguishable."""
     has_tumour = (seg > 0).flatten(1).any(1)
@@ -291,10 +551,10 @@ def _critic_step(critic, critic_opt, out: dict, seg: torch.Tensor, cfg: EncoderC
     critic_opt.zero_grad(set_to_none=True)
     loss_c.backward()
     critic_opt.step()
-    return -cfg.w_critic * critic(z[has_tumour]).mean()
+    return -training.w_critic * critic(z[has_tumour]).mean()
 
 
 def _format_metrics(m: dict) -> str:
-    keys = ("epoch", "train_total", "recon_mse", "pseudo_mse_outside_tumour", "pseudo_mse_vs_healthy_in_tumour",
+    keys = ("epoch", "seconds", "images_per_s", "train_total", "train_nac", "recon_mse", "pseudo_mse_outside_tumour", "pseudo_mse_vs_healthy_in_tumour",
             "dice_whole", "normal_perplexity", "normal_usage", "abnormal_perplexity", "abnormal_usage")
     return "  ".join(f"{k}={m[k]:.4g}" if isinstance(m.get(k), float) else f"{k}={m.get(k)}" for k in keys if k in m)

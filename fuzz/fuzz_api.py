@@ -155,6 +155,8 @@ def make_ids(inp: Input, n: int, live: list[int], next_id: int):
         ids = np.arange(start, start + n, dtype=np.int64)
         if inp.chance(3):
             ids = ids[::-1].copy()
+        if inp.chance(3):
+            return ids, ids.tolist()  # a list of ints is as good as an array
         return ids, ids.astype(inp.pick([np.int64, np.int64, np.uint64, np.int32])) if start < 2**31 - n else ids
     if r == 4 and live:
         ids = np.array([inp.pick(live) for _ in range(n)], dtype=np.int64)  # present already
@@ -169,7 +171,7 @@ def make_ids(inp: Input, n: int, live: list[int], next_id: int):
     if r == 7 and n:
         return None, np.full(n, 2**63 + 1, dtype=np.uint64)
     if r == 8:
-        return None, inp.pick([np.arange(n, dtype=np.float64), np.arange(n).reshape(n, 1), list(range(n)),
+        return None, inp.pick([np.arange(n, dtype=np.float64), np.arange(n).reshape(n, 1), [float(i) for i in range(n)] if n else "ids",
                                np.arange(n + 1), "ids", np.arange(n).astype(bool)])
     ids = np.arange(next_id, next_id + n, dtype=np.int64)
     if n > 2 and inp.chance(1):
@@ -182,13 +184,14 @@ def make_groups(inp: Input, n: int):
     groups = np.array([inp.int(0, 3) for _ in range(n)], dtype=np.int64)
     r = inp.int(0, 7)
     if r < 5:
-        return groups, groups.astype(inp.pick([np.int64, np.int32, np.uint8, np.uint64]))
+        return groups, inp.pick([groups.astype(np.int64), groups.astype(np.int32), groups.astype(np.uint8),
+                                 groups.astype(np.uint64), groups.tolist()])
     if r == 5 and n:
         bad = groups.copy()
         bad[-1] = -2
         return None, bad
     return None, inp.pick([groups.astype(np.float64), groups[:-1] if n else np.zeros(1, np.int64), groups.reshape(-1, 1),
-                           list(groups), np.full(n, 2**63 + 3, np.uint64) if n else "g"])
+                           [float(g) for g in groups] if n else "g", np.full(n, 2**63 + 3, np.uint64) if n else "g"])
 
 
 def is_int(value, lo: int, hi: int | None) -> bool:
@@ -394,7 +397,7 @@ class Session:
             return
         k = as_int(k)
         w = {name: 1.0 for name in queries} if weights is None else {n: weights.get(n, 0.0) for n in names}
-        for name, value in w.items():
+        for value in w.values():
             if isinstance(value, (bool, str)) or not np.isfinite(value) or value < 0:
                 raise Finding(f"search accepted weight {value!r}")
         if not isinstance(one, bool):
@@ -434,11 +437,9 @@ class Session:
         radius = int_value(inp, 0, max(self.fields.values()) + 2)
         threads = threads_value(inp)
         if self.kind == "multi":
-            try:
-                self.index.range_search(queries, radius)
-            except NotImplementedError:
-                return
-            raise Finding("MultiFieldIndex.range_search did not say it does not exist")
+            if hasattr(self.index, "range_search"):
+                raise Finding("MultiFieldIndex.range_search exists but the model has none")
+            return
         ok, result = self.call(("queries", "radius", "threads"),
                                lambda: self.index.range_search(queries, radius, threads=threads))
         valid = q is not None and is_int(radius, 0, None) and (threads is None or is_int(threads, 1, None))

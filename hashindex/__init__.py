@@ -30,7 +30,7 @@ from .mih import MIHIndex
 from .multi_field import MultiFieldIndex
 from .simd import hamming_distances, set_simd_level, simd_level, supported_simd_levels
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 FORMAT_VERSION: int = _core.FORMAT_VERSION
 
 __all__ = [

@@ -1,7 +1,8 @@
-"""What every index kind shares: argument checking, content, persistence, pickling.
+"""What every index kind shares, mirroring the compiled classes: ``_Index`` (ids, removal,
+persistence, pickling: what FlatIndex, MIHIndex and MultiFieldIndex all have) and
+``_SingleFieldIndex`` (one code per item: FlatIndex and MIHIndex).
 
-Subclasses set ``_core_class`` (the compiled index) and implement ``search`` and
-``range_search``.
+Subclasses set ``_core_class`` (the compiled index) and implement their searches.
 """
 from __future__ import annotations
 
@@ -17,20 +18,11 @@ T = TypeVar("T", bound="_Index")
 
 
 class _Index:
+    _index: Any  # the compiled index
     _core_class: Any = None
     _max_codes: int | None = None  # a kind's capacity, checked before codes are copied
 
     # -- size -------------------------------------------------------------------------------
-    @property
-    def nbits(self) -> int:
-        """Bits per code."""
-        return self._index.nbits
-
-    @property
-    def code_size(self) -> int:
-        """Bytes per code (nbits // 8)."""
-        return self._index.code_size
-
     @property
     def ntotal(self) -> int:
         """Number of codes stored (same as ``len(index)``)."""
@@ -44,37 +36,10 @@ class _Index:
             return False
         return 0 <= int(id) <= INT64_MAX and int(id) in self._index
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(nbits={self.nbits}, ntotal={self.ntotal})"
-
     # -- content ------------------------------------------------------------------------------
-    def add(self, codes: np.ndarray, ids: np.ndarray | None = None) -> None:
-        """Adds codes, uint8 of shape (n, code_size) or one code of shape (code_size,).
-
-        ids: int64 (n,), non-negative and not already present; by default ids continue
-        after the largest id added so far (0, 1, 2, ... for a new index). All or nothing:
-        on error the index is unchanged.
-        """
-        if self._max_codes is not None and isinstance(codes, np.ndarray) and codes.ndim == 2:
-            if len(self) + codes.shape[0] > self._max_codes:  # before codes_arg may copy a huge array
-                raise ValueError(f"codes: a {type(self).__name__} holds at most {self._max_codes} codes; it has "
-                                 f"{len(self)}, adding {codes.shape[0]}")
-        codes = codes_arg(codes, self.code_size, "codes")
-        if ids is not None:
-            ids = ids_arg(ids, "ids", count=codes.shape[0])
-        self._index.add(codes, ids)
-
     def remove(self, ids: np.ndarray | int) -> None:
         """Removes the codes with these ids; raises KeyError (and removes nothing) if one is absent."""
         self._index.remove(ids_arg(ids, "ids"))
-
-    def get(self, ids: np.ndarray | int) -> np.ndarray:
-        """Stored codes for these ids, uint8 (len(ids), code_size); KeyError if one is absent."""
-        return self._index.get(ids_arg(ids, "ids"))
-
-    def reconstruct(self, id: int) -> np.ndarray:
-        """Stored code of one id, uint8 (code_size,)."""
-        return self.get(int_arg(id, "id", minimum=0))[0]
 
     def ids(self) -> np.ndarray:
         """Ids of all stored codes (int64, in storage order, which removals change)."""
@@ -120,6 +85,47 @@ class _Index:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self).from_bytes, (self.to_bytes(),))
+
+
+class _SingleFieldIndex(_Index):
+    """An index of one code per item (FlatIndex, MIHIndex)."""
+
+    @property
+    def nbits(self) -> int:
+        """Bits per code."""
+        return self._index.nbits
+
+    @property
+    def code_size(self) -> int:
+        """Bytes per code (nbits // 8)."""
+        return self._index.code_size
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(nbits={self.nbits}, ntotal={self.ntotal})"
+
+    def add(self, codes: np.ndarray, ids: np.ndarray | None = None) -> None:
+        """Adds codes, uint8 of shape (n, code_size) or one code of shape (code_size,).
+
+        ids: int64 (n,), non-negative and not already present; by default ids continue
+        after the largest id added so far (0, 1, 2, ... for a new index). All or nothing:
+        on error the index is unchanged.
+        """
+        if self._max_codes is not None and isinstance(codes, np.ndarray) and codes.ndim == 2:
+            if len(self) + codes.shape[0] > self._max_codes:  # before codes_arg may copy a huge array
+                raise ValueError(f"codes: a {type(self).__name__} holds at most {self._max_codes} codes; it has "
+                                 f"{len(self)}, adding {codes.shape[0]}")
+        codes = codes_arg(codes, self.code_size, "codes")
+        if ids is not None:
+            ids = ids_arg(ids, "ids", count=codes.shape[0])
+        self._index.add(codes, ids)
+
+    def get(self, ids: np.ndarray | int) -> np.ndarray:
+        """Stored codes for these ids, uint8 (len(ids), code_size); KeyError if one is absent."""
+        return self._index.get(ids_arg(ids, "ids"))
+
+    def reconstruct(self, id: int) -> np.ndarray:
+        """Stored code of one id, uint8 (code_size,)."""
+        return self.get(int_arg(id, "id", minimum=0))[0]
 
     # -- shared argument handling ----------------------------------------------------------
     def _queries(self, queries: np.ndarray) -> np.ndarray:

@@ -7,8 +7,10 @@ read-only input is fine, since the core only reads it.
 """
 from __future__ import annotations
 
+import math
 import numbers
 import operator
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -83,19 +85,35 @@ def codes_arg(codes: object, code_size: int, name: str) -> np.ndarray:
     if codes.ndim != 2:
         raise ValueError(f"{name}: expected a 1-D or 2-D array, got {codes.ndim} dimensions {codes.shape}")
     if codes.shape[1] != code_size:
+        hint = ""
+        if codes.shape[1] == 8 * code_size and codes.size and codes.max() <= 1:
+            hint = "; these look like unpacked 0/1 bits: pack them with hashindex.pack_bits"
         raise ValueError(
             f"{name}: expected {code_size} bytes per code ({8 * code_size} bits), got {codes.shape[1]} "
-            f"(shape {codes.shape})"
+            f"(shape {codes.shape}){hint}"
         )
     return np.ascontiguousarray(codes)
 
 
+def _int_sequence(values: list | tuple, name: str, minimum: int) -> np.ndarray:
+    """A list or tuple of Python/numpy integers as int64 (no bools, floats or nesting)."""
+    for v in values:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{name}: expected integers, got {_type_name(v)} {v!r} in a {type(values).__name__}")
+        if not minimum <= operator.index(v) <= INT64_MAX:
+            raise ValueError(f"{name}: expected integers in [{minimum}, {INT64_MAX}], got {v}")
+    return np.array([int(v) for v in values], dtype=np.int64)
+
+
 def ids_arg(ids: object, name: str, *, count: int | None = None) -> np.ndarray:
-    """Non-negative integer ids as a contiguous int64 array (a scalar becomes one id)."""
+    """Non-negative integer ids as a contiguous int64 array. The one rule for every id (and group)
+    argument: an int is one id; a list, tuple or 1-D integer array is many."""
     if isinstance(ids, numbers.Integral) and not isinstance(ids, (bool, np.bool_)):
         ids = np.asarray([int_arg(ids, name, minimum=0, maximum=INT64_MAX)], dtype=np.int64)
+    elif isinstance(ids, (list, tuple)):
+        ids = _int_sequence(ids, name, minimum=0)
     if not isinstance(ids, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy.ndarray of integers, got {_type_name(ids)}")
+        raise TypeError(f"{name}: expected an int, a list of ints or a numpy.ndarray of integers, got {_type_name(ids)}")
     if ids.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected an integer dtype (int64), got {ids.dtype}")
     if ids.ndim != 1:
@@ -108,3 +126,45 @@ def ids_arg(ids: object, name: str, *, count: int | None = None) -> np.ndarray:
         if ids.dtype.kind == "u" and ids.max() > INT64_MAX:
             raise ValueError(f"{name}: ids must fit in int64, got {ids.max()}")
     return np.ascontiguousarray(ids, dtype=np.int64)
+
+
+def weights_arg(weights: object, names: list[str], has_queries: list[bool]) -> list[float]:
+    """Per-field weights >= 0 in field order; default 1 for every field that has queries."""
+    if weights is None:
+        weights = {name: 1.0 for name, has in zip(names, has_queries) if has}
+    if not isinstance(weights, Mapping):
+        raise TypeError(f"weights: expected a mapping of field name to weight, got {_type_name(weights)}")
+    unknown = set(weights) - set(names)
+    if unknown:
+        raise ValueError(f"weights: unknown fields {sorted(unknown)}; this index has {names}")
+    out = []
+    for name, has in zip(names, has_queries):
+        value = weights.get(name, 0.0)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+                or float(value) < 0:
+            raise ValueError(f"weights[{name!r}]: expected a finite number >= 0, got {value!r}")
+        if float(value) > 0 and not has:
+            raise ValueError(f"queries: field {name!r} has weight {value} but no queries")
+        out.append(float(value))
+    if not any(out):
+        raise ValueError(f"weights: at least one weight must be > 0, got {dict(zip(names, out))}")
+    return out
+
+
+def exclude_groups_arg(exclude_groups: object, nq: int) -> np.ndarray:
+    """One group per query (an int applies to all); -1 excludes none."""
+    if isinstance(exclude_groups, numbers.Integral) and not isinstance(exclude_groups, (bool, np.bool_)):
+        group = int_arg(exclude_groups, "exclude_groups", minimum=-1, maximum=INT64_MAX)
+        exclude_groups = np.full(nq, group, dtype=np.int64)
+    elif isinstance(exclude_groups, (list, tuple)):
+        exclude_groups = _int_sequence(exclude_groups, "exclude_groups", minimum=-1)
+    if not isinstance(exclude_groups, np.ndarray) or exclude_groups.dtype.kind not in "iu":
+        raise TypeError(f"exclude_groups: expected an int or an int64 array of one group per query, "
+                        f"got {_type_name(exclude_groups)}")
+    if exclude_groups.shape != (nq,):
+        raise ValueError(f"exclude_groups: expected shape ({nq},) (one per query), got {exclude_groups.shape}")
+    if exclude_groups.size and exclude_groups.dtype.kind == "i" and exclude_groups.min() < -1:
+        raise ValueError(f"exclude_groups: groups are >= 0 (-1 for none), got {exclude_groups.min()}")
+    if exclude_groups.size and exclude_groups.dtype.kind == "u" and exclude_groups.max() > INT64_MAX:
+        raise ValueError(f"exclude_groups: groups must fit in int64, got {exclude_groups.max()}")
+    return np.ascontiguousarray(exclude_groups, dtype=np.int64)

@@ -7,8 +7,13 @@ exact answer, and for the exhaustive methods their bytes compared per second aga
 in-cache XOR+popcount rate and memory read bandwidth (the roofline). Every finished measurement is
 appended to the JSON record at once, so an interrupted run keeps what it measured.
 
-faiss-cpu and numba are optional (``pip install 'hashindex[bench]'``): missing competitors are
-reported as skipped. This module never imports torch unless the ``encoder`` dataset is asked for.
+faiss-cpu and numba are optional (``pip install 'hashindex[bench]'``): a missing competitor is
+named in the log and the record. Datasets besides ``uniform``, ``clustered`` and ``npy`` come from
+installed packages through the ``hashindex.bench_datasets`` entry-point group (the encoder adds
+``encoder``, its codes of the demo's phantom slices); this module never imports them otherwise.
+
+The benchmark scripts in the repository's ``benchmarks/`` folder use the helpers here too (``timed``,
+``machine_info``, ``write_json``): this module is the one home of the harness.
 """
 from __future__ import annotations
 
@@ -22,12 +27,15 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 import hashindex
+
+from ._plugins import entry_points
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Smoke check: well under a minute on 2 cores.
@@ -60,31 +68,51 @@ def make_codes(rng: np.random.Generator, n: int, nbits: int, kind: str, centres:
     return x
 
 
+DATASET_ENTRY_POINTS = "hashindex.bench_datasets"
+BUILT_IN_DATASETS = ("uniform", "clustered", "npy")
+
+
+def plugin_datasets() -> dict[str, Any]:
+    """name -> entry point of the datasets that installed packages add (loaded only when used)."""
+    return {e.name: e for e in entry_points(DATASET_ENTRY_POINTS) if e.name not in BUILT_IN_DATASETS}
+
+
 def dataset(kind: str, n: int, nbits: int, nq: int, seed: int, npy: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(database, queries) of one dataset kind; queries come from the same distribution."""
     rng = np.random.default_rng([seed, n, nbits])
     if kind == "npy":
+        if npy is None:
+            raise ValueError("--dataset npy needs --npy FILE")
         codes = np.load(npy, mmap_mode="r")
         if codes.dtype != np.uint8 or codes.ndim != 2:
             raise ValueError(f"--npy: expected packed uint8 codes of shape (n, nbits/8), got {codes.dtype} {codes.shape}")
         pick = rng.permutation(len(codes))
         return np.ascontiguousarray(codes[np.sort(pick[nq:nq + n])]), np.ascontiguousarray(codes[pick[:nq]])
-    if kind == "encoder":
-        return _encoder_codes(n, nq, seed)
+    if kind not in ("uniform", "clustered"):
+        plugins = plugin_datasets()
+        if kind not in plugins:
+            raise ValueError(f"dataset: expected one of {sorted(BUILT_IN_DATASETS + tuple(plugins))}, got {kind!r}")
+        return plugins[kind].load()(n, nq, seed)
     centres = rng.integers(0, 256, (max(1, n // 100), nbits // 8), dtype=np.uint8) if kind == "clustered" else None
     return make_codes(rng, n, nbits, kind, centres), make_codes(rng, nq, nbits, kind, centres)
 
 
-def _encoder_codes(n: int, nq: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Abnormal-anatomy codes of the demo's phantom slices (needs torch and the data extra)."""
-    from hashindex.encoder.codes import CodeEncoder
-    from hashindex.encoder.demo import DemoConfig, default_cache, demo_slices
+def timed(fn) -> float:
+    """Seconds one call of fn takes."""
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
 
-    encoder = CodeEncoder.load()
-    slices = demo_slices(default_cache(), DemoConfig(), encoder.image_size, lambda _: None)
-    codes = encoder.encode(slices.images).abnormal_bits
-    pick = np.random.default_rng(seed).permutation(len(codes))
-    return codes[np.sort(pick[nq:nq + n])], codes[pick[:nq]]
+
+def write_json(result: dict[str, Any], prefix: str, path: str | None) -> str:
+    """Writes a benchmark script's record (default ./benchmark-results/<prefix>-<time>.json)."""
+    result["when"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    path = path or os.path.join("benchmark-results", f"{prefix}-{datetime.now():%Y%m%d-%H%M%S}.json")
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"JSON record: {path}")
+    return path
 
 
 # --- measures -------------------------------------------------------------------------------
@@ -188,8 +216,18 @@ def _topk_distances(d: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def missing_competitors() -> list[str]:
+    """What this environment cannot run, and how to get it."""
+    out = []
+    if _faiss() is None:
+        out.append("faiss-cpu is not installed: the faiss rows are left out (pip install 'hashindex[bench]')")
+    if numba_distances() is None:
+        out.append("numba is not installed: the numba row is left out (pip install 'hashindex[bench]')")
+    return out
+
+
 def methods(k: int) -> list[Method]:
-    """Every competitor this environment can run."""
+    """Every competitor this environment can run (see ``missing_competitors`` for the others)."""
     out = [
         Method("hashindex.FlatIndex", lambda x, b: _ours(hashindex.FlatIndex(b), x),
                lambda ix, q, k, t: ix.search(q, k, threads=t).distances, True, True, 10**9,
@@ -213,8 +251,8 @@ def methods(k: int) -> list[Method]:
         out.append(Method("faiss.IndexBinaryHash(b=16,nflip=2)", lambda x, b: _faiss_hash(faiss, x, b, 16, 2), fsearch,
                           False, False, 10**8, serialized=ser))
         for nflip in (0, 2):
-            out.append(Method(f"faiss.IndexBinaryMultiHash(nflip={nflip})",
-                              lambda x, b, nflip=nflip: _faiss_multihash(faiss, x, b, nflip), fsearch, False, False,
+            build: Callable[[np.ndarray, int], Any] = partial(_multihash_build, faiss, nflip)
+            out.append(Method(f"faiss.IndexBinaryMultiHash(nflip={nflip})", build, fsearch, False, False,
                               10**8, serialized=ser))
         out.append(Method("faiss.IndexBinaryHNSW(M=16)", lambda x, b: _faiss_add(faiss.IndexBinaryHNSW(b, 16), x),
                           fsearch, False, False, 200_000, serialized=ser))
@@ -262,6 +300,10 @@ def _faiss_hash(faiss, x, b, hash_bits, nflip):
     index.nflip = nflip
     index.add(x)
     return index
+
+
+def _multihash_build(faiss, nflip, x, b):
+    return _faiss_multihash(faiss, x, b, nflip)
 
 
 def _faiss_multihash(faiss, x, b, nflip):
@@ -372,6 +414,9 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
     log("roofline: XOR+popcount in L2 {xor_popcount_in_cache_gbps_1thread:.1f} GB/s per thread, memory read "
         "{memory_read_gbps:.1f} GB/s".format(**record.data["roofline"]))
     wanted = [m for m in methods(k) if not args.methods or any(s.lower() in m.name.lower() for s in args.methods)]
+    record.data["missing"] = missing_competitors()
+    for line in record.data["missing"]:
+        log(f"note: {line}")
     head = f"{'dataset':<10}{'bits':>5}{'N':>10}  {'method':<38}{'build s':>9}{'q/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'recall':>7}{'B/code':>8}"
     log(head)
     for kind in datasets:
@@ -405,8 +450,13 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
     record.data["complete"] = True
     record.flush()
     if not args.no_plots:
-        for path in plot(record.data, out.with_suffix("")):
-            log(f"plot: {path}")
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            log("note: matplotlib is not installed: no plots (pip install 'hashindex[bench]')")
+        else:
+            for path in plot(record.data, out.with_suffix("")):
+                log(f"plot: {path}")
     return record.data
 
 
@@ -434,7 +484,7 @@ def plot(data: dict, stem: Path) -> list[Path]:
 
     rows = data["results"]
     panels = sorted({(r["dataset"], r["nbits"]) for r in rows})
-    paths = []
+    paths: list[Path] = []
     if not panels:
         return paths
     for what, fname in (("latency", "latency_vs_n.png"), ("recall", "recall_vs_qps.png")):
@@ -510,7 +560,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--full", dest="preset", action="store_const", const="full")
     p.add_argument("--n", type=int, nargs="+", help="database sizes (default: the preset's)")
     p.add_argument("--nbits", type=int, nargs="+", help="code lengths in bits")
-    p.add_argument("--dataset", nargs="+", choices=["uniform", "clustered", "encoder", "npy"])
+    p.add_argument("--dataset", nargs="+", choices=sorted(BUILT_IN_DATASETS + tuple(plugin_datasets())),
+                   help="uniform, clustered, npy, or one an installed package adds (the encoder: encoder)")
     p.add_argument("--npy", help="packed uint8 codes (n, nbits/8) for --dataset npy")
     p.add_argument("--queries", type=int, help="batch queries")
     p.add_argument("--single", type=int, help="single queries timed one by one (latency percentiles)")

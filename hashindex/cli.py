@@ -1,10 +1,29 @@
-"""The ``hashindex`` command."""
+"""The ``hashindex`` command: the core's verbs (``info``, ``bench``) and those that installed
+packages register under the ``hashindex.commands`` entry-point group (the encoder registers
+``phantoms``, ``montage``, ``train``, ``demo``, ``evaluate`` and ``query``). The core never imports
+an application: a core-only install lists only the verbs it has.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from pathlib import Path
+from collections.abc import Iterator
+from typing import Callable
+
+from ._plugins import entry_points
+
+ENTRY_POINT_GROUP = "hashindex.commands"
+
+
+def _plugins() -> Iterator[Callable[[argparse._SubParsersAction], None]]:
+    """``register(subparsers)`` functions of the installed packages that add verbs."""
+    for entry in entry_points(ENTRY_POINT_GROUP):
+        try:
+            register = entry.load()
+        except ImportError:  # its dependencies are not installed: its verbs are not offered
+            continue
+        yield register
 
 
 def _info(_: argparse.Namespace) -> int:
@@ -17,74 +36,6 @@ def _info(_: argparse.Namespace) -> int:
         "threads": hashindex.available_threads(),
         "format_version": hashindex.FORMAT_VERSION,
     }, indent=2))
-    return 0
-
-
-def _phantoms(args: argparse.Namespace) -> int:
-    import time
-
-    from hashindex.encoder.data import PhantomConfig, generate_phantoms
-
-    config = PhantomConfig(spacing=args.spacing, healthy_fraction=args.healthy_fraction, naming=args.naming)
-    start = time.perf_counter()
-    manifest = generate_phantoms(args.out, args.cases, seed=args.seed, config=config, workers=args.workers,
-                                 progress=not args.quiet)
-    with_tumour = sum(c["tumour"] is not None for c in manifest["cases"])
-    print(f"{len(manifest['cases'])} cases ({with_tumour} with a tumour) of {config.shape} voxels at "
-          f"{config.spacing} mm in {args.out} ({time.perf_counter() - start:.1f} s)")
-    if args.montage:
-        from hashindex.encoder.data import find_cases, load_case
-        from hashindex.encoder.data.montage import render_montage
-
-        first = next((c["case"] for c in manifest["cases"] if c["tumour"]), manifest["cases"][0]["case"])
-        files = next(f for f in find_cases(args.out) if f.case_id == first)
-        print(f"montage: {render_montage(load_case(files), Path(args.out) / 'montage.png')}")
-    return 0
-
-
-def _montage(args: argparse.Namespace) -> int:
-    from hashindex.encoder.data import load_case
-    from hashindex.encoder.data.montage import render_montage
-
-    print(render_montage(load_case(args.case), args.out, slice_index=args.slice))
-    return 0
-
-
-def _train(args: argparse.Namespace) -> int:
-    import json
-
-    from hashindex.encoder.train import export_weights, train
-
-    metrics = train(args.data, args.out, config=args.config, epochs=args.epochs, batch_size=args.batch_size,
-                    seed=args.seed, device=args.device, resume=not args.restart, val_fraction=args.val_fraction,
-                    critic=args.critic, max_steps=args.max_steps, progress=not args.quiet)
-    print(json.dumps(metrics, indent=1))
-    if args.export:
-        print(f"weights: {export_weights(args.out, args.export)}")
-    return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from hashindex.encoder.demo import DemoConfig, run_demo
-
-    run_demo(args.out, cache=args.cache, config=DemoConfig(cases=args.cases, seed=args.seed),
-             checkpoint=args.checkpoint)
-    return 0
-
-
-def _evaluate(args: argparse.Namespace) -> int:
-    from hashindex.encoder.demo import evaluate_dataset
-
-    evaluate_dataset(args.data, args.out, checkpoint=args.checkpoint, max_queries=args.queries, seed=args.seed)
-    return 0
-
-
-def _query(args: argparse.Namespace) -> int:
-    from hashindex.encoder.demo import query
-
-    for rank, hit in enumerate(query(args.index, args.case, args.slice, mode=args.mode, k=args.k,
-                                     checkpoint=args.checkpoint), start=1):
-        print(rank, "  ".join(f"{k}={v}" for k, v in hit.items()))
     return 0
 
 
@@ -105,65 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     add_arguments(p)
     p.set_defaults(run=_bench)
 
-    p = sub.add_parser("phantoms", help="write synthetic glioma MRI phantoms in BraTS layout")
-    p.add_argument("--out", required=True, help="folder for the cases (reused as a cache when re-run)")
-    p.add_argument("--cases", type=int, default=30, help="number of cases (default 30)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--spacing", type=float, default=1.0, help="mm per voxel; 1 gives BraTS's 240x240x155 (default)")
-    p.add_argument("--healthy-fraction", type=float, default=0.2, help="share of cases without a tumour")
-    p.add_argument("--naming", choices=["brats2021", "brats2023"], default="brats2021",
-                   help="file names and enhancing label of BraTS 2018-2021 (4) or 2023 (3)")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
-    p.add_argument("--montage", action="store_true", help="also write <out>/montage.png of the first tumour case")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run=_phantoms)
-
-    p = sub.add_parser("montage", help="PNG of one case: four contrasts, labels, healthy counterpart")
-    p.add_argument("case", help="a case folder (BraTS or phantom layout)")
-    p.add_argument("--out", required=True, help="PNG file to write")
-    p.add_argument("--slice", type=int, default=None, help="axial slice (default: the one with most tumour)")
-    p.set_defaults(run=_montage)
-
-    p = sub.add_parser("train", help="train the normal/abnormal encoder (needs torch)")
-    p.add_argument("--data", required=True, help="BraTS/phantom folder, or slices saved as .npz")
-    p.add_argument("--out", required=True, help="checkpoint to write (resumed when it exists)")
-    p.add_argument("--config", choices=["small", "paper"], default="small")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=None, help="default: the config's")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="share of cases held out for the metrics")
-    p.add_argument("--critic", action="store_true", help="density-matching latent critic (WGAN-GP)")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke runs)")
-    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint at --out")
-    p.add_argument("--export", default=None, help="also write the model alone, float16, to this file")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run=_train)
-
-    p = sub.add_parser("demo", help="the end-to-end job: phantoms, encoder, index, evaluation, HTML report")
-    p.add_argument("--out", default="hashindex-demo", help="report folder (default ./hashindex-demo)")
-    p.add_argument("--cache", default=None, help="phantom/slice cache (default ~/.cache/hashindex or $HASHINDEX_CACHE)")
-    p.add_argument("--cases", type=int, default=24)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint", default=None, help="model checkpoint (default: the shipped small model)")
-    p.set_defaults(run=_demo)
-
-    p = sub.add_parser("evaluate", help="retrieval Dice table of a model on a BraTS/phantom folder")
-    p.add_argument("--data", required=True, help="BraTS/phantom folder or slices .npz")
-    p.add_argument("--out", default="evaluation.json", help="JSON file for the table")
-    p.add_argument("--checkpoint", default=None)
-    p.add_argument("--queries", type=int, default=1000, help="query slices (seeded sample)")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(run=_evaluate)
-
-    p = sub.add_parser("query", help="search a demo index with a slice of your own BraTS-layout case")
-    p.add_argument("--index", required=True, help="index.hx written by hashindex demo")
-    p.add_argument("--case", required=True, help="case folder (BraTS naming)")
-    p.add_argument("--slice", type=int, required=True, help="axial slice index")
-    p.add_argument("--mode", choices=["normal", "abnormal", "both"], default="both")
-    p.add_argument("--k", type=int, default=5)
-    p.add_argument("--checkpoint", default=None)
-    p.set_defaults(run=_query)
+    for register in _plugins():
+        register(sub)
     return parser
 
 

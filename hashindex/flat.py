@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from ._base import _Index
+from ._base import _SingleFieldIndex
 from ._results import RangeSearchResult, SearchResult
 from ._validate import k_arg, nbits_arg, threads_arg
 
 
-class FlatIndex(_Index):
+class FlatIndex(_SingleFieldIndex):
     """Exact k-NN and range search over packed binary codes by Hamming distance.
 
     Codes are rows of ``nbits // 8`` uint8 bytes (see :func:`hashindex.pack_bits`).

@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._base import _Index
+from ._base import _SingleFieldIndex
 from ._results import RangeSearchResult, SearchResult
 from ._validate import int_arg, k_arg, nbits_arg, threads_arg
 
 
-class MIHIndex(_Index):
+class MIHIndex(_SingleFieldIndex):
     """Exact k-NN and range search that touches only part of the database.
 
     Same answers as :class:`FlatIndex`, ties included, with the same API. Codes are cut
@@ -87,9 +87,11 @@ class MIHIndex(_Index):
         return RangeSearchResult(lims, distances, ids)
 
     @classmethod
-    def from_index(cls, index: _Index, m: int | None = None) -> MIHIndex:
+    def from_index(cls, index: _SingleFieldIndex, m: int | None = None) -> MIHIndex:
         """An MIHIndex holding the same codes and ids as another index (e.g. a FlatIndex)."""
         out = cls(index.nbits, m)
         ids = index.ids()
         out.add(index.get(ids), ids)
+        # ids retired by removals stay retired: the next default id continues where the source's would
+        out._index.restore_next_id(index._index.next_id)
         return out

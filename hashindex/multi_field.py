@@ -1,16 +1,14 @@
 """MultiFieldIndex: items with several code fields and a group, searched by a weighted sum."""
 from __future__ import annotations
 
-import math
-import numbers
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
 from . import _core
 from ._base import _Index
 from ._results import SearchResult
-from ._validate import INT64_MAX, codes_arg, ids_arg, int_arg, k_arg, nbits_arg, threads_arg
+from ._validate import codes_arg, exclude_groups_arg, ids_arg, int_arg, k_arg, nbits_arg, threads_arg, weights_arg
 
 
 class MultiFieldIndex(_Index):
@@ -53,11 +51,11 @@ class MultiFieldIndex(_Index):
         return dict(zip(self._index.names, self._index.nbits))
 
     @property
-    def nbits(self) -> dict[str, int]:  # type: ignore[override]
+    def nbits(self) -> dict[str, int]:
         return self.fields
 
     @property
-    def code_size(self) -> dict[str, int]:  # type: ignore[override]
+    def code_size(self) -> dict[str, int]:
         return {name: bits // 8 for name, bits in self.fields.items()}
 
     def __repr__(self) -> str:
@@ -84,7 +82,7 @@ class MultiFieldIndex(_Index):
         return arrays, (rows or 0)
 
     # -- content ----------------------------------------------------------------------------------
-    def add(self, codes: Mapping[str, np.ndarray], ids: np.ndarray | None = None,  # type: ignore[override]
+    def add(self, codes: Mapping[str, np.ndarray], ids: np.ndarray | None = None,
             groups: np.ndarray | None = None) -> None:
         """Adds items: ``codes`` maps every field to uint8 (n, code_size) rows; ``ids`` as in
         FlatIndex; ``groups`` int64 (n,) >= 0 (e.g. the case id), or None for no group. All or nothing."""
@@ -98,7 +96,7 @@ class MultiFieldIndex(_Index):
             groups = ids_arg(groups, "groups", count=n)
         self._index.add(arrays, ids, groups)
 
-    def get(self, ids: np.ndarray | int, field: str | None = None):  # type: ignore[override]
+    def get(self, ids: np.ndarray | int, field: str | None = None):
         """Stored codes of one field, uint8 (len(ids), code_size), or of every field as a dict."""
         ids = ids_arg(ids, "ids")
         names = list(self.fields)
@@ -108,7 +106,7 @@ class MultiFieldIndex(_Index):
             raise ValueError(f"field: expected one of {names}, got {field!r}")
         return self._index.get(names.index(field), ids)
 
-    def reconstruct(self, id: int) -> dict[str, np.ndarray]:  # type: ignore[override]
+    def reconstruct(self, id: int) -> dict[str, np.ndarray]:
         """Every field's code of one item."""
         return {name: codes[0] for name, codes in self.get(int_arg(id, "id", minimum=0)).items()}
 
@@ -129,40 +127,9 @@ class MultiFieldIndex(_Index):
         """
         arrays, nq = self._field_arrays(queries, "queries")
         names = list(self.fields)
-        if weights is None:
-            weights = {name: 1.0 for name, a in zip(names, arrays) if a is not None}
-        if not isinstance(weights, Mapping):
-            raise TypeError(f"weights: expected a mapping of field name to weight, got {type(weights).__name__}")
-        unknown = set(weights) - set(names)
-        if unknown:
-            raise ValueError(f"weights: unknown fields {sorted(unknown)}; this index has {names}")
-        w = []
-        for name, a in zip(names, arrays):
-            value = weights.get(name, 0.0)
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"weights[{name!r}]: expected a finite number >= 0, got {value!r}")
-            if value > 0 and a is None:
-                raise ValueError(f"queries: field {name!r} has weight {value} but no queries")
-            w.append(float(value))
-        if not any(w):
-            raise ValueError(f"weights: at least one weight must be > 0, got {dict(zip(names, w))}")
+        w = weights_arg(weights, names, [a is not None for a in arrays])
         k = k_arg(k)
-        exclude = None
-        if exclude_groups is not None:
-            if isinstance(exclude_groups, numbers.Integral) and not isinstance(exclude_groups, (bool, np.bool_)):
-                group = int_arg(exclude_groups, "exclude_groups", minimum=-1, maximum=INT64_MAX)
-                exclude_groups = np.full(nq, group, dtype=np.int64)
-            if not isinstance(exclude_groups, np.ndarray) or exclude_groups.dtype.kind not in "iu":
-                raise TypeError(f"exclude_groups: expected an int or an int64 array of one group per query, "
-                                f"got {type(exclude_groups).__name__}")
-            if exclude_groups.shape != (nq,):
-                raise ValueError(f"exclude_groups: expected shape ({nq},) (one per query), got {exclude_groups.shape}")
-            if exclude_groups.size and exclude_groups.min() < -1:
-                raise ValueError(f"exclude_groups: groups are >= 0 (-1 for none), got {exclude_groups.min()}")
-            exclude = np.ascontiguousarray(exclude_groups, dtype=np.int64)
+        exclude = None if exclude_groups is None else exclude_groups_arg(exclude_groups, nq)
         if not isinstance(one_per_group, (bool, np.bool_)):
             raise TypeError(f"one_per_group: expected a bool, got {type(one_per_group).__name__}")
         return SearchResult(*self._index.search(arrays, w, nq, k, exclude, bool(one_per_group), threads_arg(threads)))
-
-    def range_search(self, *args, **kwargs):  # type: ignore[override]
-        raise NotImplementedError("MultiFieldIndex has no range search; use search with k, or FlatIndex per field")

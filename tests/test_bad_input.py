@@ -44,7 +44,8 @@ def test_bad_codes(index, codes, exc, match):
 @pytest.mark.parametrize(
     "ids, exc, match",
     [
-        ([0, 1], TypeError, "ids: expected a numpy.ndarray"),
+        ([0.0, 1.0], TypeError, "ids: expected integers"),
+        ("01", TypeError, "ids: expected an int, a list of ints or a numpy.ndarray"),
         (np.array([0.0, 1.0]), TypeError, "integer dtype"),
         (np.array([5]), ValueError, "expected 2 ids"),
         (np.array([[5, 6]]), ValueError, "1-D"),

@@ -28,6 +28,7 @@ def test_clustered_codes_are_near_their_centres():
 
 
 def test_quick_preset_writes_record_and_plots(tmp_path, capsys):
+    pytest.importorskip("faiss", reason="the competitor rows need faiss-cpu: pip install 'hashindex[bench]'")
     out = tmp_path / "bench.json"
     assert cli(["bench", "--quick", "--n", "300", "2000", "--nbits", "64", "--queries", "20", "--single", "5",
                 "--out", str(out)]) == 0
@@ -43,6 +44,7 @@ def test_quick_preset_writes_record_and_plots(tmp_path, capsys):
         if r["exact"]:
             assert r["recall_at_k"] == 1.0, r  # exact methods must agree with the exact answer
     assert record["scaling"]
+    pytest.importorskip("matplotlib", reason="plots need matplotlib: pip install 'hashindex[bench]'")
     for name in ("bench_latency_vs_n.png", "bench_recall_vs_qps.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
 

@@ -4,6 +4,9 @@ import json
 import numpy as np
 import pytest
 
+pytest.importorskip("torch", reason="the encoder needs torch: pip install 'hashindex[encoder]'")
+pytest.importorskip("nibabel", reason="the MRI data needs the data extra: pip install 'hashindex[data]'")
+
 from hashindex.cli import main as cli
 from hashindex.encoder.evaluate import ANATOMY_CLASSES, TUMOUR_CLASSES, dice, euclidean_topk
 
@@ -34,12 +37,13 @@ def test_euclidean_topk_skips_the_own_group():
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory, phantom_root):
+    from test_encoder import FAST, TINY
+
     from hashindex.encoder.data import load_slices
     from hashindex.encoder.train import train
-    from test_encoder import TINY
 
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    train(load_slices(phantom_root, size=32), path, config=TINY, epochs=1, val_fraction=0.0, progress=False,
+    train(load_slices(phantom_root, size=32), path, config=TINY, training=FAST, epochs=1, val_fraction=0.0, progress=False,
           log=lambda _: None)
     return path
 
@@ -79,3 +83,15 @@ def test_tiny_end_to_end_demo_writes_the_report(tmp_path, tiny_checkpoint, monke
     assert cli(["evaluate", "--data", str(next((tmp_path / "cache").glob("slices-*.npz"))), "--out",
                 str(tmp_path / "e.json"), "--checkpoint", str(tiny_checkpoint), "--queries", "20"]) == 0
     assert "rows" in json.loads((tmp_path / "e.json").read_text())
+
+
+def test_pseudo_normal_figure(tmp_path, tiny_checkpoint, phantom_root):
+    from hashindex.encoder.codes import CodeEncoder
+    from hashindex.encoder.data import load_slices
+    from hashindex.encoder.figures import pick_rows, pseudo_normal_figure
+
+    slices = load_slices(phantom_root, size=32)
+    rows = pick_rows(slices, 2)
+    assert len(rows) == 2 and len(set(slices.case_ids[rows])) == 2 and np.all(slices.abnormal[rows] == 1)
+    path = pseudo_normal_figure(CodeEncoder.load(tiny_checkpoint), slices, rows, tmp_path / "f.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"

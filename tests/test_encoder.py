@@ -2,9 +2,13 @@
 import dataclasses
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
+
+pytest.importorskip("torch", reason="the encoder needs torch: pip install 'hashindex[encoder]'")
+pytest.importorskip("nibabel", reason="the MRI data needs the data extra: pip install 'hashindex[data]'")
 import torch
 
 import hashindex
@@ -13,16 +17,19 @@ from hashindex.encoder.data import load_slices
 from hashindex.encoder.hashing import CodeHasher, itq_signatures, latent_distances, ranking_recall
 from hashindex.encoder.model import CONFIGS, DecompositionNet, EncoderConfig, VectorQuantizer
 from hashindex.encoder.train import (
+    TRAINING,
+    TrainConfig,
     augment,
-    evaluate,
     export_weights,
     model_from_checkpoint,
     read_checkpoint,
     split_by_case,
     train,
+    validation_metrics,
 )
 
-TINY = EncoderConfig("tiny", 32, (8, 16, 16), stem_levels=1, codebook_size=16, code_dim=8, lr=2e-3, batch_size=8)
+TINY = EncoderConfig("tiny", 32, (8, 16, 16), stem_levels=1, codebook_size=16, code_dim=8)
+FAST = TrainConfig(lr=2e-3, batch_size=8)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +37,7 @@ def slices(phantom_root):
     return load_slices(phantom_root, size=32)
 
 
-@pytest.mark.parametrize("name", ["small", "paper"])
+@pytest.mark.parametrize("name", ["small", "base", "paper"])
 def test_shapes_and_dtypes(name):
     cfg = CONFIGS[name]
     torch.manual_seed(0)
@@ -106,11 +113,11 @@ def test_eval_decoding_indices_reproduces_the_quantised_latents():
 def test_tiny_model_overfits_a_few_phantom_slices(slices, tmp_path):
     few = slices.select(np.flatnonzero(slices.abnormal == 1)[:16])
     torch.manual_seed(0)
-    before = evaluate(DecompositionNet(TINY), few)
-    metrics = train(few, tmp_path / "tiny.pt", config=TINY, epochs=60, seed=0, val_fraction=0.0, progress=False,
+    before = validation_metrics(DecompositionNet(TINY), few)
+    metrics = train(few, tmp_path / "tiny.pt", config=TINY, training=FAST, epochs=60, seed=0, val_fraction=0.0, progress=False,
                     log=lambda _: None)
     model = model_from_checkpoint(read_checkpoint(tmp_path / "tiny.pt"))
-    after = evaluate(model, few)
+    after = validation_metrics(model, few)
     history = read_checkpoint(tmp_path / "tiny.pt")["history"]
     assert history[-1]["train_total"] < 0.6 * history[0]["train_total"]
     assert after["recon_mse"] < 0.5 * before["recon_mse"]
@@ -120,7 +127,7 @@ def test_tiny_model_overfits_a_few_phantom_slices(slices, tmp_path):
 
 def test_resume_gives_the_same_model_as_an_uninterrupted_run(slices, tmp_path):
     part = slices.select(np.arange(24))
-    kw = dict(config=TINY, seed=3, val_fraction=0.0, progress=False, log=lambda _: None)
+    kw = dict(config=TINY, training=FAST, seed=3, val_fraction=0.0, progress=False, log=lambda _: None)
     train(part, tmp_path / "straight.pt", epochs=2, **kw)
     train(part, tmp_path / "split.pt", epochs=1, **kw)
     logs = []
@@ -135,7 +142,7 @@ def test_resume_gives_the_same_model_as_an_uninterrupted_run(slices, tmp_path):
 
 
 def test_checkpoint_round_trip_export_and_bad_files(slices, tmp_path):
-    train(slices.select(np.arange(16)), tmp_path / "m.pt", config=TINY, epochs=1, val_fraction=0.0,
+    train(slices.select(np.arange(16)), tmp_path / "m.pt", config=TINY, training=FAST, epochs=1, val_fraction=0.0,
           progress=False, log=lambda _: None)
     state = read_checkpoint(tmp_path / "m.pt")
     model = model_from_checkpoint(state)
@@ -156,7 +163,7 @@ def test_checkpoint_round_trip_export_and_bad_files(slices, tmp_path):
 
 def test_critic_step_runs(slices, tmp_path):
     mixed = slices.select(np.r_[np.flatnonzero(slices.abnormal == 1)[:8], np.flatnonzero(slices.abnormal == 0)[:8]])
-    metrics = train(mixed, tmp_path / "c.pt", config=TINY, epochs=1, critic=True, val_fraction=0.0,
+    metrics = train(mixed, tmp_path / "c.pt", config=TINY, training=replace(FAST, critic=True), epochs=1, val_fraction=0.0,
                     progress=False, log=lambda _: None)
     assert np.isfinite(metrics["train_total"])
     assert "critic" in read_checkpoint(tmp_path / "c.pt")
@@ -265,7 +272,9 @@ def test_data_and_hashindex_imports_do_not_load_torch(tmp_path):
 def test_paper_config_is_the_papers():
     cfg = CONFIGS["paper"]
     assert (cfg.image_size, cfg.filters, cfg.codebook_size, cfg.code_dim) == (256, (32, 64, 128, 128, 128, 128), 512, 64)
-    assert (cfg.w_recon, cfg.w_pseudo, cfg.w_seg, cfg.w_latent, cfg.decay, cfg.commitment) == (5, 5, 5, 0.25, 0.99, 0.25)
+    assert (cfg.decay, cfg.commitment) == (0.99, 0.25)
+    t = TRAINING["paper"]
+    assert (t.w_recon, t.w_pseudo, t.w_seg, t.w_latent, t.lr, t.batch_size) == (5, 5, 5, 0.25, 1e-4, 112)
     with pytest.raises(ValueError, match="halve"):
         dataclasses.replace(cfg, image_size=100)
 
@@ -291,13 +300,14 @@ def test_train_cli_smoke_and_errors(slices, tmp_path, phantom_root, capsys):
     data = tmp_path / "s64.npz"
     load_slices(phantom_root, size=64).save(data)
     out, weights = tmp_path / "m.pt", tmp_path / "w.pt"
-    assert cli(["train", "--data", str(data), "--out", str(out), "--epochs", "1", "--max-steps", "1", "--quiet",
-                "--batch-size", "4", "--export", str(weights)]) == 0
+    assert cli(["train", "--data", str(data), "--out", str(out), "--config", "small", "--epochs", "1",
+                "--max-steps", "1", "--quiet", "--batch-size", "4", "--export", str(weights)]) == 0
     assert read_checkpoint(weights)["config"]["name"] == "small"
     if not torch.cuda.is_available():
-        assert cli(["train", "--data", str(data), "--out", str(out), "--device", "cuda", "--quiet"]) == 2
+        assert cli(["train", "--data", str(data), "--out", str(out), "--config", "small", "--device", "cuda",
+                    "--quiet"]) == 2
         assert "device" in capsys.readouterr().err
     small = tmp_path / "s32.npz"
     slices.save(small)
-    assert cli(["train", "--data", str(small), "--out", str(tmp_path / "x.pt"), "--quiet"]) == 2
+    assert cli(["train", "--data", str(small), "--out", str(tmp_path / "x.pt"), "--config", "small", "--quiet"]) == 2
     assert "the model expects 64x64" in capsys.readouterr().err

@@ -9,9 +9,9 @@ import threading
 
 import numpy as np
 import pytest
+from oracle import knn
 
 import hashindex
-from oracle import knn
 
 # Each call below would take minutes (1M queries x 1M codes of 256 bits, ~200 s for a FlatIndex on
 # 2 cores): a child that is not interrupted cannot finish inside the parent's timeout.

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from oracle import hamming_matrix
 
 import hashindex
-from oracle import hamming_matrix
 
 
 @given(

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from oracle import knn, random_codes, range_search
 
 import hashindex
 from hashindex import _core
-from oracle import knn, random_codes, range_search
 
 PAD = hashindex.PAD_DISTANCE
 

@@ -3,12 +3,13 @@ import os
 import pickle
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
+from oracle import random_codes
 
 import hashindex
-from oracle import random_codes
 
 
 @pytest.fixture
@@ -165,3 +166,39 @@ def test_trailing_garbage_in_a_file(tmp_path, index):
     (tmp_path / "t.hx").write_bytes(index.to_bytes() + b"x" * 1000)
     with pytest.raises(hashindex.FormatError, match="trailing bytes"):
         hashindex.load(tmp_path / "t.hx")
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "format1"
+
+
+def test_format1_fixtures_load():
+    """Files written by format 1 (see fixtures/format1/README.md) load with their contents, their
+    default-id counters and exact answers, whatever format this version writes."""
+    rng = np.random.default_rng(2026)
+    codes = rng.integers(0, 256, (40, 8), dtype=np.uint8)
+    abnormal = rng.integers(0, 256, (40, 16), dtype=np.uint8)
+
+    flat = hashindex.load(FIXTURES / "flat.hx")
+    assert isinstance(flat, hashindex.FlatIndex) and flat.nbits == 64
+    keep = np.setdiff1d(np.arange(40), [3, 39])
+    np.testing.assert_array_equal(np.sort(flat.ids()), keep)
+    np.testing.assert_array_equal(flat.get(keep), codes[keep])
+    flat.add(codes[:1])
+    assert 40 in flat and 39 not in flat  # the counter survived: retired ids stay retired
+
+    mih = hashindex.load(FIXTURES / "mih.hx")
+    assert isinstance(mih, hashindex.MIHIndex) and mih._index.m_requested == 4
+    np.testing.assert_array_equal(np.sort(mih.ids()), np.arange(101, 140))
+    d, i = mih.search(codes[:5], 3)
+    ref = hashindex.FlatIndex(64)
+    ref.add(codes[1:], ids=np.arange(101, 140))
+    d_ref, i_ref = ref.search(codes[:5], 3)
+    np.testing.assert_array_equal(d, d_ref)
+    np.testing.assert_array_equal(i, i_ref)
+
+    multi = hashindex.load(FIXTURES / "multi_field.hx")
+    assert isinstance(multi, hashindex.MultiFieldIndex) and multi.fields == {"normal": 64, "abnormal": 128}
+    rows = np.setdiff1d(np.arange(40), [7])
+    np.testing.assert_array_equal(np.sort(multi.ids()), rows)
+    np.testing.assert_array_equal(multi.get(rows, "abnormal"), abnormal[rows])
+    np.testing.assert_array_equal(multi.groups(rows), rows // 4)

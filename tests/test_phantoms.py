@@ -4,6 +4,9 @@ import os
 
 import numpy as np
 import pytest
+
+pytest.importorskip("nibabel", reason="the MRI data needs the data extra: pip install 'hashindex[data]'")
+pytest.importorskip("nilearn", reason="the phantoms need the data extra: pip install 'hashindex[data]'")
 from conftest import SMALL_PHANTOMS
 
 from hashindex.cli import main as cli

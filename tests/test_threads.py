@@ -7,9 +7,9 @@ import threading
 import time
 
 import numpy as np
+from oracle import knn, random_codes
 
 import hashindex
-from oracle import knn, random_codes
 
 
 def test_concurrent_searches_and_adds_from_python_threads():

@@ -7,35 +7,48 @@ slices, padded/cropped to a square and resized to the model's resolution; each s
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable
 
 import numpy as np
 
 from .labels import ANATOMY_LABELS
-from .naming import NAMINGS
+from .layouts import LAYOUTS, Layout, recognise
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
-SLICES_FORMAT = 1
+SLICES_FORMAT = 2  # 2 added contrasts; 1 (every contrast present) still loads
 
 
 @dataclass(frozen=True)
 class CaseFiles:
-    """Where one case's files are; optional parts are None when absent."""
+    """Where one case's files are; absent contrasts and optional parts are missing / None."""
 
     case_id: str
-    naming: str
-    images: tuple[Path, ...]  # in MODALITIES order
+    layout: str  # the name of the Layout that recognised it
+    images: dict  # contrast -> Path, for the contrasts the case has (MODALITIES order)
     seg: Path | None = None
+    mask: Path | None = None
     anatomy: Path | None = None
-    healthy: tuple[Path, ...] | None = None
+    healthy: dict | None = None  # contrast -> Path (phantoms)
     healthy_anatomy: Path | None = None
+    labels: dict | None = None  # file value -> internal tumour label
+
+    @property
+    def naming(self) -> str:
+        return self.layout
+
+    @property
+    def present(self) -> tuple[bool, ...]:
+        return tuple(c in self.images for c in MODALITIES)
 
 
 @dataclass
 class Case:
-    """One loaded case: arrays on the file's voxel grid, tumour labels in the internal scheme."""
+    """One loaded case: arrays on the file's voxel grid turned to RAS+ (nibabel's closest canonical
+    orientation, so every source shows the same side up), tumour labels in the internal scheme.
+    Voxels outside the brain are 0 in every contrast; absent contrasts are 0 everywhere."""
 
     case_id: str
     images: np.ndarray  # (4, X, Y, Z) float32, MODALITIES order
@@ -44,60 +57,73 @@ class Case:
     anatomy: np.ndarray | None = None  # phantoms only
     healthy: np.ndarray | None = None  # phantoms only: the same subject without the tumour
     healthy_anatomy: np.ndarray | None = None
+    present: tuple = (True, True, True, True)  # which of MODALITIES the case has
+    mask: np.ndarray | None = None  # (X, Y, Z) bool brain mask; None: the non-zero voxels
 
 
-def _existing(folder: Path, stem: str) -> Path | None:
-    for ext in (".nii.gz", ".nii"):
-        path = folder / (stem + ext)
-        if path.is_file():
-            return path
-    return None
+def _layouts(layout) -> list[Layout]:
+    if layout is None:
+        return list(LAYOUTS.values())
+    if isinstance(layout, Layout):
+        return [layout]
+    if isinstance(layout, str) and layout in LAYOUTS:
+        return [LAYOUTS[layout]]
+    if isinstance(layout, (str, os.PathLike)) and Path(layout).suffix == ".json":
+        return [Layout.from_json(layout)]
+    if isinstance(layout, dict):
+        return [Layout.from_dict(layout)]
+    raise ValueError(f"layout: expected one of {sorted(LAYOUTS)}, a Layout, a dict or a .json file, got {layout!r}")
 
 
-def _case_files(folder: Path, case_id: str) -> CaseFiles | None:
-    for naming in NAMINGS.values():
-        stem = lambda key: naming.filename(case_id, key)[: -len(".nii.gz")]  # noqa: E731
-        found = {key: _existing(folder, stem(key)) for key in MODALITIES + ("seg",)}
-        if not any(found.values()):
-            continue
-        missing = [key for key in MODALITIES if found[key] is None]
-        if missing:
-            raise FileNotFoundError(
-                f"case {case_id} in {folder}: missing modality {', '.join(missing)} "
-                f"(expected {', '.join(stem(k) + '.nii.gz' for k in missing)})"
-            )
-        healthy = tuple(_existing(folder, stem("healthy_" + key)) for key in MODALITIES)
-        return CaseFiles(
-            case_id=case_id,
-            naming=naming.name,
-            images=tuple(found[key] for key in MODALITIES),  # type: ignore[misc]
-            seg=found["seg"],
-            anatomy=_existing(folder, stem("anat")),
-            healthy=healthy if all(healthy) else None,  # type: ignore[arg-type]
-            healthy_anatomy=_existing(folder, stem("healthy_anat")),
-        )
-    return None
+def _case_files(folder: Path, layouts: list[Layout]) -> CaseFiles | None:
+    names = [p.name for p in folder.iterdir() if p.is_file()]
+    hit = recognise(folder, names, layouts)
+    if hit is None:
+        return None
+    layout, found = hit
+    healthy = {c: found[f"healthy:{c}"] for c in MODALITIES if f"healthy:{c}" in found}
+    images = {c: found[f"image:{c}"] for c in MODALITIES if f"image:{c}" in found}
+    return CaseFiles(
+        case_id=folder.name,
+        layout=layout.name,
+        images=images,
+        seg=found.get("seg"),
+        mask=found.get("mask"),
+        anatomy=found.get("anatomy"),
+        healthy=healthy if healthy and set(healthy) == set(images) else None,
+        healthy_anatomy=found.get("healthy_anatomy"),
+        labels=dict(layout.labels),
+    )
 
 
-def find_cases(root: str | os.PathLike) -> list[CaseFiles]:
-    """Every case under ``root`` (``<root>/<case>/<case>_t1.nii.gz`` ... or BraTS 2023's
-    ``<root>/<case>/<case>-t1n.nii.gz`` ...), sorted by case id; ``root`` may also be one case folder."""
+def find_cases(root: str | os.PathLike, layout: str | Layout | dict | os.PathLike | None = None) -> list[CaseFiles]:
+    """Every case folder at any depth under ``root`` (or ``root`` itself if it is one), sorted by
+    path. A folder is a case when a layout recognises at least one contrast among its files
+    (``layout``: one built-in name, a :class:`Layout`, its dict or a JSON file; default: try all)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"root: {root} is not a folder")
-    single = _case_files(root, root.name)
-    if single is not None:
-        return [single]
+    layouts = _layouts(layout)
     cases = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = _case_files(folder, folder.name)
+    for folder, subdirs, _files in os.walk(root):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        files = _case_files(Path(folder), layouts)
         if files is not None:
             cases.append(files)
+            subdirs[:] = []  # a case folder holds no further cases
     if not cases:
         raise FileNotFoundError(
             f"no BraTS cases under {root}: expected <case>/<case>_t1.nii.gz, _t1ce, _t2, _flair[, _seg] "
-            "(BraTS 2018-2021) or <case>/<case>-t1n.nii.gz, -t1c, -t2w, -t2f[, -seg] (BraTS 2023)"
+            "(BraTS 2018-2021), <case>/<case>-t1n.nii.gz, -t1c, -t2w, -t2f[, -seg] (BraTS 2023), "
+            "Flair_*/T1c_*/OTMultiClass (DeepMedic's BraTS 2013) or *_t1_bet/*_fla_bet; "
+            "for other names pass a layout (see hashindex.encoder.data.layouts)"
         )
+    seen: dict = {}
+    for case in cases:
+        seen.setdefault(case.case_id, []).append(case)
+    twice = [k for k, v in seen.items() if len(v) > 1]
+    if twice:
+        raise ValueError(f"root: case id {twice[0]!r} names two folders under {root}; case ids must be unique")
     return cases
 
 
@@ -105,7 +131,7 @@ def _read(path: Path, what: str) -> tuple[np.ndarray, np.ndarray]:
     import nibabel as nib
 
     try:
-        image = nib.load(str(path))
+        image = nib.as_closest_canonical(nib.load(str(path)))
         data = np.asarray(image.dataobj)
     except Exception as exc:  # nibabel raises many types for a damaged file
         raise ValueError(f"{path}: cannot read the {what} volume as NIfTI ({type(exc).__name__}: {exc})") from exc
@@ -127,44 +153,83 @@ def _check_grid(path: Path, data: np.ndarray, affine: np.ndarray, ref: Path, ref
         raise ValueError(f"{path}: its affine differs from {ref.name}'s (the volumes are not on one grid)")
 
 
-def _read_labels(path: Path, what: str, allowed: set[int], ref: Path, shape, affine) -> np.ndarray:
+def _read_labels(path: Path, what: str, mapping: dict, ref: Path, shape, affine) -> np.ndarray:
+    """Labels mapped through ``mapping`` (file value -> internal value); other values raise."""
     data, aff = _read(path, what)
     _check_grid(path, data, aff, ref, shape, affine)
     if data.dtype.kind == "f" and not np.array_equal(data, np.round(data)):
         raise ValueError(f"{path}: {what} labels must be whole numbers")
-    values = set(np.unique(data).astype(np.int64).tolist())
-    if not values <= allowed:
-        raise ValueError(f"{path}: unexpected {what} label values {sorted(values - allowed)}; expected {sorted(allowed)}")
-    return data.astype(np.uint8)
+    values = np.unique(data).astype(np.int64)
+    unknown = sorted(set(values.tolist()) - set(mapping))
+    if unknown:
+        raise ValueError(f"{path}: unexpected {what} label values {unknown}; expected {sorted(mapping)}")
+    lut = np.zeros(int(values.max()) + 1 if values.size else 1, dtype=np.uint8)
+    for value, label in mapping.items():
+        if 0 <= value < lut.size:
+            lut[value] = label
+    return lut[data.astype(np.int64)]
 
 
-def _read_images(paths: Sequence[Path], ref: Path | None = None, shape=None, affine=None):
+def _border_mode(volume: np.ndarray) -> float:
+    """The most common value on the volume's six faces: the background's value (0 for skull-stripped
+    scanner data, a constant below zero for data z-scored before the background was masked)."""
+    faces = np.concatenate([volume[[0, -1]].ravel(), volume[:, [0, -1]].ravel(), volume[:, :, [0, -1]].ravel()])
+    values, counts = np.unique(faces, return_counts=True)
+    return float(values[np.argmax(counts)])
+
+
+def brain_mask(images: np.ndarray, present: Sequence[bool]) -> np.ndarray:
+    """Voxels where some present contrast differs from its background value."""
+    mask = np.zeros(images.shape[1:], dtype=bool)
+    for c, has in enumerate(present):
+        if has:
+            mask |= images[c] != _border_mode(images[c])
+    return mask
+
+
+def _read_images(paths: dict, ref: Path | None = None, shape=None, affine=None):
     volumes = []
-    for key, path in zip(MODALITIES, paths):
+    for key in MODALITIES:
+        if key not in paths:
+            volumes.append(None)
+            continue
+        path = paths[key]
         data, aff = _read(path, key)
         if ref is None:
             ref, shape, affine = path, data.shape, aff
         _check_grid(path, data, aff, ref, shape, affine)
-        if not np.any(data):
-            raise ValueError(f"{path}: the {key} volume is empty (every voxel is 0)")
+        if np.all(data == data.flat[0]):
+            raise ValueError(f"{path}: the {key} volume is empty (every voxel is {data.flat[0]})")
         volumes.append(data.astype(np.float32))
-    return np.stack(volumes), ref, shape, affine
+    images = np.stack([np.zeros(shape, np.float32) if v is None else v for v in volumes])
+    return images, ref, shape, affine
 
 
-def load_case(files: CaseFiles | str | os.PathLike) -> Case:
+def load_case(files: CaseFiles | str | os.PathLike, layout=None) -> Case:
     """Reads one case (a :class:`CaseFiles` or a case folder); errors name the offending file."""
     if not isinstance(files, CaseFiles):
-        found = find_cases(files)
+        found = find_cases(files, layout)
         if len(found) != 1:
             raise ValueError(f"files: expected one case folder, {files} holds {len(found)} cases")
         files = found[0]
-    naming = NAMINGS[files.naming]
+    if not files.images:
+        raise ValueError(f"case {files.case_id}: no contrast file (expected some of {', '.join(MODALITIES)})")
     images, ref, shape, affine = _read_images(files.images)
-    case = Case(case_id=files.case_id, images=images, affine=affine)
+    present = files.present
+    if files.mask is not None:
+        data, aff = _read(files.mask, "brain mask")
+        _check_grid(files.mask, data, aff, ref, shape, affine)
+        mask = data > 0.5
+    else:
+        mask = brain_mask(images, present)
+    if not mask.any():
+        raise ValueError(f"case {files.case_id}: the brain mask is empty (no voxel differs from the background)")
+    images[:, ~mask] = 0.0
+    case = Case(case_id=files.case_id, images=images, affine=affine, present=present, mask=mask)
+    labels = files.labels if files.labels is not None else LAYOUTS["brats2021"].labels
     if files.seg is not None:
-        seg = _read_labels(files.seg, "segmentation", naming.allowed_seg_values, ref, shape, affine)
-        case.seg = naming.seg_from_file(seg)
-    anatomy_values = set(ANATOMY_LABELS)
+        case.seg = _read_labels(files.seg, "segmentation", labels, ref, shape, affine)
+    anatomy_values = {v: v for v in ANATOMY_LABELS}
     if files.anatomy is not None:
         case.anatomy = _read_labels(files.anatomy, "anatomy", anatomy_values, ref, shape, affine)
     if files.healthy is not None:
@@ -174,11 +239,13 @@ def load_case(files: CaseFiles | str | os.PathLike) -> Case:
     return case
 
 
-def zscore(images: np.ndarray, stats_from: np.ndarray | None = None) -> np.ndarray:
-    """Per channel: (x - mean) / std over the non-zero voxels, background left at 0 (as the paper).
+def zscore(images: np.ndarray, stats_from: np.ndarray | None = None, mask: np.ndarray | None = None,
+           present: Sequence[bool] | None = None) -> np.ndarray:
+    """Per channel: (x - mean) / std over the brain, background left at 0 (as the paper).
 
-    ``stats_from`` takes the statistics from another volume of the same shape, so that a healthy
-    counterpart is scaled exactly like its subject.
+    The brain is ``mask`` where given, else each channel's non-zero voxels. ``stats_from`` takes the
+    statistics from another volume of the same shape, so that a healthy counterpart is scaled exactly
+    like its subject. Channels that ``present`` marks absent stay 0.
     """
     images = np.asarray(images, dtype=np.float32)
     ref = images if stats_from is None else np.asarray(stats_from, dtype=np.float32)
@@ -186,12 +253,14 @@ def zscore(images: np.ndarray, stats_from: np.ndarray | None = None) -> np.ndarr
         raise ValueError(f"stats_from: expected shape {images.shape}, got {ref.shape}")
     out = np.zeros_like(images)
     for c in range(images.shape[0]):
-        mask = ref[c] != 0
-        if not mask.any():
+        if present is not None and not present[c]:
+            continue
+        inside = (ref[c] != 0) if mask is None else mask
+        if not inside.any():
             raise ValueError(f"images: channel {c} is empty (every voxel is 0); cannot z-score it")
-        values = ref[c][mask]
+        values = ref[c][inside]
         std = float(values.std())
-        keep = images[c] != 0
+        keep = (images[c] != 0) if mask is None else mask
         out[c][keep] = (images[c][keep] - float(values.mean())) / (std if std > 0 else 1.0)
     return out
 
@@ -209,6 +278,14 @@ class SliceSet:
     anatomy: np.ndarray | None = None  # (N, S, S) uint8 anatomy labels (phantoms)
     healthy: np.ndarray | None = None  # (N, 4, S, S) float32 healthy counterpart (phantoms)
     healthy_anatomy: np.ndarray | None = None
+    contrasts: np.ndarray | None = None  # (N, 4) bool: which of MODALITIES the slice's case has
+    healthy_known: np.ndarray | None = None  # (N,) bool: the row's ``healthy`` is its true counterpart
+
+    def __post_init__(self) -> None:
+        if self.contrasts is None:
+            self.contrasts = np.ones((len(self.images), len(MODALITIES)), dtype=bool)
+        if self.healthy is not None and self.healthy_known is None:
+            self.healthy_known = np.ones(len(self.images), dtype=bool)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -217,16 +294,24 @@ class SliceSet:
     def size(self) -> int:
         return int(self.images.shape[-1])
 
-    def select(self, rows) -> "SliceSet":
+    def select(self, rows) -> SliceSet:
         return SliceSet(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[rows]) for f in fields(self)})
 
     @staticmethod
-    def concatenate(parts: Sequence["SliceSet"]) -> "SliceSet":
+    def concatenate(parts: Sequence[SliceSet]) -> SliceSet:
+        """Rows of all parts. Tumour labels and healthy counterparts that only some parts have are
+        filled with zeros for the others, whose rows then say so (``abnormal`` -1, ``healthy_known``
+        False); anatomy labels are kept only when every part has them."""
         if not parts:
             raise ValueError("parts: expected at least one SliceSet")
         out = {}
+        fill = {"seg": lambda p: np.zeros(p.images.shape[:1] + p.images.shape[2:], np.uint8),
+                "healthy": lambda p: np.zeros_like(p.images),
+                "healthy_known": lambda p: np.zeros(len(p), bool)}
         for f in fields(SliceSet):
             values = [getattr(p, f.name) for p in parts]
+            if f.name in fill and any(v is not None for v in values):
+                values = [fill[f.name](p) if v is None else v for p, v in zip(parts, values)]
             out[f.name] = None if any(v is None for v in values) else np.concatenate(values)
         return SliceSet(**out)
 
@@ -238,14 +323,14 @@ class SliceSet:
         os.replace(tmp, path)
 
     @staticmethod
-    def load(path: str | os.PathLike) -> "SliceSet":
+    def load(path: str | os.PathLike) -> SliceSet:
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {key: data[key] for key in data.files}
         except Exception as exc:
             raise ValueError(f"{path}: not a slice file written by SliceSet.save ({exc})") from exc
         version = int(arrays.pop("format_version", -1))
-        if version != SLICES_FORMAT:
+        if version not in (1, SLICES_FORMAT):
             raise ValueError(f"{path}: slice file format {version}, this version reads {SLICES_FORMAT}")
         names = {f.name for f in fields(SliceSet)}
         if not {"images", "abnormal", "case_ids", "slice_index", "depth"} <= set(arrays) <= names:
@@ -290,8 +375,9 @@ def slice_case(case: Case, size: int = 128, drop_empty: bool = True) -> SliceSet
     """
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 8 <= size <= 1024:
         raise ValueError(f"size: expected an int in [8, 1024], got {size!r}")
-    images = zscore(case.images)
-    keep = np.flatnonzero(np.any(case.images != 0, axis=(0, 1, 2))) if drop_empty else np.arange(images.shape[-1])
+    mask = case.mask if case.mask is not None else np.any(case.images != 0, axis=0)
+    images = zscore(case.images, mask=case.mask, present=case.present)
+    keep = np.flatnonzero(np.any(mask, axis=(0, 1))) if drop_empty else np.arange(images.shape[-1])
     def prepare(volume: np.ndarray, labels: bool) -> np.ndarray:
         return np.ascontiguousarray(np.moveaxis(_resize(_square(volume[..., keep]), size, labels), -1, 0))
 
@@ -301,6 +387,7 @@ def slice_case(case: Case, size: int = 128, drop_empty: bool = True) -> SliceSet
         case_ids=np.array([case.case_id] * keep.size),
         slice_index=keep.astype(np.int32),
         depth=np.full(keep.size, images.shape[-1], dtype=np.int32),
+        contrasts=np.tile(np.asarray(case.present, dtype=bool), (keep.size, 1)),
     )
     if case.seg is not None:
         out.seg = prepare(case.seg, True)
@@ -308,10 +395,15 @@ def slice_case(case: Case, size: int = 128, drop_empty: bool = True) -> SliceSet
     if case.anatomy is not None:
         out.anatomy = prepare(case.anatomy, True)
     if case.healthy is not None:
-        out.healthy = prepare(zscore(case.healthy, stats_from=case.images), False)
+        out.healthy = prepare(zscore(case.healthy, stats_from=case.images, present=case.present), False)
     if case.healthy_anatomy is not None:
         out.healthy_anatomy = prepare(case.healthy_anatomy, True)
     return out
+
+
+def _slice_one(job: tuple) -> SliceSet:
+    files, size, drop_empty = job
+    return slice_case(load_case(files), size, drop_empty)
 
 
 def load_slices(
@@ -320,9 +412,14 @@ def load_slices(
     cases: Iterable[str] | None = None,
     drop_empty: bool = True,
     progress: bool | Callable[[Iterable], Iterable] = False,
+    layout: str | Layout | dict | os.PathLike | None = None,
+    workers: int = 1,
 ) -> SliceSet:
-    """Slices of every case under ``root`` (or of the named ``cases``), concatenated in case order."""
-    found = find_cases(root)
+    """Slices of every case under ``root`` (or of the named ``cases``), concatenated in case order.
+
+    ``layout`` as for :func:`find_cases`; ``workers`` > 1 reads cases in that many processes.
+    """
+    found = find_cases(root, layout)
     if cases is not None:
         wanted = list(cases)
         by_id = {c.case_id: c for c in found}
@@ -330,12 +427,22 @@ def load_slices(
         if unknown:
             raise KeyError(f"cases: {unknown} not found under {root}")
         found = [by_id[c] for c in wanted]
-    stream: Iterable[CaseFiles] = found
-    if progress:
-        if callable(progress):
-            stream = progress(found)
-        else:
-            from tqdm import tqdm
+    jobs = [(f, size, drop_empty) for f in found]
+    if workers > 1 and len(jobs) > 1:
+        from concurrent.futures import ProcessPoolExecutor
 
-            stream = tqdm(found, desc="slicing", unit="case")
-    return SliceSet.concatenate([slice_case(load_case(f), size, drop_empty) for f in stream])
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+            stream: Iterable[SliceSet] = pool.map(_slice_one, jobs, chunksize=1)
+            if progress:
+                stream = progress(stream) if callable(progress) else _tqdm(stream, len(jobs))
+            return SliceSet.concatenate(list(stream))
+    parts: Iterable = map(_slice_one, jobs)
+    if progress:
+        parts = progress(parts) if callable(progress) else _tqdm(parts, len(jobs))
+    return SliceSet.concatenate(list(parts))
+
+
+def _tqdm(stream: Iterable, total: int) -> Iterable:
+    from tqdm import tqdm
+
+    return tqdm(stream, total=total, desc="slicing", unit="case")

@@ -18,14 +18,15 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 import numpy as np
 
-from .labels import BACKGROUND, CSF, ENHANCING, GREY, NECROTIC, OEDEMA, VENTRICLES, WHITE
+from .labels import BACKGROUND, CSF, ENHANCING, NECROTIC, OEDEMA, VENTRICLES, WHITE
 from .naming import NAMINGS, case_name, write_volume
 from .template import Template, load_template
 
@@ -198,7 +199,7 @@ class Deformation:
     half: np.ndarray  # half field of view, mm
 
     @staticmethod
-    def sample(rng: np.random.Generator, config: PhantomConfig) -> "Deformation":
+    def sample(rng: np.random.Generator, config: PhantomConfig) -> Deformation:
         angles = np.deg2rad(rng.uniform(-1, 1, 3) * np.array([5.0, 5.0, 8.0]))
         rotation = np.eye(3)
         for axis, angle in enumerate(angles):
@@ -214,7 +215,7 @@ class Deformation:
         decay[0, 0, 0] = 0.0  # translation is the shift's job
         elastic = rng.standard_normal((3, order, order, order)) * decay
         # E[field^2] over the box: each cosine of order > 0 averages 1/2 per axis.
-        power = np.sum((decay * np.where(i > 0, 0.5, 1) * np.where(j > 0, 0.5, 1) * np.where(k > 0, 0.5, 1) * decay))
+        power = np.sum(decay * np.where(i > 0, 0.5, 1) * np.where(j > 0, 0.5, 1) * np.where(k > 0, 0.5, 1) * decay)
         elastic *= config.deformation_mm / np.sqrt(max(power, 1e-12))
         return Deformation(
             matrix=rotation @ np.diag(1.0 / scale),
