@@ -45,7 +45,7 @@ def main() -> None:
     rows = []
     print(f"{len(slices)} slices, {len(queries)} queries; recall@k of the Hamming top k against the top k by "
           "Euclidean distance between quantised latents")
-    print(f"{'code':<10} {'hashing':<14} {'bits':>6} {'recall@10':>10} {'recall@50':>10}")
+    print(f"{'code':<10} {'hashing':<14} {'bits':>6} {'recall@10':>10} {'recall@50':>10} {'@10 ties':>9}")
     for name, vq, indices in (("normal", encoder.model.normal_vq, codes.normal_indices),
                               ("abnormal", encoder.model.abnormal_vq, codes.abnormal_indices)):
         codebook = vq.codebook.cpu().numpy()
@@ -53,10 +53,11 @@ def main() -> None:
             hasher = CodeHasher(codebook, cells, method, bits, seed=args.seed)
             r10 = ranking_recall(codebook, indices[queries], indices, hasher, k=10)
             r50 = ranking_recall(codebook, indices[queries], indices, hasher, k=50)
+            r10t = ranking_recall(codebook, indices[queries], indices, hasher, k=10, ties=True)
             label = "one-hot" if method == "onehot" else f"{bits} bits/cell"
-            print(f"{name:<10} {label:<14} {hasher.nbits:>6} {r10:>10.3f} {r50:>10.3f}")
+            print(f"{name:<10} {label:<14} {hasher.nbits:>6} {r10:>10.3f} {r50:>10.3f} {r10t:>9.3f}")
             rows.append({"code": name, "method": method, "bits_per_cell": hasher.bits_per_cell, "nbits": hasher.nbits,
-                         "recall@10": r10, "recall@50": r50})
+                         "recall@10": r10, "recall@50": r50, "recall@10_ties": r10t})
 
     batch = slices.images[:256]
     encoder.encode(batch)  # warm-up

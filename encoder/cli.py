@@ -128,7 +128,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="share of images shown with a random subset of contrasts (default 0.5 for 'base')")
     p.add_argument("--real-share", type=float, default=0.25,
                    help="share of each epoch drawn from cases without a healthy counterpart (real scans)")
-    p.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto", help="auto: bf16 autocast on CUDA")
+    p.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto", help="auto: bf16 autocast on CUDA; bf16 also pays on CPUs with AVX-512 BF16 or AMX (3x for base)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the config's)")
     p.add_argument("--pseudo-tumour-weight", type=float, default=1.0,
                    help="extra pseudo-normal MSE on tumour pixels against the healthy counterpart")

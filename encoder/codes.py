@@ -147,6 +147,10 @@ class CodeEncoder:
         contrasts, also those the scan lacks: the model's guess of them)."""
         return np.concatenate(self._batches(images, lambda x, p: self.model.pseudo_normal(x, p).cpu().numpy(), present))
 
+    def reconstruct(self, images, present=None) -> np.ndarray:
+        """The image decoded from both codes (the NAC with the predicted tumour map)."""
+        return np.concatenate(self._batches(images, lambda x, p: self.model(x, p)["recon"].cpu().numpy(), present))
+
     def segment(self, images, present=None) -> np.ndarray:
         """(N, S, S) uint8 tumour labels (0 none, 1 necrotic/non-enhancing, 2 oedema, 3 enhancing)."""
         parts = self._batches(

@@ -90,10 +90,22 @@ def tumour_box(seg: np.ndarray, margin: int = 2) -> tuple[slice, slice] | None:
             slice(max(xs.min() - margin, 0), min(xs.max() + margin + 1, w)))
 
 
-def pseudo_normal_scores(pseudo: np.ndarray, healthy: np.ndarray, seg: np.ndarray, contrasts: np.ndarray) -> dict:
+def pseudo_normal_scores(pseudo: np.ndarray, healthy: np.ndarray, seg: np.ndarray, contrasts: np.ndarray,
+                         reference: np.ndarray | None = None) -> dict:
     """The pseudo-normal images of tumour slices against their true healthy counterparts (phantoms):
     MSE and SSIM (11x11 Gaussian window, as the training loss) inside each slice's tumour bounding
-    box, and MSE outside it, over the contrasts the slice has; means over slices."""
+    box, and MSE outside it, over the contrasts the slice has; means over slices. ``reference``: the
+    model's reconstruction of the healthy counterparts themselves, scored the same way (keys
+    ``*_reference``): what the decoder reaches when it sees the healthy image, the ceiling for a
+    pseudo-normal image that has to imagine it."""
+    out = _image_scores(pseudo, healthy, seg, contrasts)
+    if reference is not None and out:
+        out.update({f"{k}_reference": v for k, v in _image_scores(reference, healthy, seg, contrasts).items()
+                    if k != "slices"})
+    return out
+
+
+def _image_scores(pseudo: np.ndarray, healthy: np.ndarray, seg: np.ndarray, contrasts: np.ndarray) -> dict:
     import torch
 
     from .losses import ssim_map
@@ -157,6 +169,9 @@ class RetrievalTable:
             lines.append(f"pseudo-normal vs true healthy counterpart, {p['slices']} tumour slices: inside the tumour "
                          f"box MSE {p['mse_in_tumour']:.3f}, SSIM {p['ssim_in_tumour']:.3f}; outside it MSE "
                          f"{p['mse_outside_tumour']:.3f}")
+            if "ssim_in_tumour_reference" in p:
+                lines.append(f"  the model's reconstruction of the healthy counterpart itself, same boxes: MSE "
+                             f"{p['mse_in_tumour_reference']:.3f}, SSIM {p['ssim_in_tumour_reference']:.3f}")
         lines.extend(self.notes)
         return "\n".join(lines)
 
@@ -296,8 +311,9 @@ def evaluate_model(encoder, slices: SliceSet, codes, healthy=None, max_queries: 
     if slices.healthy is not None and slices.healthy_known.any():
         rows = np.flatnonzero(slices.healthy_known & (slices.abnormal == 1))
         pseudo = encoder.pseudo_normal(slices.images[rows], present=slices.contrasts[rows])
+        reference = encoder.reconstruct(slices.healthy[rows], present=slices.contrasts[rows])
         table.pseudo_normal.update(pseudo_normal_scores(pseudo, slices.healthy[rows], slices.seg[rows],
-                                                        slices.contrasts[rows]))
+                                                        slices.contrasts[rows], reference))
     else:
         table.notes.append("pseudo_normal: skipped, real scans have no true healthy counterpart")
     return table

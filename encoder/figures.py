@@ -40,8 +40,10 @@ def pseudo_normal_figure(encoder, slices: SliceSet, rows: np.ndarray, path: str 
     predicted = encoder.segment(slices.images[rows], present=present)
     has_healthy = slices.healthy is not None and bool(slices.healthy_known[rows].all())
     columns = ["query", "pseudo-normal", "true healthy"] if has_healthy else ["query", "pseudo-normal"]
-    fig, axes = plt.subplots(len(rows), len(columns), figsize=(2.6 * len(columns), 2.6 * len(rows)), squeeze=False,
-                             gridspec_kw=dict(wspace=0.03, hspace=0.25, left=0.01, right=0.99, top=0.94, bottom=0.01))
+    height = 2.6 * len(rows) + 0.5  # room for the title above the first row
+    fig, axes = plt.subplots(len(rows), len(columns), figsize=(2.6 * len(columns), height), squeeze=False,
+                             gridspec_kw=dict(wspace=0.03, hspace=0.25, left=0.01, right=0.99, top=1 - 0.55 / height,
+                                              bottom=0.01))
     for r, row in enumerate(rows):
         brain = slices.images[row, contrast] != 0
         images = [slices.images[row, contrast], np.where(brain, pseudo[r, contrast], 0.0)]
@@ -58,9 +60,9 @@ def pseudo_normal_figure(encoder, slices: SliceSet, rows: np.ndarray, path: str 
             if c == 0:
                 ax.contour(np.rot90(slices.seg[row] > 0), levels=[0.5], colors="tab:red", linewidths=0.8)
                 ax.contour(np.rot90(predicted[r] > 0), levels=[0.5], colors="tab:cyan", linewidths=0.8)
-            ax.set_title(f"{title}" + (f"  ({slices.case_ids[row]} z{slices.slice_index[row]})" if c == 0 else ""),
-                         fontsize=7)
-    fig.suptitle("FLAIR; red: true tumour, cyan: predicted; one intensity window per row", fontsize=8)
+            ax.set_title(f"{slices.case_ids[row]} z{slices.slice_index[row]}" if c == 0 else title, fontsize=7)
+    fig.suptitle("FLAIR: query (red: true tumour, cyan: predicted), " + ", ".join(columns[1:])
+                 + "; one intensity window per row", fontsize=7)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)

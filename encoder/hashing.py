@@ -79,11 +79,18 @@ def latent_distances(codebook: np.ndarray, queries: np.ndarray, database: np.nda
     return out
 
 
-def ranking_recall(codebook: np.ndarray, queries: np.ndarray, database: np.ndarray, hasher: CodeHasher, k: int = 10) -> float:
+def ranking_recall(codebook: np.ndarray, queries: np.ndarray, database: np.ndarray, hasher: CodeHasher, k: int = 10,
+                   ties: bool = False) -> float:
     """Share of each query's k nearest database items by latent Euclidean distance that the Hamming
-    search of its hashed codes returns in its own top k (mean over queries)."""
-    truth = np.argsort(latent_distances(codebook, queries, database), axis=1, kind="stable")[:, :k]
+    search of its hashed codes returns in its own top k (mean over queries). With ``ties``, a
+    returned item counts when it is as near (in latent distance) as the k-th reference item: when
+    many items share the k-th distance, which k of them the reference lists is arbitrary."""
+    dist = latent_distances(codebook, queries, database)
+    truth = np.argsort(dist, axis=1, kind="stable")[:, :k]
     index = hashindex.FlatIndex(hasher.nbits)
     index.add(hasher(database))
     found = index.search(hasher(queries), k).ids
+    if ties:
+        kth = np.take_along_axis(dist, truth[:, -1:], axis=1)
+        return float(np.mean([(d[f[f >= 0]] <= t[0] + 1e-9).sum() / k for d, f, t in zip(dist, found, kth)]))
     return float(np.mean([len(set(t) & set(f)) / k for t, f in zip(truth, found)]))

@@ -11,7 +11,7 @@ pseudo-normal image (the anatomy without the tumour).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +53,10 @@ class EncoderConfig:
 
     @staticmethod
     def from_dict(data: dict) -> EncoderConfig:
-        return EncoderConfig(**{**data, "filters": tuple(data["filters"])})
+        """From ``to_dict``; checkpoints of version 0.1 also stored training settings (learning rate,
+        batch size, loss weights) here, which now live in hashindex.encoder.train.TrainConfig."""
+        names = {f.name for f in fields(EncoderConfig)}
+        return EncoderConfig(**{**{k: v for k, v in data.items() if k in names}, "filters": tuple(data["filters"])})
 
 
 CONFIGS = {

@@ -12,6 +12,7 @@ pytest.importorskip("nibabel", reason="the MRI data needs the data extra: pip in
 import torch
 
 import hashindex
+from hashindex.encoder.augment import augment, drop_contrasts, intensity_jitter
 from hashindex.encoder.codes import CodeEncoder
 from hashindex.encoder.data import load_slices
 from hashindex.encoder.hashing import CodeHasher, itq_signatures, latent_distances, ranking_recall
@@ -19,7 +20,6 @@ from hashindex.encoder.model import CONFIGS, DecompositionNet, EncoderConfig, Ve
 from hashindex.encoder.train import (
     TRAINING,
     TrainConfig,
-    augment,
     export_weights,
     model_from_checkpoint,
     read_checkpoint,
@@ -169,6 +169,30 @@ def test_critic_step_runs(slices, tmp_path):
     assert "critic" in read_checkpoint(tmp_path / "c.pt")
 
 
+def test_contrast_dropout_keeps_a_non_empty_subset_of_what_is_there():
+    gen = torch.Generator().manual_seed(0)
+    available = torch.tensor([[True] * 4] * 200 + [[False, True, False, True]] * 200)
+    shown = drop_contrasts(available, gen, 0.5)
+    assert shown.any(1).all() and not (shown & ~available).any()  # never a contrast the scan lacks
+    dropped = (shown != available).any(1)
+    assert 0.3 < dropped[:200].float().mean() < 0.7  # about half of the images see a subset
+    pair = torch.tensor([False, True, False, True])
+    assert (shown[:200] == pair).all(1).sum() > 20  # FLAIR + T1CE alone is drawn often
+    assert torch.equal(drop_contrasts(available, gen, 0.0), available)
+
+
+def test_intensity_jitter_keeps_the_background_and_pairs_together():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.zeros(3, 4, 8, 8)
+    x[:, :, 2:6, 2:6] = torch.randn(3, 4, 4, 4)
+    healthy = x.clone()
+    out, out_h = intensity_jitter(x, gen, (healthy,))
+    assert torch.all(out[x == 0] == 0) and torch.all(out_h[x == 0] == 0)
+    assert not torch.equal(out, x)
+    # the counterpart gets the same gain and offset, not the noise
+    assert torch.allclose(out_h, out, atol=0.5) and not torch.equal(out_h, out)
+
+
 def test_augment_keeps_labels_and_shapes():
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(4, 4, 16, 16)
@@ -249,6 +273,11 @@ def test_ranking_recall_on_a_hand_made_case():
     # truth: ids {1, 3}; one-hot finds id 1 at 0 and the rest tied at 4, broken by id: {1, 0}
     assert ranking_recall(codebook, queries, database, hasher, k=2) == 0.5
     assert ranking_recall(codebook, queries, database, hasher, k=1) == 1.0
+    # with ties: id 0 (latent distance 242) is not as near as the 2nd reference item (2): still a miss
+    assert ranking_recall(codebook, queries, database, hasher, k=2, ties=True) == 0.5
+    tied = np.array([[[0, 0]], [[1, 1]], [[1, 1]], [[3, 3]]])  # ids 1 and 2 tie at the 2nd distance
+    # the reference lists {0, 1}; Hamming (one-hot) returns {0, 1} too, and {0, 2} would count fully with ties
+    assert ranking_recall(codebook, queries, tied, hasher, k=2, ties=True) == 1.0
     with pytest.raises(ValueError, match="multiple of 8"):
         CodeHasher(codebook, 1, "onehot")
 
@@ -311,3 +340,27 @@ def test_train_cli_smoke_and_errors(slices, tmp_path, phantom_root, capsys):
     slices.save(small)
     assert cli(["train", "--data", str(small), "--out", str(tmp_path / "x.pt"), "--config", "small", "--quiet"]) == 2
     assert "the model expects 64x64" in capsys.readouterr().err
+
+
+def test_shipped_model_loads_and_encodes_any_subset(slices):
+    from hashindex.encoder.codes import shipped_checkpoint
+
+    path = shipped_checkpoint()
+    assert path.stat().st_size <= 10 * 2**20
+    enc = CodeEncoder.load()
+    assert enc.cfg.name == "base" and enc.cfg.contrast_inputs and enc.image_size == 128
+    x = np.zeros((3, 4, 128, 128), np.float32)
+    x[:, :, 32:96, 32:96] = np.random.default_rng(0).normal(size=(3, 4, 64, 64))
+    x[2, [0, 2]] = 0  # FLAIR + T1CE only, as BraTS 2013
+    codes = enc.encode(x)
+    assert codes.normal_bits.shape == (3, codes.normal_nbits // 8) and codes.normal_nbits == 1024
+    assert enc.segment(x).shape == (3, 128, 128)
+
+
+def test_checkpoints_of_version_0_1_still_load(tmp_path):
+    state = {"format": "hashindex-encoder", "version": 1, "model": DecompositionNet(TINY).state_dict(),
+             # 0.1 kept training settings in the model's config
+             "config": {**TINY.to_dict(), "lr": 2e-3, "batch_size": 8, "w_recon": 5.0, "w_critic": 1e-4}}
+    torch.save(state, tmp_path / "old.pt")
+    model = model_from_checkpoint(read_checkpoint(tmp_path / "old.pt"))
+    assert model.cfg == TINY

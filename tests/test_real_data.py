@@ -213,7 +213,8 @@ def test_evaluation_keys_on_real_and_phantom_data(subset_model, tmp_path, phanto
     assert "abnormal code (Hamming)" in real.rows
     evaluate_dataset(phantom_root, tmp_path / "ph.json", checkpoint=subset_model, max_queries=40, log=lambda _: None)
     record = json.loads((tmp_path / "ph.json").read_text())
-    assert {"mse_in_tumour", "ssim_in_tumour", "mse_outside_tumour"} <= set(record["pseudo_normal"])
+    assert {"mse_in_tumour", "ssim_in_tumour", "mse_outside_tumour", "ssim_in_tumour_reference",
+            "mse_in_tumour_reference"} <= set(record["pseudo_normal"])
     assert record["pseudo_normal"]["mse_in_tumour"] > 0 and -1 <= record["pseudo_normal"]["ssim_in_tumour"] <= 1
     assert {"whole", "core", "enhancing"} <= set(record["segmentation"])
 
