@@ -65,7 +65,7 @@ def _train(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from hashindex.encoder.demo import DemoConfig, run_demo
 
-    run_demo(args.out, cache=args.cache, config=DemoConfig(cases=args.cases, seed=args.seed),
+    run_demo(args.out, cache=args.cache, config=DemoConfig(cases=args.cases, seed=args.seed, examples=args.examples),
              checkpoint=args.checkpoint, data=args.data)
     return 0
 
@@ -82,7 +82,8 @@ def _query(args: argparse.Namespace) -> int:
     from hashindex.encoder.query import query
 
     for rank, hit in enumerate(query(args.index, args.case, args.slice, mode=args.mode, k=args.k,
-                                     checkpoint=args.checkpoint), start=1):
+                                     checkpoint=args.checkpoint, include_own_case=args.include_own_case,
+                                     layout=args.layout), start=1):
         print(rank, "  ".join(f"{k}={v}" for k, v in hit.items()))
     return 0
 
@@ -145,6 +146,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cases", type=int, default=24)
     p.add_argument("--data", default=None, help="index these real cases (any known layout) instead of phantoms")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--examples", type=int, default=24, help="example queries in the report (default 24)")
     p.add_argument("--checkpoint", default=None, help="model checkpoint (default: the shipped model)")
     p.set_defaults(run=_demo)
 
@@ -162,11 +164,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_evaluate)
 
-    p = sub.add_parser("query", help="search a demo index with a slice of your own BraTS-layout case")
+    p = sub.add_parser("query", help="search a demo index with a slice of your own case (any known layout)")
     p.add_argument("--index", required=True, help="index.hx written by hashindex demo")
-    p.add_argument("--case", required=True, help="case folder (BraTS naming)")
+    p.add_argument("--case", required=True, help="case folder (any layout the loader knows)")
     p.add_argument("--slice", type=int, required=True, help="axial slice index")
     p.add_argument("--mode", choices=["normal", "abnormal", "both"], default="both")
+    p.add_argument("--include-own-case", action="store_true",
+                   help="also return slices of the query's own case when the index holds it (left out by default)")
+    p.add_argument("--layout", default=None, help=LAYOUT_HELP)
     p.add_argument("--k", type=int, default=5)
     p.add_argument("--checkpoint", default=None)
     p.set_defaults(run=_query)

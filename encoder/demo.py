@@ -6,10 +6,8 @@ Re-running reuses the cache.
 """
 from __future__ import annotations
 
-import html
 import json
 import os
-import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,8 @@ import hashindex
 
 from .codes import CodeEncoder, Codes, encode_slices
 from .data import PhantomConfig, SliceSet, generate_phantoms, load_slices
-from .evaluate import ANATOMY_CLASSES, KS, TUMOUR_CLASSES, case_groups, dice, evaluate_model, write_table
+from .evaluate import case_groups, evaluate_model, write_table
+from .report import pick_examples, write_report
 
 ITEMS_FILE = "items.npz"
 INDEX_FILE = "index.hx"
@@ -31,8 +30,8 @@ INDEX_FILE = "index.hx"
 class DemoConfig:
     cases: int = 24
     seed: int = 0
-    spacing: float = 2.0  # 2 mm volumes; the small model sees 64 x 64 slices (3.75 mm pixels)
-    examples: int = 4
+    spacing: float = 2.0  # 2 mm volumes, seen by the base model as 128 x 128 slices (1.9 mm pixels)
+    examples: int = 24  # example queries in the report (tumour and tumour-free slices, several patients)
     max_queries: int = 1000
 
 
@@ -98,122 +97,10 @@ def run_demo(out: str | os.PathLike = "hashindex-demo", cache: str | os.PathLike
     log(f"evaluation: {time.perf_counter() - start:.1f} s")
     write_table(table, out / "evaluation.json", log)
 
-    galleries = _galleries(encoder, index, slices, codes, out, config)
-    page = _html(out, table, galleries, slices, codes, config, time.perf_counter() - started)
+    examples = pick_examples(slices, config.examples, config.seed)
+    what = (f"{config.cases} glioma phantoms (seed {config.seed}, {config.spacing:g} mm)" if data is None
+            else f"the cases in {Path(data).name}")
+    page = write_report(out, encoder, index, slices, codes, table, examples,
+                        f"hashindex demo: normal / abnormal anatomy retrieval on {what}", time.perf_counter() - started)
     log(f"report: {page}  ({time.perf_counter() - started:.1f} s in all)")
     return page
-
-
-
-
-# --- example queries ------------------------------------------------------------------------
-
-def _examples(slices: SliceSet, count: int, seed: int) -> np.ndarray:
-    """Tumour slices of different cases, each near its case's largest tumour section."""
-    area = (slices.seg > 0).sum((1, 2))
-    picks = []
-    for case in np.unique(slices.case_ids[slices.abnormal == 1]):
-        rows = np.flatnonzero(slices.case_ids == case)
-        picks.append(rows[np.argmax(area[rows])])
-    rng = np.random.default_rng(seed)
-    picks = np.array(picks)
-    return np.sort(rng.choice(picks, min(count, len(picks)), replace=False)) if len(picks) else picks
-
-
-def _galleries(encoder: CodeEncoder, index, slices: SliceSet, codes: Codes, out: Path, cfg: DemoConfig) -> list[dict]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = _examples(slices, cfg.examples, cfg.seed)
-    groups = case_groups(slices.case_ids)
-    pseudo = encoder.pseudo_normal(slices.images[rows], present=slices.contrasts[rows]) if len(rows) else None
-    predicted = encoder.segment(slices.images[rows], present=slices.contrasts[rows]) if len(rows) else None
-    results = []
-    for n, row in enumerate(rows):
-        partner = rows[(n + 1) % len(rows)]
-        modes = {
-            "normal code": ({"normal": codes.normal_bits[[row]]}, {"normal": 1.0}, "anatomy"),
-            "abnormal code": ({"abnormal": codes.abnormal_bits[[row]]}, {"abnormal": 1.0}, "tumour"),
-            "both codes": ({"normal": codes.normal_bits[[row]], "abnormal": codes.abnormal_bits[[row]]},
-                           {"normal": 1.0, "abnormal": 1.0}, "both"),
-            f"synthetic: normal of this, abnormal of {slices.case_ids[partner]}":
-                ({"normal": codes.normal_bits[[row]], "abnormal": codes.abnormal_bits[[partner]]},
-                 {"normal": 1.0, "abnormal": 1.0}, "both"),
-        }
-        fig, axes = plt.subplots(len(modes) + 1, 6, figsize=(12, 2.4 * (len(modes) + 1)),
-                                 gridspec_kw=dict(wspace=0.05, hspace=0.45, left=0.01, right=0.99, top=0.95, bottom=0.02))
-        for ax in axes.ravel():
-            ax.axis("off")
-        head = [("query FLAIR", slices.images[row, 3], None), ("query T1CE", slices.images[row, 1], None),
-                ("pseudo-normal FLAIR", np.where(slices.images[row, 3] == 0, 0.0, pseudo[n, 3]), None), ("true healthy FLAIR",
-                 slices.healthy[row, 3] if slices.healthy is not None else np.zeros_like(slices.images[row, 3]), None),
-                ("predicted tumour", slices.images[row, 3], predicted[n]), ("true tumour", slices.images[row, 3], slices.seg[row])]
-        for ax, (title, image, labels) in zip(axes[0], head):
-            _show(ax, image, labels, title)
-        record = {"row": int(row), "case": str(slices.case_ids[row]), "slice": int(slices.slice_index[row]), "modes": {}}
-        for r, (mode, (queries, weights, _score)) in enumerate(modes.items(), start=1):
-            res = index.search(queries, 5, weights=weights, exclude_groups=groups[[row]])
-            axes[r, 0].text(0.5, 0.5, textwrap.fill(mode, 22), fontsize=9, ha="center", va="center",
-                            transform=axes[r, 0].transAxes)
-            hits = []
-            for c, (hit, dist) in enumerate(zip(res.ids[0], res.distances[0]), start=1):
-                if hit < 0:
-                    continue
-                a = float(dice(slices.anatomy[row], slices.anatomy[hit], ANATOMY_CLASSES)) if slices.anatomy is not None else float("nan")
-                t = float(dice(slices.seg[row], slices.seg[hit], TUMOUR_CLASSES))
-                caption = f"{slices.case_ids[hit][-5:]} z{slices.slice_index[hit]}\nd={dist:g} anat {a:.2f} tum {t:.2f}"
-                _show(axes[r, c], slices.images[hit, 3], slices.seg[hit], caption)
-                hits.append({"id": int(hit), "case": str(slices.case_ids[hit]), "slice": int(slices.slice_index[hit]),
-                             "distance": float(dist), "anatomy_dice": a, "tumour_dice": t})
-            record["modes"][mode] = hits
-        path = out / f"query_{n + 1}.png"
-        fig.savefig(path, dpi=80)
-        plt.close(fig)
-        record["png"] = path.name
-        results.append(record)
-    (out / "examples.json").write_text(json.dumps(results, indent=1))
-    return results
-
-
-def _show(ax, image, labels, title):
-    # z-scored slices: background is exactly 0 and would show as mid-grey; draw it black instead
-    shown = np.where(image == 0, np.nan, image)
-    ax.set_facecolor("black")
-    ax.imshow(np.rot90(shown), cmap="gray", vmin=np.nanpercentile(shown, 1) if np.isfinite(shown).any() else 0,
-              vmax=np.nanpercentile(shown, 99.5) if np.isfinite(shown).any() else 1)
-    if labels is not None:
-        overlay = np.ma.masked_equal(np.rot90(labels), 0)
-        ax.imshow(overlay, cmap="autumn", alpha=0.45, vmin=1, vmax=3)
-    ax.set_title(title, fontsize=7)
-
-
-def _html(out: Path, table, galleries: list[dict], slices: SliceSet, codes: Codes, cfg: DemoConfig, seconds: float) -> Path:
-    rows = "".join(
-        "<tr><td>" + html.escape(name) + "</td>" + "".join(
-            f"<td>{m[f'anatomy_dice@{k}']:.3f}</td>" for k in KS) + "".join(
-            f"<td>{m[f'tumour_dice@{k}']:.3f}</td>" for k in KS) + f"<td>{m['level_error@10']:.3f}</td></tr>"
-        for name, m in table.rows.items())
-    figures = "".join(
-        f"<h3>Query {i + 1}: {html.escape(g['case'])}, slice {g['slice']}</h3><img src='{g['png']}' width='100%'>"
-        for i, g in enumerate(galleries))
-    pseudo = html.escape(table.format().split("\n\n", 1)[1]) if "\n\n" in table.format() else ""
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>hashindex demo</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}td,th{{padding:2px 8px;text-align:right}}
-td:first-child{{text-align:left}}</style></head><body>
-<h1>hashindex demo: normal / abnormal anatomy retrieval on glioma phantoms</h1>
-<p>{len(slices)} axial slices of {cfg.cases} synthetic cases (seed {cfg.seed}, {cfg.spacing:g} mm), encoded by the
-shipped base model into a normal-anatomy code ({codes.normal_nbits} bits) and an abnormal-anatomy code
-({codes.abnormal_nbits} bits), indexed in a hashindex.MultiFieldIndex with one group per case. Run time {seconds:.0f} s.</p>
-<h2>Evaluation</h2><p>Mean Dice between the query's labels and those of its top-k results from other cases:
-normal-anatomy labels (CSF, ventricles, grey and white matter) and tumour labels (tumour Dice over tumour queries);
-|dz|: mean difference in relative slice level.</p>
-<table><tr><th>method</th>{''.join(f'<th>anatomy@{k}</th>' for k in KS)}{''.join(f'<th>tumour@{k}</th>' for k in KS)}<th>|dz|@10</th></tr>
-{rows}</table><pre>{pseudo}</pre>
-<h2>Example queries</h2><p>Row 1: the query, its pseudo-normal image (normal code decoded without tumour), the
-predicted and true tumour labels. Then the top 5 of each search mode (other cases only), with distance and
-Dice.</p>{figures}</body></html>"""
-    path = out / "index.html"
-    path.write_text(page)
-    return path

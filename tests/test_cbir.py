@@ -35,17 +35,21 @@ def test_euclidean_topk_skips_the_own_group():
     np.testing.assert_array_equal(found, [[2, 3]])
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory, phantom_root):
+def _tiny_checkpoint(folder, phantom_root):
     from test_encoder import FAST, TINY
 
     from hashindex.encoder.data import load_slices
     from hashindex.encoder.train import train
 
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    train(load_slices(phantom_root, size=32), path, config=TINY, training=FAST, epochs=1, val_fraction=0.0, progress=False,
-          log=lambda _: None)
+    path = folder / "tiny.pt"
+    train(load_slices(phantom_root, size=32), path, config=TINY, training=FAST, epochs=1, val_fraction=0.0,
+          progress=False, log=lambda _: None)
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory, phantom_root):
+    return _tiny_checkpoint(tmp_path_factory.mktemp("model"), phantom_root)
 
 
 def test_tiny_end_to_end_demo_writes_the_report(tmp_path, tiny_checkpoint, monkeypatch, capsys):
@@ -55,7 +59,8 @@ def test_tiny_end_to_end_demo_writes_the_report(tmp_path, tiny_checkpoint, monke
     out = tmp_path / "report"
     config = DemoConfig(cases=3, seed=1, spacing=4.0, examples=2, max_queries=50)
     page = run_demo(out, config=config, checkpoint=tiny_checkpoint)
-    for name in ("index.html", "evaluation.json", "examples.json", "index.hx", "items.npz", "query_1.png", "query_2.png"):
+    for name in ("index.html", "evaluation.json", "examples.json", "index.hx", "items.npz", "img/q0_query.png",
+                 "img/q1_normal_1.png"):
         assert (out / name).is_file(), name
     table = json.loads((out / "evaluation.json").read_text())
     assert {"normal code (Hamming)", "abnormal code (Hamming)", "both codes (Hamming sum)", "random",
@@ -79,7 +84,11 @@ def test_tiny_end_to_end_demo_writes_the_report(tmp_path, tiny_checkpoint, monke
     assert cli(["query", "--index", str(out / "index.hx"), "--case", str(case), "--slice", "20", "--mode", "normal",
                 "--k", "3", "--checkpoint", str(tiny_checkpoint)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 3 and "case=Phantom_" in lines[0]
+    assert len(lines) == 3 and all("case=Phantom_" in line for line in lines)
+    assert not any("case=Phantom_00000 " in line for line in lines)  # its own case is left out by default
+    assert cli(["query", "--index", str(out / "index.hx"), "--case", str(case), "--slice", "20", "--mode", "normal",
+                "--k", "1", "--include-own-case", "--checkpoint", str(tiny_checkpoint)]) == 0
+    assert "case=Phantom_00000 " in capsys.readouterr().out  # the slice itself, distance 0
     assert cli(["evaluate", "--data", str(next((tmp_path / "cache").glob("slices-*.npz"))), "--out",
                 str(tmp_path / "e.json"), "--checkpoint", str(tiny_checkpoint), "--queries", "20"]) == 0
     assert "rows" in json.loads((tmp_path / "e.json").read_text())
