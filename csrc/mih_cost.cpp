@@ -16,6 +16,12 @@ namespace mih {
 namespace {
 std::atomic<double> g_budget_scale{1.0};
 
+// Moves an exponential moving average towards an observation.
+void learn(std::atomic<double>& average, double observed) {
+    const double old = average.load(std::memory_order_relaxed);
+    average.store((1 - kLearnRate) * old + kLearnRate * observed, std::memory_order_relaxed);
+}
+
 double binomial(int n, int r) {
     double c = 1;
     for (int i = 1; i <= r; ++i) c = c * (n - r + i) / i;
@@ -39,10 +45,6 @@ int64_t uniform_kth_distance(int64_t n, int nbits, int64_t k) {
     return nbits;
 }
 
-void learn(std::atomic<double>& average, double observed) {
-    const double old = average.load(std::memory_order_relaxed);
-    average.store((1 - kLearnRate) * old + kLearnRate * observed, std::memory_order_relaxed);
-}
 double now_ns() {
     return std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }

@@ -33,8 +33,6 @@ double budget_scale();
 int64_t uniform_kth_distance(int64_t n, int nbits, int64_t k);
 // Monotonic time in ns.
 double now_ns();
-// Moves an exponential moving average towards an observation.
-void learn(std::atomic<double>& average, double observed);
 
 }  // namespace mih
 }  // namespace hashindex

@@ -13,17 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from .data import SliceSet, load_slices
+from .report import largest_sections, window
 
 FLAIR = 3
 
 
 def pick_rows(slices: SliceSet, count: int, seed: int = 0) -> np.ndarray:
     """One slice per case (its largest tumour section), from up to ``count`` cases."""
-    area = (slices.seg > 0).sum((1, 2)) if slices.seg is not None else np.zeros(len(slices))
-    picks = []
-    for case in np.unique(slices.case_ids[slices.abnormal == 1]):
-        rows = np.flatnonzero(slices.case_ids == case)
-        picks.append(rows[np.argmax(area[rows])])
+    picks = largest_sections(slices)
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(picks, min(count, len(picks)), replace=False)) if picks else np.array([], int)
 
@@ -49,8 +46,7 @@ def pseudo_normal_figure(encoder, slices: SliceSet, rows: np.ndarray, path: str 
         images = [slices.images[row, contrast], np.where(brain, pseudo[r, contrast], 0.0)]
         if has_healthy:
             images.append(slices.healthy[row, contrast])
-        inside = np.concatenate([im[brain] for im in images]) if brain.any() else np.zeros(1)
-        lo, hi = np.percentile(inside, [1, 99.5])  # one window for the whole row
+        lo, hi = window(*images)  # one window for the whole row
         for c, (title, image) in enumerate(zip(columns, images)):
             ax = axes[r, c]
             ax.imshow(np.rot90(np.where(image == 0, np.nan, image)), cmap="gray", vmin=lo, vmax=hi)

@@ -24,8 +24,7 @@ FLAIR = MODALITIES.index("flair")
 # Tumour label colours (RGB), the same in every picture and in the legend.
 LABEL_COLOURS = {1: (230, 60, 50), 2: (255, 205, 40), 3: (40, 200, 255)}
 LABEL_NAMES = {1: "necrotic / non-enhancing core", 2: "oedema", 3: "enhancing tumour"}
-SCALE = 1  # pixels per slice pixel in the picture files (the page scales them to DISPLAY_PX)
-DISPLAY_PX = 130
+DISPLAY_PX = 130  # pictures are saved at the slice size; the page scales them
 HITS = 5
 
 MODES = {
@@ -52,18 +51,23 @@ class Example:
     partner: int  # the row whose abnormal code the synthetic mode borrows
 
 
+def largest_sections(slices: SliceSet) -> list[int]:
+    """For every case with tumour, the row of its largest tumour section."""
+    area = (slices.seg > 0).sum((1, 2)) if slices.seg is not None else np.zeros(len(slices))
+    picks = []
+    for case in np.unique(slices.case_ids[slices.abnormal == 1]):
+        rows = np.flatnonzero((slices.case_ids == case) & (slices.abnormal == 1))
+        picks.append(int(rows[np.argmax(area[rows])]))
+    return picks
+
+
 def pick_examples(slices: SliceSet, count: int, seed: int = 0) -> list[Example]:
     """Tumour slices of as many patients as possible (each case's largest tumour section, then other
     levels) and about a quarter tumour-free slices, ``count`` in all, in case order."""
     rng = np.random.default_rng(seed)
-    area = (slices.seg > 0).sum((1, 2)) if slices.seg is not None else np.zeros(len(slices))
-    tumour_cases = list(np.unique(slices.case_ids[slices.abnormal == 1]))
-    rng.shuffle(tumour_cases)
     want_healthy = max(1, count // 4) if (slices.abnormal == 0).any() else 0
-    picks: list[int] = []
-    for case in tumour_cases:  # largest section of each case first
-        rows = np.flatnonzero((slices.case_ids == case) & (slices.abnormal == 1))
-        picks.append(int(rows[np.argmax(area[rows])]))
+    picks = largest_sections(slices)  # the largest section of each case first, cases in random order
+    rng.shuffle(picks)
     picks = picks[: count - want_healthy]
     spare = np.setdiff1d(np.flatnonzero(slices.abnormal == 1), picks)
     while len(picks) < count - want_healthy and len(spare):
@@ -88,15 +92,15 @@ def pick_examples(slices: SliceSet, count: int, seed: int = 0) -> list[Example]:
 
 # --- pictures -------------------------------------------------------------------------------
 
-def _window(*images: np.ndarray) -> tuple[float, float]:
+def window(*images: np.ndarray) -> tuple[float, float]:
     """One intensity window (1st-99.5th percentile of the brain) for pictures shown side by side."""
     inside = np.concatenate([im[im != 0] for im in images]) if any((im != 0).any() for im in images) else np.zeros(1)
     lo, hi = np.percentile(inside, [1, 99.5])
     return float(lo), float(hi if hi > lo else lo + 1)
 
 
-def _rgb(image: np.ndarray, window: tuple[float, float], labels: np.ndarray | None = None) -> np.ndarray:
-    lo, hi = window
+def _rgb(image: np.ndarray, win: tuple[float, float], labels: np.ndarray | None = None) -> np.ndarray:
+    lo, hi = win
     grey = np.clip((image - lo) / (hi - lo), 0, 1)
     grey[image == 0] = 0  # background black, not mid-grey
     rgb = np.repeat(np.rot90(grey)[..., None], 3, axis=2)
@@ -105,7 +109,7 @@ def _rgb(image: np.ndarray, window: tuple[float, float], labels: np.ndarray | No
         for value, colour in LABEL_COLOURS.items():
             mask = lab == value
             rgb[mask] = 0.45 * rgb[mask] + 0.55 * np.array(colour) / 255.0
-    return np.kron(rgb, np.ones((SCALE, SCALE, 1)))
+    return rgb
 
 
 def _save(path: Path, rgb: np.ndarray) -> str:
@@ -135,7 +139,8 @@ def _dice_words(value: float, what: str) -> str:
     return f"{word} {what} overlap (Dice {value:.2f})"
 
 
-def _tumour_words(query_seg: np.ndarray | None, hit_seg: np.ndarray | None) -> str:
+def _tumour_words(query_seg: np.ndarray | None, hit_seg: np.ndarray | None, value: float) -> str:
+    """The tumour overlap of a hit in words; ``value``: its Dice, computed once by the caller."""
     if query_seg is None or hit_seg is None:
         return "no tumour labels"
     q, h = (query_seg > 0).any(), (hit_seg > 0).any()
@@ -147,7 +152,7 @@ def _tumour_words(query_seg: np.ndarray | None, hit_seg: np.ndarray | None) -> s
         return "the hit has a tumour, the query none (Dice 0)"
     if not (np.asarray(query_seg > 0) & np.asarray(hit_seg > 0)).any():
         return "tumours in both, in different places (Dice 0)"
-    return _dice_words(float(dice(query_seg, hit_seg, TUMOUR_CLASSES)), "tumour")
+    return _dice_words(value, "tumour")
 
 
 def write_report(out: Path, encoder, index, slices: SliceSet, codes, table, examples: list[Example],
@@ -171,24 +176,24 @@ def write_report(out: Path, encoder, index, slices: SliceSet, codes, table, exam
         main_cols = [slices.images[r, show], np.where(slices.images[r, show] != 0, pseudo[n, show], 0.0)]
         if known:
             main_cols.append(slices.healthy[r, show])
-        window = _window(*main_cols)
+        win = window(*main_cols)
         head = []
         for c, name in enumerate(MODALITIES):
             if c == show:
                 continue
             if slices.contrasts[r, c]:
                 head.append((CONTRAST_NAMES[name], _save(out / "img" / f"q{n}_{name}.png",
-                                                         _rgb(slices.images[r, c], _window(slices.images[r, c])))))
+                                                         _rgb(slices.images[r, c], window(slices.images[r, c])))))
             else:
                 head.append((f"{CONTRAST_NAMES[name]} (not acquired)", None))
-        head.append((shown_name, _save(out / "img" / f"q{n}_query.png", _rgb(main_cols[0], window))))
-        head.append((f"pseudo-normal {shown_name}", _save(out / "img" / f"q{n}_pseudo.png", _rgb(main_cols[1], window))))
+        head.append((shown_name, _save(out / "img" / f"q{n}_query.png", _rgb(main_cols[0], win))))
+        head.append((f"pseudo-normal {shown_name}", _save(out / "img" / f"q{n}_pseudo.png", _rgb(main_cols[1], win))))
         if known:
             head.append((f"true healthy {shown_name}",
-                         _save(out / "img" / f"q{n}_healthy.png", _rgb(main_cols[2], window))))
-        head.append(("predicted tumour", _save(out / "img" / f"q{n}_pred.png", _rgb(main_cols[0], window, predicted[n]))))
+                         _save(out / "img" / f"q{n}_healthy.png", _rgb(main_cols[2], win))))
+        head.append(("predicted tumour", _save(out / "img" / f"q{n}_pred.png", _rgb(main_cols[0], win, predicted[n]))))
         if slices.seg is not None and slices.abnormal[r] >= 0:
-            head.append(("true tumour", _save(out / "img" / f"q{n}_true.png", _rgb(main_cols[0], window, slices.seg[r]))))
+            head.append(("true tumour", _save(out / "img" / f"q{n}_true.png", _rgb(main_cols[0], win, slices.seg[r]))))
         record = {"query": n, "row": int(r), "case": case, "slice": z, "tumour": int(slices.abnormal[r]),
                   "partner": {"case": str(slices.case_ids[ex.partner]), "slice": int(slices.slice_index[ex.partner])},
                   "modes": {}}
@@ -211,12 +216,12 @@ def write_report(out: Path, encoder, index, slices: SliceSet, codes, table, exam
                 t = float(dice(slices.seg[r], slices.seg[hit], TUMOUR_CLASSES)) if slices.seg is not None else float("nan")
                 hc = display_channel(slices, int(hit))
                 img = _save(out / "img" / f"q{n}_{mode}_{rank}.png",
-                            _rgb(slices.images[hit, hc], _window(slices.images[hit, hc]),
+                            _rgb(slices.images[hit, hc], window(slices.images[hit, hc]),
                                  None if slices.seg is None else slices.seg[hit]))
                 words = (f"{html.escape(str(slices.case_ids[hit]))}, slice {int(slices.slice_index[hit])}<br>"
                          f"distance {dist:g}<br>{_dice_words(a, 'anatomy')}"
                          + ("" if hc == FLAIR else f" ({CONTRAST_NAMES[MODALITIES[hc]]})") + "<br>"
-                         f"{_tumour_words(None if slices.seg is None else slices.seg[r], None if slices.seg is None else slices.seg[hit])}")
+                         f"{_tumour_words(None if slices.seg is None else slices.seg[r], None if slices.seg is None else slices.seg[hit], t)}")
                 cells.append(f'<figure><img src="{img}" alt="hit {rank}"><figcaption>{rank}. {words}</figcaption></figure>')
                 hits.append({"id": int(hit), "case": str(slices.case_ids[hit]), "slice": int(slices.slice_index[hit]),
                              "distance": float(dist), "anatomy_dice": a, "tumour_dice": t})

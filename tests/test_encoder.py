@@ -298,6 +298,12 @@ def test_data_and_hashindex_imports_do_not_load_torch(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)  # not the source tree
 
 
+def test_cli_config_names_are_the_configs():
+    from hashindex.encoder.cli import CONFIG_NAMES  # kept apart so that the CLI loads without torch
+
+    assert set(CONFIG_NAMES) == set(CONFIGS) == set(TRAINING)
+
+
 def test_paper_config_is_the_papers():
     cfg = CONFIGS["paper"]
     assert (cfg.image_size, cfg.filters, cfg.codebook_size, cfg.code_dim) == (256, (32, 64, 128, 128, 128, 128), 512, 64)

@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .labels import ENHANCING, NECROTIC, OEDEMA
+from .naming import NAMINGS, Naming
 
 CONTRASTS = ("t1", "t1ce", "t2", "flair")
 NIFTI = (".nii.gz", ".nii")
 
 BRATS2021_LABELS = {0: 0, 1: NECROTIC, 2: OEDEMA, 4: ENHANCING}
-BRATS2023_LABELS = {0: 0, 1: NECROTIC, 2: OEDEMA, 3: ENHANCING}
 # BraTS 2013: 1 necrosis, 2 oedema, 3 non-enhancing tumour, 4 enhancing tumour (Menze et al. 2015).
 BRATS2013_LABELS = {0: 0, 1: NECROTIC, 2: OEDEMA, 3: NECROTIC, 4: ENHANCING}
 
@@ -119,26 +119,25 @@ def _matches(pattern: str, names: list[str]) -> list[str]:
     return sorted(out)
 
 
-def _brats_layout(name: str, sep: str, suffix: dict, labels: dict) -> Layout:
+def _brats_layout(naming: Naming) -> Layout:
+    """The reading side of a naming the phantoms are written in (naming.py): one source of file names."""
     def pattern(key: str) -> str:
-        return "{case}" + sep + key
+        return naming.filename("{case}", key)[: -len(".nii.gz")]
 
     return Layout(
-        name=name,
-        contrasts={c: pattern(suffix[c]) for c in CONTRASTS},
-        labels=labels,
+        name=naming.name,
+        contrasts={c: pattern(c) for c in CONTRASTS},
+        labels={0: 0, 1: NECROTIC, 2: OEDEMA, naming.enhancing_in_file: ENHANCING},
         seg=pattern("seg"),
         anatomy=pattern("anat"),
-        healthy={c: pattern(f"healthy{sep}{suffix[c]}") for c in CONTRASTS},
-        healthy_anatomy=pattern(f"healthy{sep}anat"),
+        healthy={c: pattern(f"healthy_{c}") for c in CONTRASTS},
+        healthy_anatomy=pattern("healthy_anat"),
     )
 
 
 LAYOUTS = {
-    "brats2021": _brats_layout("brats2021", "_", {"t1": "t1", "t1ce": "t1ce", "t2": "t2", "flair": "flair"},
-                               BRATS2021_LABELS),
-    "brats2023": _brats_layout("brats2023", "-", {"t1": "t1n", "t1ce": "t1c", "t2": "t2w", "flair": "t2f"},
-                               BRATS2023_LABELS),
+    "brats2021": _brats_layout(NAMINGS["brats2021"]),
+    "brats2023": _brats_layout(NAMINGS["brats2023"]),
     # DeepMedic's redistribution of BraTS 2013: Flair_subtrMeanDivStd.nii.gz, T1c_..., OTMultiClass, brainmask.
     "deepmedic": Layout(
         name="deepmedic",

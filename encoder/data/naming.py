@@ -33,15 +33,6 @@ class Naming:
         out[seg == ENHANCING] = self.enhancing_in_file
         return out
 
-    def seg_from_file(self, seg: np.ndarray) -> np.ndarray:
-        out = seg.astype(np.uint8, copy=True)
-        out[seg == self.enhancing_in_file] = ENHANCING
-        return out
-
-    @property
-    def allowed_seg_values(self) -> set[int]:
-        return {0, 1, 2, self.enhancing_in_file}
-
 
 _COMMON = {"seg": "seg", "anat": "anat"}
 NAMINGS = {
