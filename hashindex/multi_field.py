@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -125,11 +126,16 @@ class MultiFieldIndex(_Index):
         exclude_groups: one group per query (or one for all) whose items are skipped; -1 skips none.
         Returns float64 distances and int64 ids, (nq, k), sorted by (distance, id).
         """
+        arrays, nq, w, k, exclude, one_per_group = self._search_args(queries, k, weights, exclude_groups, one_per_group)
+        return SearchResult(*self._index.search(arrays, w, nq, k, exclude, one_per_group, threads_arg(threads)))
+
+    def _search_args(self, queries: object, k: object, weights: object, exclude_groups: object,
+                     one_per_group: object) -> tuple[list[np.ndarray | None], int, list[float], int, Any, bool]:
+        """search's arguments checked (also for hashindex.distributed): field arrays, nq, weights in
+        field order, k, one excluded group per query or None, one_per_group."""
         arrays, nq = self._field_arrays(queries, "queries")
-        names = list(self.fields)
-        w = weights_arg(weights, names, [a is not None for a in arrays])
-        k = k_arg(k)
+        w = weights_arg(weights, list(self.fields), [a is not None for a in arrays])
         exclude = None if exclude_groups is None else exclude_groups_arg(exclude_groups, nq)
         if not isinstance(one_per_group, (bool, np.bool_)):
             raise TypeError(f"one_per_group: expected a bool, got {type(one_per_group).__name__}")
-        return SearchResult(*self._index.search(arrays, w, nq, k, exclude, bool(one_per_group), threads_arg(threads)))
+        return arrays, nq, w, k_arg(k), exclude, bool(one_per_group)
