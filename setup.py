@@ -18,6 +18,7 @@ COMMON_SOURCES = [
     "dispatch.cpp",
     "flat_index.cpp",
     "format.cpp",
+    "id_filter.cpp",
     "id_map.cpp",
     "interrupt.cpp",
     "kernel_scalar.cpp",

@@ -29,6 +29,20 @@ namespace {
 using Codes = py::array_t<uint8_t, py::array::c_style>;
 using Ids = py::array_t<int64_t, py::array::c_style>;
 
+// allow / deny arrays as the core's filter; the arrays outlive the search (they are its arguments).
+IdFilter make_filter(const std::optional<Ids>& allow, const std::optional<Ids>& deny) {
+    static const int64_t none = 0;  // an empty list is still a filter: allow=[] returns nothing
+    if (allow && deny) throw std::invalid_argument("allow, deny: give one of them, not both");
+    IdFilter f;
+    const std::optional<Ids>& list = allow ? allow : deny;
+    if (list) {
+        f.ids = list->size() ? list->data() : &none;
+        f.n = list->size();
+        f.allow = static_cast<bool>(allow);
+    }
+    return f;
+}
+
 void check_rows(const Codes& a, int code_size, const char* name) {
     if (a.ndim() != 2 || a.shape(1) != code_size)
         throw std::invalid_argument(std::string(name) + ": expected shape (n, " + std::to_string(code_size) + ")");
@@ -200,6 +214,42 @@ py::array_t<int32_t> hamming_distances(const Codes& x, const Codes& y, int threa
 
 std::atomic<uint64_t> g_bandwidth_sink{0};
 
+// The active level's XOR + popcount + add rate on register-resident data (GB/s of code bytes
+// compared, all `threads` together), median of `repeats` runs of about `seconds` each: the ceiling
+// an exhaustive scan's compared-bytes rate can approach and never pass.
+double popcount_peak(int threads, double seconds, int repeats) {
+    HX_CHECK(seconds > 0 && repeats >= 1, "seconds > 0 and repeats >= 1");
+    py::gil_scoped_release nogil;
+    threads = resolve_threads(threads);
+    const PeakFn peak = active_kernels().peak;
+    uint64_t sink = 0;
+    int64_t iters = 1 << 16;
+    for (;;) {  // calibrate: rounds for about `seconds` on one thread
+        const auto t0 = std::chrono::steady_clock::now();
+        peak(iters, 7, &sink);
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (s >= seconds / 4 || iters > (int64_t{1} << 40)) {
+            iters = static_cast<int64_t>(static_cast<double>(iters) * seconds / std::max(s, 1e-9)) + 1;
+            break;
+        }
+        iters *= 4;
+    }
+    std::vector<double> rates;
+    std::vector<uint64_t> sinks(static_cast<std::size_t>(threads) * 8, 0);
+    for (int r = 0; r < repeats; ++r) {
+        std::atomic<int64_t> bytes{0};
+        const auto t0 = std::chrono::steady_clock::now();
+        parallel_for(threads, threads, [&](int64_t t) {
+            bytes += peak(iters, 11 + static_cast<uint64_t>(t), &sinks[static_cast<std::size_t>(t) * 8]);
+        });
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        rates.push_back(static_cast<double>(bytes.load()) / s / 1e9);
+    }
+    g_bandwidth_sink.store(std::accumulate(sinks.begin(), sinks.end(), sink), std::memory_order_relaxed);
+    std::sort(rates.begin(), rates.end());
+    return rates[rates.size() / 2];
+}
+
 // Sequential read bandwidth of this machine (GB/s) over a buffer of `nbytes`,
 // median of `repeats`: benchmarks put scan speeds beside it, measured the same way.
 double read_bandwidth(int64_t nbytes, int threads, int repeats) {
@@ -257,6 +307,7 @@ PYBIND11_MODULE(_core, m) {
     });
 
     m.def("simd_level", [] { return std::string(active_kernels().name); });
+    m.def("popcount_peak", &popcount_peak, py::arg("threads") = 1, py::arg("seconds") = 0.05, py::arg("repeats") = 5);
     m.def("supported_simd_levels", &supported_level_names);
     m.def("set_simd_level", &set_level, py::arg("name"));
     m.def("available_threads", &available_threads);
@@ -283,21 +334,27 @@ PYBIND11_MODULE(_core, m) {
     flat.def(py::init<int>(), py::arg("nbits"))
         .def(
             "search",
-            [](const FlatIndex& self, const Codes& q, int64_t k, int threads) {
+            [](const FlatIndex& self, const Codes& q, int64_t k, int threads, std::optional<Ids> allow,
+               std::optional<Ids> deny) {
+                const IdFilter filter = make_filter(allow, deny);
                 return knn_arrays(self, q, k, [&](const uint8_t* qs, int64_t nq, int32_t* d, int64_t* i) {
-                    self.search(qs, nq, k, threads, d, i);
+                    self.search(qs, nq, k, threads, d, i, filter);
                 });
             },
-            py::arg("queries"), py::arg("k"), py::arg("threads") = 0)
+            py::arg("queries"), py::arg("k"), py::arg("threads") = 0, py::arg("allow") = py::none(),
+            py::arg("deny") = py::none())
         .def(
             "range_search",
-            [](const FlatIndex& self, const Codes& q, int32_t radius, int threads) {
+            [](const FlatIndex& self, const Codes& q, int32_t radius, int threads, std::optional<Ids> allow,
+               std::optional<Ids> deny) {
                 check_rows(q, self.code_size(), "queries");
+                const IdFilter filter = make_filter(allow, deny);
                 RangeResult r;
-                run_interruptible([&] { r = self.range_search(q.data(), q.shape(0), radius, threads); });
+                run_interruptible([&] { r = self.range_search(q.data(), q.shape(0), radius, threads, filter); });
                 return range_arrays(std::move(r));
             },
-            py::arg("queries"), py::arg("radius"), py::arg("threads") = 0);
+            py::arg("queries"), py::arg("radius"), py::arg("threads") = 0, py::arg("allow") = py::none(),
+            py::arg("deny") = py::none());
     bind_common(flat);
 
     py::class_<MIHIndex> mih(m, "MIHIndex");
@@ -306,25 +363,31 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("m_requested", &MIHIndex::m_requested)
         .def(
             "search",
-            [](const MIHIndex& self, const Codes& q, int64_t k, int threads) {
+            [](const MIHIndex& self, const Codes& q, int64_t k, int threads, std::optional<Ids> allow,
+               std::optional<Ids> deny) {
+                const IdFilter filter = make_filter(allow, deny);
                 MihStats st;
                 py::tuple r = knn_arrays(self, q, k, [&](const uint8_t* qs, int64_t nq, int32_t* d, int64_t* i) {
-                    self.search(qs, nq, k, threads, d, i, &st);
+                    self.search(qs, nq, k, threads, d, i, &st, filter);
                 });
                 return py::make_tuple(r[0], r[1], stats_dict(st));
             },
-            py::arg("queries"), py::arg("k"), py::arg("threads") = 0)
+            py::arg("queries"), py::arg("k"), py::arg("threads") = 0, py::arg("allow") = py::none(),
+            py::arg("deny") = py::none())
         .def(
             "range_search",
-            [](const MIHIndex& self, const Codes& q, int32_t radius, int threads) {
+            [](const MIHIndex& self, const Codes& q, int32_t radius, int threads, std::optional<Ids> allow,
+               std::optional<Ids> deny) {
                 check_rows(q, self.code_size(), "queries");
+                const IdFilter filter = make_filter(allow, deny);
                 RangeResult r;
                 MihStats st;
-                run_interruptible([&] { r = self.range_search(q.data(), q.shape(0), radius, threads, &st); });
+                run_interruptible([&] { r = self.range_search(q.data(), q.shape(0), radius, threads, &st, filter); });
                 py::tuple t = range_arrays(std::move(r));
                 return py::make_tuple(t[0], t[1], t[2], stats_dict(st));
             },
-            py::arg("queries"), py::arg("radius"), py::arg("threads") = 0);
+            py::arg("queries"), py::arg("radius"), py::arg("threads") = 0, py::arg("allow") = py::none(),
+            py::arg("deny") = py::none());
     bind_common(mih);
 
     py::class_<MultiFieldIndex> multi(m, "MultiFieldIndex");
@@ -355,7 +418,8 @@ PYBIND11_MODULE(_core, m) {
             "search",
             [](const MultiFieldIndex& self, const std::vector<std::optional<Codes>>& queries,
                const std::vector<double>& weights, int64_t nq, int64_t k, std::optional<Ids> exclude,
-               bool one_per_group, int threads) {
+               bool one_per_group, int threads, std::optional<Ids> allow, std::optional<Ids> deny) {
+                const IdFilter filter = make_filter(allow, deny);
                 if (static_cast<int>(queries.size()) != self.nfields() || weights.size() != queries.size())
                     throw std::invalid_argument("queries and weights: expected one entry per field");
                 std::vector<FieldQuery> fq(queries.size());
@@ -373,11 +437,11 @@ PYBIND11_MODULE(_core, m) {
                 double* d = distances.mutable_data();
                 int64_t* i = ids.mutable_data();
                 run_interruptible(
-                    [&] { self.search(fq, nq, k, exclude ? exclude->data() : nullptr, one_per_group, threads, d, i); });
+                    [&] { self.search(fq, nq, k, exclude ? exclude->data() : nullptr, one_per_group, threads, d, i, filter); });
                 return py::make_tuple(distances, ids);
             },
             py::arg("queries"), py::arg("weights"), py::arg("nq"), py::arg("k"), py::arg("exclude_groups"),
-            py::arg("one_per_group"), py::arg("threads") = 0)
+            py::arg("one_per_group"), py::arg("threads") = 0, py::arg("allow") = py::none(), py::arg("deny") = py::none())
         .def(
             "get",
             [](const MultiFieldIndex& self, int field, const Ids& ids) {

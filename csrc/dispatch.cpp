@@ -15,10 +15,10 @@ namespace hashindex {
 namespace {
 
 const Kernels kTable[] = {
-    {SimdLevel::Scalar, "scalar", scan_scalar, filter_scalar},
+    {SimdLevel::Scalar, "scalar", scan_scalar, filter_scalar, peak_scalar, weighted_scalar},
 #if defined(HASHINDEX_X86)
-    {SimdLevel::AVX2, "avx2", scan_avx2, filter_avx2},
-    {SimdLevel::AVX512, "avx512", scan_avx512, filter_avx512},
+    {SimdLevel::AVX2, "avx2", scan_avx2, filter_avx2, peak_avx2, weighted_avx2},
+    {SimdLevel::AVX512, "avx512", scan_avx512, filter_avx512, peak_avx512, weighted_avx512},
 #endif
 };
 constexpr int kTableSize = sizeof(kTable) / sizeof(kTable[0]);

@@ -15,6 +15,8 @@ struct Kernels {
     const char* name;
     ScanFn scan;
     FilterFn filter;
+    PeakFn peak;
+    WeightedScanFn weighted;
 };
 
 // Kernels in use now. A search reads this once and keeps it for its duration.

@@ -38,26 +38,55 @@ void FlatIndex::add(const uint8_t* codes, int64_t n, const int64_t* ids) {
     }
 }
 
+FlatIndex FlatIndex::subset(const std::vector<int64_t>& slots) const {
+    FlatIndex sub(nbits_);
+    const auto m = static_cast<int64_t>(slots.size());
+    std::vector<uint8_t> rows(slots.size() * static_cast<std::size_t>(code_size()));
+    std::vector<int64_t> sub_ids(slots.size());
+    for (int64_t i = 0; i < m; ++i) {
+        store_.read_row(slots[static_cast<std::size_t>(i)], rows.data() + i * code_size());
+        sub_ids[static_cast<std::size_t>(i)] = ids_.slot_ids()[slots[static_cast<std::size_t>(i)]];
+    }
+    if (m) sub.add(rows.data(), m, sub_ids.data());
+    return sub;
+}
+
 void FlatIndex::search(const uint8_t* queries, int64_t nq, int64_t k, int threads, int32_t* distances,
-                       int64_t* ids) const {
+                       int64_t* ids, const IdFilter& filter) const {
     HX_CHECK(k > 0, "k must be > 0, got " + std::to_string(k));
-    const std::vector<uint64_t> qwords = rows_to_words(queries, nq, code_size());
     std::shared_lock<std::shared_mutex> lk(mu_);
     const int64_t n = store_.size();
+    if (gather_pays(filter, n)) {
+        const FlatIndex sub = subset(allowed_slots(filter, ids_));
+        lk.unlock();
+        sub.search(queries, nq, k, threads, distances, ids);
+        return;
+    }
+    const std::vector<uint64_t> qwords = rows_to_words(queries, nq, code_size());
+    const std::vector<uint8_t> mask = filter.active() ? slot_mask(filter, ids_, n, nullptr) : std::vector<uint8_t>();
+    const uint8_t* pass = mask.empty() ? nullptr : mask.data();
     scan_store<TopKSink>(
-        store_, qwords.data(), nq, threads, [&](int64_t) { return TopKSink(k, n, ids_.slot_ids()); },
+        store_, qwords.data(), nq, threads, [&](int64_t) { return TopKSink(k, n, ids_.slot_ids(), pass); },
         [&](int64_t q, TopKSink& sink) { sink.write_sorted(distances + q * k, ids + q * k); });
 }
 
-RangeResult FlatIndex::range_search(const uint8_t* queries, int64_t nq, int32_t radius, int threads) const {
+RangeResult FlatIndex::range_search(const uint8_t* queries, int64_t nq, int32_t radius, int threads,
+                                    const IdFilter& filter) const {
     HX_CHECK(radius >= 0, "radius must be >= 0, got " + std::to_string(radius));
-    const std::vector<uint64_t> qwords = rows_to_words(queries, nq, code_size());
     std::vector<std::vector<Hit>> per_query(static_cast<std::size_t>(nq));
     {
         std::shared_lock<std::shared_mutex> lk(mu_);
         const int64_t n = store_.size();
+        if (gather_pays(filter, n)) {
+            const FlatIndex sub = subset(allowed_slots(filter, ids_));
+            lk.unlock();
+            return sub.range_search(queries, nq, radius, threads);
+        }
+        const std::vector<uint64_t> qwords = rows_to_words(queries, nq, code_size());
+        const std::vector<uint8_t> mask = filter.active() ? slot_mask(filter, ids_, n, nullptr) : std::vector<uint8_t>();
+        const uint8_t* pass = mask.empty() ? nullptr : mask.data();
         scan_store<RangeSink>(
-            store_, qwords.data(), nq, threads, [&](int64_t) { return RangeSink(radius, n, ids_.slot_ids()); },
+            store_, qwords.data(), nq, threads, [&](int64_t) { return RangeSink(radius, n, ids_.slot_ids(), pass); },
             [&](int64_t q, RangeSink& sink) { per_query[static_cast<std::size_t>(q)] = sink.sorted(); });
     }
     RangeResult r;

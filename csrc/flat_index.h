@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "code_store.h"
+#include "id_filter.h"
 #include "id_map.h"
 #include "results.h"
 
@@ -27,9 +28,11 @@ public:
 
     // ids may be null: then ids continue after the largest id ever added.
     void add(const uint8_t* codes, int64_t n, const int64_t* ids);
+    // filter: only allowed (or all but denied) ids are returned; k results whenever k pass.
     void search(const uint8_t* queries, int64_t nq, int64_t k, int threads, int32_t* distances,
-                int64_t* ids) const;
-    RangeResult range_search(const uint8_t* queries, int64_t nq, int32_t radius, int threads) const;
+                int64_t* ids, const IdFilter& filter = {}) const;
+    RangeResult range_search(const uint8_t* queries, int64_t nq, int32_t radius, int threads,
+                             const IdFilter& filter = {}) const;
     // All or nothing: throws MissingIdError before changing anything if an id is absent.
     void remove(const int64_t* ids, int64_t n);
     void get(const int64_t* ids, int64_t n, uint8_t* out) const;
@@ -47,6 +50,9 @@ public:
     FlatIndex(FlatIndex&& other) noexcept;
 
 private:
+    // A new index holding these slots' codes and ids (the caller holds the lock).
+    FlatIndex subset(const std::vector<int64_t>& slots) const;
+
     int nbits_;
     CodeStore store_;
     IdMap ids_;

@@ -110,6 +110,11 @@ void scan_words(const uint64_t* blocks, int64_t b0, int64_t b1, int words, const
     if (q < nq) scan_group<1, WC>(blocks, b0, b1, words, queries + q * words, sinks + q);
 }
 
+inline uint32_t popcount64(uint64_t x) { return static_cast<uint32_t>(_mm_popcnt_u64(x)); }
+
+// Lane by lane with POPCNT: the AVX2 level is the fallback for CPUs without AVX-512.
+#include "kernel_weighted_generic.h"
+
 }  // namespace
 
 void scan_avx2(const uint64_t* blocks, int64_t b0, int64_t b1, int words, const uint64_t* queries,
@@ -121,6 +126,41 @@ void scan_avx2(const uint64_t* blocks, int64_t b0, int64_t b1, int words, const 
         case 16: scan_words<16>(blocks, b0, b1, words, queries, nq, sinks); break;
         default: scan_words<0>(blocks, b0, b1, words, queries, nq, sinks); break;
     }
+}
+
+void weighted_avx2(const FieldBlocks* fields, int nfields, int64_t b0, int64_t b1, int64_t nq,
+                   WeightedSink* const* sinks, uint32_t* scratch) {
+    weighted_generic(fields, nfields, b0, b1, nq, sinks, scratch);
+}
+
+int64_t peak_avx2(int64_t iters, uint64_t seed, uint64_t* sink) {
+    // Mula's PSHUFB popcount, as the scan kernel counts; 4 chains fit the 16 ymm registers.
+    const Luts c;
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i x[4], cnt[4], sums = zero;
+    for (int i = 0; i < 4; ++i) {
+        x[i] = _mm256_set1_epi64x(static_cast<long long>(seed * (2 * i + 1)));
+        cnt[i] = zero;
+    }
+    __m256i q = _mm256_set1_epi64x(static_cast<long long>(seed ^ 0x5555555555555555ULL));
+    const __m256i step = _mm256_set1_epi64x(1);
+    for (int64_t it = 0; it < iters; ++it) {
+        q = _mm256_add_epi64(q, step);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i)
+            cnt[i] = _mm256_add_epi8(cnt[i], popcount_bytes(_mm256_xor_si256(x[i], q), c.lut, c.low_mask));
+        if ((it + 1) % kFlushWords == 0) {  // byte counters fold into 64-bit sums, as in the scan
+            for (int i = 0; i < 4; ++i) {
+                sums = _mm256_add_epi64(sums, _mm256_sad_epu8(cnt[i], zero));
+                cnt[i] = zero;
+            }
+        }
+    }
+    for (int i = 0; i < 4; ++i) sums = _mm256_add_epi64(sums, _mm256_sad_epu8(cnt[i], zero));
+    alignas(32) uint64_t lanes[4];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), sums);
+    *sink = lanes[0] + lanes[1] + lanes[2] + lanes[3];
+    return iters * 4 * 32;
 }
 
 int64_t filter_avx2(const uint64_t* rows, int64_t n, int words, const uint64_t* query, int32_t threshold,

@@ -95,7 +95,76 @@ void scan_words(const uint64_t* blocks, int64_t b0, int64_t b1, int words, const
     }
 }
 
+// acc[j] += distances of one field's block to query j (q: G rows of `words` words).
+template <int G, int WC>
+inline void field_acc(const uint64_t* blk, const uint64_t* q, int runtime_words, __m512i* acc) {
+    const int words = WC ? WC : runtime_words;
+#pragma GCC unroll 16
+    for (int w = 0; w < words; ++w) {
+        const __m512i x = _mm512_load_si512(reinterpret_cast<const void*>(blk + w * kBlock));
+#pragma GCC unroll 4
+        for (int j = 0; j < G; ++j)
+            acc[j] = _mm512_add_epi64(acc[j], _mm512_popcnt_epi64(_mm512_xor_si512(
+                                                  x, _mm512_set1_epi64(static_cast<long long>(q[j * words + w])))));
+    }
+}
+
+// G queries share each load of a field's block; per query the fields' distances are summed with
+// their weights in double precision (VCVTQQ2PD + FMA) and compared with the sink's bound.
+template <int G>
+void weighted_group(const FieldBlocks* fields, int nfields, int64_t b0, int64_t b1, int64_t q0,
+                    WeightedSink* const* sinks, uint32_t* scratch) {
+    for (int64_t b = b0; b < b1; ++b) {
+        __m512d total[G];
+#pragma GCC unroll 4
+        for (int j = 0; j < G; ++j) total[j] = _mm512_setzero_pd();
+        for (int f = 0; f < nfields; ++f) {
+            const FieldBlocks& fb = fields[f];
+            const uint64_t* blk = fb.blocks + b * kBlock * fb.words;
+            const uint64_t* q = fb.queries + q0 * fb.words;
+            __m512i acc[G];
+#pragma GCC unroll 4
+            for (int j = 0; j < G; ++j) acc[j] = _mm512_setzero_si512();
+            switch (fb.words) {  // the usual code lengths unrolled (64 to 1024 bits)
+                case 1: field_acc<G, 1>(blk, q, 1, acc); break;
+                case 2: field_acc<G, 2>(blk, q, 2, acc); break;
+                case 4: field_acc<G, 4>(blk, q, 4, acc); break;
+                case 8: field_acc<G, 8>(blk, q, 8, acc); break;
+                case 16: field_acc<G, 16>(blk, q, 16, acc); break;
+                default: field_acc<G, 0>(blk, q, fb.words, acc); break;
+            }
+            const __m512d weight = _mm512_set1_pd(fb.weight);
+#pragma GCC unroll 4
+            for (int j = 0; j < G; ++j) total[j] = _mm512_fmadd_pd(_mm512_cvtepi64_pd(acc[j]), weight, total[j]);
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < G; ++j) {
+            const __mmask8 m = _mm512_cmp_pd_mask(total[j], _mm512_set1_pd(sinks[q0 + j]->bound), _CMP_LE_OQ);
+            if (__builtin_expect(m == 0, 1)) continue;
+            for (int f = 0; f < nfields; ++f) {  // cold: the fields' distances of this block, for the sink
+                const FieldBlocks& fb = fields[f];
+                const __m512i acc = block_distance(fb.blocks + b * kBlock * fb.words, fb.queries + (q0 + j) * fb.words,
+                                                   fb.words, 0);
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(scratch + f * kBlock), _mm512_cvtepi64_epi32(acc));
+            }
+            sinks[q0 + j]->on_hits(sinks[q0 + j], b * kBlock, m, scratch);
+        }
+    }
+}
+
 }  // namespace
+
+void weighted_avx512(const FieldBlocks* fields, int nfields, int64_t b0, int64_t b1, int64_t nq,
+                     WeightedSink* const* sinks, uint32_t* scratch) {
+    int64_t q = 0;
+    for (; q + 4 <= nq; q += 4) weighted_group<4>(fields, nfields, b0, b1, q, sinks, scratch);
+    switch (nq - q) {
+        case 3: weighted_group<3>(fields, nfields, b0, b1, q, sinks, scratch); break;
+        case 2: weighted_group<2>(fields, nfields, b0, b1, q, sinks, scratch); break;
+        case 1: weighted_group<1>(fields, nfields, b0, b1, q, sinks, scratch); break;
+        default: break;
+    }
+}
 
 void scan_avx512(const uint64_t* blocks, int64_t b0, int64_t b1, int words, const uint64_t* queries,
                  int64_t nq, HitSink* const* sinks) {
@@ -107,6 +176,26 @@ void scan_avx512(const uint64_t* blocks, int64_t b0, int64_t b1, int words, cons
         case 16: scan_words<16>(blocks, b0, b1, words, queries, nq, sinks); break;
         default: scan_words<0>(blocks, b0, b1, words, queries, nq, sinks); break;
     }
+}
+
+int64_t peak_avx512(int64_t iters, uint64_t seed, uint64_t* sink) {
+    // 8 chains of VPOPCNTQ: more than its latency (3 cycles) x throughput (1-2 per cycle).
+    __m512i x[8], acc[8];
+    for (int i = 0; i < 8; ++i) {
+        x[i] = _mm512_set1_epi64(static_cast<long long>(seed * (2 * i + 1)));
+        acc[i] = _mm512_setzero_si512();
+    }
+    __m512i q = _mm512_set1_epi64(static_cast<long long>(seed ^ 0x5555555555555555ULL));
+    const __m512i step = _mm512_set1_epi64(1);
+    for (int64_t it = 0; it < iters; ++it) {
+        q = _mm512_add_epi64(q, step);  // a new query word each round: nothing to hoist out of the loop
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i) acc[i] = _mm512_add_epi64(acc[i], _mm512_popcnt_epi64(_mm512_xor_si512(x[i], q)));
+    }
+    __m512i total = acc[0];
+    for (int i = 1; i < 8; ++i) total = _mm512_add_epi64(total, acc[i]);
+    *sink = static_cast<uint64_t>(_mm512_reduce_add_epi64(total));
+    return iters * 8 * 64;
 }
 
 int64_t filter_avx512(const uint64_t* rows, int64_t n, int words, const uint64_t* query, int32_t threshold,

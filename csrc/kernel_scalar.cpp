@@ -16,7 +16,26 @@ inline uint32_t popcount64(uint64_t x) {
 #endif
 }
 
+#include "kernel_weighted_generic.h"
+
 }  // namespace
+
+void weighted_scalar(const FieldBlocks* fields, int nfields, int64_t b0, int64_t b1, int64_t nq,
+                     WeightedSink* const* sinks, uint32_t* scratch) {
+    weighted_generic(fields, nfields, b0, b1, nq, sinks, scratch);
+}
+
+int64_t peak_scalar(int64_t iters, uint64_t seed, uint64_t* sink) {
+    uint64_t x[4], acc[4] = {0, 0, 0, 0};
+    for (int i = 0; i < 4; ++i) x[i] = seed * static_cast<uint64_t>(2 * i + 1);
+    uint64_t q = seed ^ 0x5555555555555555ULL;
+    for (int64_t it = 0; it < iters; ++it) {
+        ++q;
+        for (int i = 0; i < 4; ++i) acc[i] += popcount64(x[i] ^ q);
+    }
+    *sink = acc[0] + acc[1] + acc[2] + acc[3];
+    return iters * 4 * 8;
+}
 
 int64_t filter_scalar(const uint64_t* rows, int64_t n, int words, const uint64_t* query, int32_t threshold,
                       uint32_t* idx, uint32_t* dist) {

@@ -43,10 +43,42 @@ using ScanFn = void (*)(const uint64_t* blocks, int64_t block_begin, int64_t blo
 using FilterFn = int64_t (*)(const uint64_t* rows, int64_t n, int words, const uint64_t* query, int32_t threshold,
                              uint32_t* idx, uint32_t* dist);
 
+// Several code fields of the same items (one blocked store each, same slots), searched by a
+// weighted sum of the fields' distances (MultiFieldIndex). Rule: for each query q and slot s, if
+// sum_f weight_f * d_f(q, s) <= sink->bound (within a relative 1e-12, the order of the sum being the
+// variant's), the slot is reported with every field's distance; the sink re-checks exactly.
+struct FieldBlocks {
+    const uint64_t* blocks;   // the field's store
+    int words;                // words per code of this field
+    const uint64_t* queries;  // nq rows of `words` words
+    double weight;            // > 0
+};
+
+struct WeightedSink {
+    double bound;
+    // lanes: bit l set => slot first_slot + l qualifies; dist[f * kBlock + l] is its distance in field f.
+    void (*on_hits)(WeightedSink* self, int64_t first_slot, uint32_t lanes, const uint32_t* dist);
+};
+
+// scratch: nfields * kBlock entries for the distances handed to on_hits.
+using WeightedScanFn = void (*)(const FieldBlocks* fields, int nfields, int64_t block_begin, int64_t block_end,
+                                int64_t nq, WeightedSink* const* sinks, uint32_t* scratch);
+
+// The roofline: `iters` rounds of XOR + popcount + add on register-resident data (no loads), as
+// many independent chains as the level's registers allow, so only the popcount unit limits it.
+// Returns the code bytes compared; writes a checksum to *sink so the work cannot be dropped.
+using PeakFn = int64_t (*)(int64_t iters, uint64_t seed, uint64_t* sink);
+
+int64_t peak_scalar(int64_t, uint64_t, uint64_t*);
+void weighted_scalar(const FieldBlocks*, int, int64_t, int64_t, int64_t, WeightedSink* const*, uint32_t*);
 void scan_scalar(const uint64_t*, int64_t, int64_t, int, const uint64_t*, int64_t, HitSink* const*);
 int64_t filter_scalar(const uint64_t*, int64_t, int, const uint64_t*, int32_t, uint32_t*, uint32_t*);
 #if defined(__x86_64__) || defined(_M_X64)
 #define HASHINDEX_X86 1
+int64_t peak_avx2(int64_t, uint64_t, uint64_t*);
+void weighted_avx2(const FieldBlocks*, int, int64_t, int64_t, int64_t, WeightedSink* const*, uint32_t*);
+void weighted_avx512(const FieldBlocks*, int, int64_t, int64_t, int64_t, WeightedSink* const*, uint32_t*);
+int64_t peak_avx512(int64_t, uint64_t, uint64_t*);
 void scan_avx2(const uint64_t*, int64_t, int64_t, int, const uint64_t*, int64_t, HitSink* const*);
 int64_t filter_avx2(const uint64_t*, int64_t, int, const uint64_t*, int32_t, uint32_t*, uint32_t*);
 void scan_avx512(const uint64_t*, int64_t, int64_t, int, const uint64_t*, int64_t, HitSink* const*);

@@ -139,6 +139,7 @@ void MIHIndex::rebuild() {
     tables_.swap(tables);
     tail_.reset();
     cost_.gave_up_history.store(0);
+    calibrate();
 }
 
 // Codes added since the last rebuild are scanned with every query, so the tail

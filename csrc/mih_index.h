@@ -84,9 +84,12 @@ public:
     int m_requested() const { return m_requested_; }
 
     void add(const uint8_t* codes, int64_t n, const int64_t* ids);
+    // filter as in FlatIndex: inside the probe loop and the scans, so the stopping rule stays exact
+    // (filtered items only leave the candidate set); a small allow list is gathered and scanned.
     void search(const uint8_t* queries, int64_t nq, int64_t k, int threads, int32_t* distances, int64_t* ids,
-                MihStats* stats) const;
-    RangeResult range_search(const uint8_t* queries, int64_t nq, int32_t radius, int threads, MihStats* stats) const;
+                MihStats* stats, const IdFilter& filter = {}) const;
+    RangeResult range_search(const uint8_t* queries, int64_t nq, int32_t radius, int threads, MihStats* stats,
+                             const IdFilter& filter = {}) const;
     void remove(const int64_t* ids, int64_t n);
     void get(const int64_t* ids, int64_t n, uint8_t* out) const;
     std::vector<int64_t> ids() const;
@@ -113,9 +116,13 @@ private:
     struct Query;
 
     int choose_m(int64_t n) const;
+    // The allowed live items as a FlatIndex (the caller holds the lock).
+    FlatIndex gather(const IdFilter& filter) const;
     void gather_live(std::vector<uint8_t>* rows, std::vector<int64_t>& ids) const;
     int64_t next_default_id() const;
     void rebuild();
+    // Sets the cost model's scales from timed scans and probes of this index on this machine.
+    void calibrate();
     void maybe_rebuild();
     // Probes for one query into its sink; false if the cost model gave up on it.
     template <class Sink>

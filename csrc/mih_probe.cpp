@@ -9,6 +9,7 @@
 #include <cmath>
 #include <mutex>
 #include <new>
+#include <thread>
 
 #include "dispatch.h"
 #include "errors.h"
@@ -184,6 +185,56 @@ bool MIHIndex::probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& 
     return !gave_up;
 }
 
+// The fixed model's constants were fitted on one VM and the scales were learned over the first
+// queries: on a Zen 4 host the first 20 queries of a fresh 1M-code index averaged 0.14-0.31 ms
+// where probing answers in 0.025 ms. So each rebuild (and load) times what this index costs here:
+// scans of the main part (one query, and a batch) and probes of stored codes (queries near stored
+// codes are what retrieval asks). Small indexes skip it: their scans take microseconds.
+void MIHIndex::calibrate() {
+    const int64_t n = main_.size();
+    if (n < (int64_t{1} << 14) || tables_.empty()) return;
+    const int threads = resolve_threads(0);
+    const int64_t nq = std::max<int64_t>(8, 2 * threads);
+    std::vector<uint64_t> q(static_cast<std::size_t>(nq * words_));
+    for (int64_t i = 0; i < nq; ++i) main_.read_words(i * (n / nq), &q[static_cast<std::size_t>(i * words_)]);
+    const double words = static_cast<double>(n) * words_;
+    auto scan_ns = [&](int64_t count) {
+        double best = 1e300;
+        for (int r = 0; r < 3; ++r) {  // the fastest of three: a preempted run is not the scan's cost
+            const double t0 = mih::now_ns();
+            scan_store<TopKSink>(main_, q.data(), count, 0, [&](int64_t) { return TopKSink(10, n, main_ids_.slot_ids(), alive_.data()); },
+                                 [](int64_t, TopKSink&) {});
+            best = std::min(best, mih::now_ns() - t0);
+        }
+        return best;
+    };
+    cost_.scan_single_ns.store(scan_ns(1) / words, std::memory_order_relaxed);
+    cost_.scan_batch_ns.store(scan_ns(nq) * threads / (static_cast<double>(nq) * words), std::memory_order_relaxed);
+    // Every worker's probe marks (4 bytes per code) are allocated now, not in some later query's
+    // time (+0.2 ms on the first query of each thread at 1M codes, +2 ms at 10M): one task per
+    // thread, each waiting (at most 20 ms) until all have started, so that each thread takes one.
+    std::atomic<int> started{0};
+    parallel_for(threads, threads, [&](int64_t) {
+        t_stamps.next(static_cast<std::size_t>(n));
+        started.fetch_add(1);
+        const double until = mih::now_ns() + 2e7;
+        while (started.load() < threads && mih::now_ns() < until) std::this_thread::yield();
+    });
+    std::vector<double> ratios;
+    for (int64_t i = 0; i < nq; ++i) {
+        TopKSink sink(10, n, main_ids_.slot_ids(), alive_.data());
+        MihStats st;
+        const double t0 = mih::now_ns();
+        probe(&q[static_cast<std::size_t>(i * words_)], sink, 1e300, st);
+        const double elapsed = mih::now_ns() - t0;
+        const double modelled = MihCostModel::modelled_probe_ns(st.buckets, st.candidates * words_, st.hits);
+        if (modelled > 0) ratios.push_back(elapsed / modelled);
+    }
+    if (ratios.empty()) return;
+    std::nth_element(ratios.begin(), ratios.begin() + static_cast<std::ptrdiff_t>(ratios.size() / 2), ratios.end());
+    cost_.probe_scale.store(std::min(10.0, std::max(0.1, ratios[ratios.size() / 2])), std::memory_order_relaxed);
+}
+
 template <class Sink>
 bool MIHIndex::try_probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& st) const {
     if (cost_.skip_probe()) return false;
@@ -239,20 +290,54 @@ MihStats MIHIndex::answer_main(const std::vector<uint64_t>& qwords, int64_t nq, 
     return total;
 }
 
+FlatIndex MIHIndex::gather(const IdFilter& filter) const {
+    std::vector<int64_t> wanted(filter.ids, filter.ids + filter.n);  // an allow list may repeat an id
+    std::sort(wanted.begin(), wanted.end());
+    wanted.erase(std::unique(wanted.begin(), wanted.end()), wanted.end());
+    std::vector<uint8_t> rows;
+    std::vector<int64_t> ids;
+    std::vector<uint8_t> row(static_cast<std::size_t>(code_size()));
+    for (const int64_t id : wanted) {
+        if (main_ids_.contains(id))  // removed ids are forgotten by main_ids_, so this one is live
+            main_.read_row(main_ids_.slot_of(id), row.data());
+        else if (tail_.contains(id))
+            tail_.get(&id, 1, row.data());
+        else
+            continue;
+        rows.insert(rows.end(), row.begin(), row.end());
+        ids.push_back(id);
+    }
+    FlatIndex sub(nbits_);
+    if (!ids.empty()) sub.add(rows.data(), static_cast<int64_t>(ids.size()), ids.data());
+    return sub;
+}
+
 void MIHIndex::search(const uint8_t* queries, int64_t nq, int64_t k, int threads, int32_t* distances,
-                      int64_t* ids, MihStats* stats) const {
+                      int64_t* ids, MihStats* stats, const IdFilter& filter) const {
     HX_CHECK(k > 0, "k must be > 0, got " + std::to_string(k));
-    const std::vector<uint64_t> qwords = rows_to_words(queries, nq, code_size());
     std::shared_lock<std::shared_mutex> lk(mu_);
     const int64_t n = main_.size();
+    if (gather_pays(filter, n + tail_.size())) {
+        const FlatIndex sub = gather(filter);
+        lk.unlock();
+        sub.search(queries, nq, k, threads, distances, ids);
+        if (stats) {
+            *stats = MihStats{};
+            stats->queries = stats->by_scan = nq;
+        }
+        return;
+    }
+    const std::vector<uint64_t> qwords = rows_to_words(queries, nq, code_size());
+    const std::vector<uint8_t> mask = filter.active() ? slot_mask(filter, main_ids_, n, alive_.data()) : std::vector<uint8_t>();
+    const uint8_t* pass = filter.active() ? mask.data() : alive_.data();
     std::vector<std::vector<Hit>> best(static_cast<std::size_t>(nq));
     const MihStats total = answer_main<TopKSink>(
-        qwords, nq, threads, k, [&] { return TopKSink(k, n, main_ids_.slot_ids(), alive_.data()); },
+        qwords, nq, threads, k, [&] { return TopKSink(k, n, main_ids_.slot_ids(), pass); },
         [&](int64_t q, TopKSink& sink) { best[static_cast<std::size_t>(q)] = sink.best_k(); });
     if (tail_.size() > 0) {
         std::vector<int32_t> td(static_cast<std::size_t>(nq * k));
         std::vector<int64_t> ti(static_cast<std::size_t>(nq * k));
-        tail_.search(queries, nq, k, threads, td.data(), ti.data());
+        tail_.search(queries, nq, k, threads, td.data(), ti.data(), filter);
         for (int64_t q = 0; q < nq; ++q) {
             std::vector<Hit> more;
             for (int64_t j = 0; j < k && ti[static_cast<std::size_t>(q * k + j)] != kPadId; ++j)
@@ -265,17 +350,28 @@ void MIHIndex::search(const uint8_t* queries, int64_t nq, int64_t k, int threads
 }
 
 RangeResult MIHIndex::range_search(const uint8_t* queries, int64_t nq, int32_t radius, int threads,
-                                   MihStats* stats) const {
+                                   MihStats* stats, const IdFilter& filter) const {
     HX_CHECK(radius >= 0, "radius must be >= 0, got " + std::to_string(radius));
-    const std::vector<uint64_t> qwords = rows_to_words(queries, nq, code_size());
     std::shared_lock<std::shared_mutex> lk(mu_);
     const int64_t n = main_.size();
+    if (gather_pays(filter, n + tail_.size())) {
+        const FlatIndex sub = gather(filter);
+        lk.unlock();
+        if (stats) {
+            *stats = MihStats{};
+            stats->queries = stats->by_scan = nq;
+        }
+        return sub.range_search(queries, nq, radius, threads);
+    }
+    const std::vector<uint64_t> qwords = rows_to_words(queries, nq, code_size());
+    const std::vector<uint8_t> mask = filter.active() ? slot_mask(filter, main_ids_, n, alive_.data()) : std::vector<uint8_t>();
+    const uint8_t* pass = filter.active() ? mask.data() : alive_.data();
     std::vector<std::vector<Hit>> found(static_cast<std::size_t>(nq));
     const MihStats total = answer_main<RangeSink>(
-        qwords, nq, threads, -1 - static_cast<int64_t>(radius), [&] { return RangeSink(radius, n, main_ids_.slot_ids(), alive_.data()); },
+        qwords, nq, threads, -1 - static_cast<int64_t>(radius), [&] { return RangeSink(radius, n, main_ids_.slot_ids(), pass); },
         [&](int64_t q, RangeSink& sink) { found[static_cast<std::size_t>(q)] = sink.sorted(); });
     if (tail_.size() > 0) {
-        RangeResult t = tail_.range_search(queries, nq, radius, threads);
+        RangeResult t = tail_.range_search(queries, nq, radius, threads, filter);
         for (int64_t q = 0; q < nq; ++q) {
             std::vector<Hit>& f = found[static_cast<std::size_t>(q)];
             const std::size_t mid = f.size();

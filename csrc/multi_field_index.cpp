@@ -1,6 +1,7 @@
 #include "multi_field_index.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <mutex>
 #include <set>
@@ -17,35 +18,14 @@
 namespace hashindex {
 namespace {
 
-// Slots whose per-field distances are computed together before they are summed:
-// 1024 codes of a few hundred bytes per field stay in L2 between the passes.
+// Items scanned per pass of a query block: 1024 codes of a few hundred bytes per field stay in L2
+// while every query of the block passes over them.
 constexpr int64_t kChunkSlots = 1024;
+// Queries sharing the passes over one chunk (the kernel takes them 4 at a time): the chunk comes
+// from memory once per block of queries, so larger blocks cut memory traffic (32 left "both fields"
+// at 1.30x FlatIndex's time at 200k items; see benchmarks/RESULTS.md).
+constexpr int64_t kQueryBlock = 256;
 constexpr double kInf = std::numeric_limits<double>::infinity();
-// Marks a lane the kernel did not report (above the field's bound).
-constexpr uint32_t kUnreported = std::numeric_limits<uint32_t>::max();
-
-// Receives every lane of the scanned blocks (threshold = max) into dist[slot - base].
-struct AllDistances : HitSink {
-    int64_t base, end;
-    uint32_t* dist;
-    std::vector<uint32_t>* reported = nullptr;  // offsets of reported lanes, in order (one field only)
-    AllDistances(int64_t base_, int64_t end_, uint32_t* dist_) : base(base_), end(end_), dist(dist_) {
-        threshold = std::numeric_limits<int32_t>::max();
-        on_hits = &cb;
-    }
-    static void cb(HitSink* self, int64_t first_slot, uint32_t lanes, const uint32_t* d) {
-        auto* s = static_cast<AllDistances*>(self);
-        for (int l = 0; l < kBlock; ++l)
-            if ((lanes >> l) & 1u) {
-                const int64_t slot = first_slot + l;
-                if (slot >= s->base && slot < s->end) {
-                    s->dist[slot - s->base] = d[l];
-                    if (s->reported) s->reported->push_back(static_cast<uint32_t>(slot - s->base));
-                }
-            }
-    }
-};
-
 struct WeightedHit {
     double distance;
     int64_t id, group;
@@ -147,58 +127,90 @@ void MultiFieldIndex::add(const std::vector<const uint8_t*>& fields, int64_t n, 
     }
 }
 
+namespace {
+
+// One query's sink for the weighted kernel: re-checks each reported slot exactly (the weighted sum
+// in field order, as the Python oracle adds it), applies the group rules and the filter, offers it
+// to the query's Top, and lowers the kernel's bound to the new k-th best.
+struct FusedSink : WeightedSink {
+    MultiFieldIndex::Top* top;
+    const std::vector<double>* weights;  // of the active fields, in field order
+    const int64_t* slot_ids;
+    const int64_t* groups;
+    const uint8_t* pass;
+    int64_t end, exclude;
+
+    void tighten() {
+        const double bar = top->bar();
+        // A margin for the kernel's own summation order (FMA, lanes): it must never drop a slot the
+        // exact sum keeps; the exact re-check below decides.
+        bound = bar == kInf ? kInf : bar + std::abs(bar) * 1e-9 + 1e-9;
+    }
+    static void cb(WeightedSink* self, int64_t first_slot, uint32_t lanes, const uint32_t* dist) {
+        auto* s = static_cast<FusedSink*>(self);
+        const std::size_t nf = s->weights->size();
+        while (lanes) {
+            const int l = __builtin_ctz(lanes);
+            lanes &= lanes - 1;
+            const int64_t slot = first_slot + l;
+            if (slot >= s->end || (s->pass && !s->pass[slot])) continue;
+            double d = 0.0;
+            for (std::size_t f = 0; f < nf; ++f) d += (*s->weights)[f] * dist[f * kBlock + static_cast<std::size_t>(l)];
+            if (d > s->top->bar()) continue;
+            const int64_t g = s->groups[slot];
+            if (s->exclude != kNoGroup && g == s->exclude) continue;
+            s->top->offer(WeightedHit{d, s->slot_ids[slot], g});
+        }
+        s->tighten();
+    }
+};
+
+}  // namespace
+
 void MultiFieldIndex::scan_range(const std::vector<std::vector<uint64_t>>& qwords,
-                                 const std::vector<FieldQuery>& queries, int64_t q, int64_t slot_begin,
-                                 int64_t slot_end, int64_t exclude, Top& top) const {
+                                 const std::vector<FieldQuery>& queries, int64_t q0, int64_t q1, int64_t slot_begin,
+                                 int64_t slot_end, const int64_t* exclude_groups, const uint8_t* pass,
+                                 Top* tops) const {
     const Kernels& kern = active_kernels();
-    const int64_t* slot_ids = ids_.slot_ids();
-    std::vector<int> active;
-    for (int f = 0; f < nfields(); ++f)
-        if (queries[static_cast<std::size_t>(f)].weight > 0) active.push_back(f);
-    std::vector<uint32_t> dist(active.size() * static_cast<std::size_t>(kChunkSlots));
-    std::vector<uint32_t> reported;
-    reported.reserve(static_cast<std::size_t>(kChunkSlots));
+    std::vector<FieldBlocks> fields;
+    std::vector<double> weights;
+    for (int f = 0; f < nfields(); ++f) {
+        const FieldQuery& fq = queries[static_cast<std::size_t>(f)];
+        if (fq.weight <= 0) continue;
+        const CodeStore& store = stores_[static_cast<std::size_t>(f)];
+        fields.push_back(FieldBlocks{store.blocks(), store.words(),
+                                     qwords[static_cast<std::size_t>(f)].data() + q0 * store.words(), fq.weight});
+        weights.push_back(fq.weight);
+    }
+    const int64_t nqb = q1 - q0;
+    std::vector<FusedSink> sinks(static_cast<std::size_t>(nqb));
+    std::vector<WeightedSink*> ptrs(static_cast<std::size_t>(nqb));
+    for (int64_t i = 0; i < nqb; ++i) {
+        FusedSink& s = sinks[static_cast<std::size_t>(i)];
+        s.on_hits = &FusedSink::cb;
+        s.top = &tops[i];
+        s.weights = &weights;
+        s.slot_ids = ids_.slot_ids();
+        s.groups = groups_.data();
+        s.pass = pass;
+        s.end = slot_end;
+        s.exclude = exclude_groups ? exclude_groups[q0 + i] : kNoGroup;
+        s.tighten();
+        ptrs[static_cast<std::size_t>(i)] = &s;
+    }
+    std::vector<uint32_t> scratch(fields.size() * kBlock);
+    // Chunks of items whose codes stay in L2 while every query of the block passes over them.
     for (int64_t c0 = slot_begin; c0 < slot_end; c0 += kChunkSlots) {
         interruption_point();
         const int64_t c1 = std::min(slot_end, c0 + kChunkSlots);
-        std::fill(dist.begin(), dist.end(), kUnreported);
-        reported.clear();
-        const double bar = top.bar();
-        for (std::size_t a = 0; a < active.size(); ++a) {
-            const auto f = static_cast<std::size_t>(active[a]);
-            const CodeStore& store = stores_[f];
-            AllDistances sink(c0, c1, dist.data() + a * kChunkSlots);
-            if (a == 0) sink.reported = &reported;
-            // Once k items are held, a slot can qualify only if weight x distance <= bar in every
-            // field, so the kernel drops the rest itself (one SIMD compare per 8 codes) instead of
-            // reporting every lane: measured 25x fewer q/s than FlatIndex without this bound.
-            const double limit = bar / queries[f].weight * (1 + 1e-9) + 1;
-            if (limit < static_cast<double>(std::numeric_limits<int32_t>::max())) sink.threshold = static_cast<int32_t>(limit);
-            HitSink* ptr = &sink;
-            kern.scan(store.blocks(), c0 / kBlock, (c1 + kBlock - 1) / kBlock, store.words(),
-                      qwords[f].data() + q * store.words(), 1, &ptr);
-        }
-        // Only slots within the first field's bound can qualify.
-        for (const uint32_t offset : reported) {
-            const int64_t s = c0 + offset;
-            double d = 0.0;
-            bool over = false;
-            for (std::size_t a = 0; a < active.size() && !over; ++a) {
-                const uint32_t fd = dist[a * kChunkSlots + static_cast<std::size_t>(s - c0)];
-                over = fd == kUnreported;
-                d += queries[static_cast<std::size_t>(active[a])].weight * fd;
-            }
-            if (over || d > top.bar()) continue;
-            const int64_t g = groups_[static_cast<std::size_t>(s)];
-            if (exclude != kNoGroup && g == exclude) continue;
-            top.offer(WeightedHit{d, slot_ids[s], g});
-        }
+        kern.weighted(fields.data(), static_cast<int>(fields.size()), c0 / kBlock, (c1 + kBlock - 1) / kBlock, nqb,
+                      ptrs.data(), scratch.data());
     }
 }
 
 void MultiFieldIndex::search(const std::vector<FieldQuery>& queries, int64_t nq, int64_t k,
                              const int64_t* exclude_groups, bool one_per_group, int threads, double* distances,
-                             int64_t* ids) const {
+                             int64_t* ids, const IdFilter& filter) const {
     HX_CHECK(k > 0, "k must be > 0, got " + std::to_string(k));
     HX_CHECK(static_cast<int>(queries.size()) == nfields(), "one query entry per field");
     bool any = false;
@@ -208,18 +220,28 @@ void MultiFieldIndex::search(const std::vector<FieldQuery>& queries, int64_t nq,
         any = any || fq.weight > 0;
     }
     HX_CHECK(any, "at least one weight must be > 0");
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    const int64_t n = ids_.size();
+    if (gather_pays(filter, n)) {
+        const MultiFieldIndex sub = subset(allowed_slots(filter, ids_));
+        lk.unlock();
+        sub.search(queries, nq, k, exclude_groups, one_per_group, threads, distances, ids);
+        return;
+    }
     std::vector<std::vector<uint64_t>> qwords(queries.size());
     for (std::size_t f = 0; f < queries.size(); ++f)
         if (queries[f].weight > 0) qwords[f] = rows_to_words(queries[f].rows, nq, code_size(static_cast<int>(f)));
-    std::shared_lock<std::shared_mutex> lk(mu_);
-    const int64_t n = ids_.size();
+    const std::vector<uint8_t> mask = filter.active() ? slot_mask(filter, ids_, n, nullptr) : std::vector<uint8_t>();
+    const uint8_t* pass = mask.empty() ? nullptr : mask.data();
     threads = resolve_threads(threads);
-    auto exclude = [&](int64_t q) { return exclude_groups ? exclude_groups[q] : kNoGroup; };
     if (nq >= threads || n < 4 * kChunkSlots) {
-        parallel_for(threads, nq, [&](int64_t q) {
-            Top top{k, one_per_group, {}, {}};
-            scan_range(qwords, queries, q, 0, n, exclude(q), top);
-            top.write(distances + q * k, ids + q * k);
+        // Blocks of queries, at least one block per thread.
+        const int64_t block = std::clamp<int64_t>((nq + threads - 1) / threads, 1, kQueryBlock);
+        parallel_for(threads, (nq + block - 1) / block, [&](int64_t t) {
+            const int64_t q0 = t * block, q1 = std::min(nq, q0 + block);
+            std::vector<Top> tops(static_cast<std::size_t>(q1 - q0), Top{k, one_per_group, {}, {}});
+            scan_range(qwords, queries, q0, q1, 0, n, exclude_groups, pass, tops.data());
+            for (int64_t q = q0; q < q1; ++q) tops[static_cast<std::size_t>(q - q0)].write(distances + q * k, ids + q * k);
         });
         return;
     }
@@ -229,12 +251,33 @@ void MultiFieldIndex::search(const std::vector<FieldQuery>& queries, int64_t nq,
     for (int64_t q = 0; q < nq; ++q) {
         std::vector<Top> tops(static_cast<std::size_t>(parts), Top{k, one_per_group, {}, {}});
         parallel_for(threads, parts, [&](int64_t t) {
-            scan_range(qwords, queries, q, std::min(n, t * per), std::min(n, (t + 1) * per), exclude(q),
-                       tops[static_cast<std::size_t>(t)]);
+            scan_range(qwords, queries, q, q + 1, std::min(n, t * per), std::min(n, (t + 1) * per), exclude_groups,
+                       pass, &tops[static_cast<std::size_t>(t)]);
         });
         for (int64_t t = 1; t < parts; ++t) tops[0].absorb(tops[static_cast<std::size_t>(t)]);
         tops[0].write(distances + q * k, ids + q * k);
     }
+}
+
+MultiFieldIndex MultiFieldIndex::subset(const std::vector<int64_t>& slots) const {
+    MultiFieldIndex sub(names_, nbits_);
+    const auto m = static_cast<int64_t>(slots.size());
+    if (m == 0) return sub;
+    std::vector<std::vector<uint8_t>> rows(stores_.size());
+    std::vector<const uint8_t*> fields;
+    for (std::size_t f = 0; f < stores_.size(); ++f) {
+        const int cs = stores_[f].code_size();
+        rows[f].resize(slots.size() * static_cast<std::size_t>(cs));
+        for (int64_t i = 0; i < m; ++i) stores_[f].read_row(slots[static_cast<std::size_t>(i)], rows[f].data() + i * cs);
+        fields.push_back(rows[f].data());
+    }
+    std::vector<int64_t> sub_ids, sub_groups;
+    for (const int64_t s : slots) {
+        sub_ids.push_back(ids_.slot_ids()[s]);
+        sub_groups.push_back(groups_[static_cast<std::size_t>(s)]);
+    }
+    sub.add(fields, m, sub_ids.data(), sub_groups.data());
+    return sub;
 }
 
 void MultiFieldIndex::remove(const int64_t* ids, int64_t n) {

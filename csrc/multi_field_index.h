@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "code_store.h"
+#include "id_filter.h"
 #include "id_map.h"
 
 namespace hashindex {
@@ -43,8 +44,9 @@ public:
     // distances: weighted sums (double), padded with +inf; ids padded with -1.
     // exclude_groups (nullable): per query, a group whose items are skipped (kNoGroup: none).
     // one_per_group: at most one result per group (its best); items without a group always count.
+    // filter: only allowed (or all but denied) ids, applied with the group rules inside the scan.
     void search(const std::vector<FieldQuery>& queries, int64_t nq, int64_t k, const int64_t* exclude_groups,
-                bool one_per_group, int threads, double* distances, int64_t* ids) const;
+                bool one_per_group, int threads, double* distances, int64_t* ids, const IdFilter& filter = {}) const;
     void remove(const int64_t* ids, int64_t n);
     void get(int field, const int64_t* ids, int64_t n, uint8_t* out) const;
     void get_groups(const int64_t* ids, int64_t n, int64_t* out) const;
@@ -59,10 +61,16 @@ public:
 
     MultiFieldIndex(MultiFieldIndex&& other) noexcept;
 
-private:
+    // One query's k best (multi_field_index.cpp), named here for the scan's sinks.
     struct Top;
+
+private:
+    // Queries [q0, q1) against items [slot_begin, slot_end); tops[i] collects query q0 + i.
     void scan_range(const std::vector<std::vector<uint64_t>>& qwords, const std::vector<FieldQuery>& queries,
-                    int64_t q, int64_t slot_begin, int64_t slot_end, int64_t exclude, Top& top) const;
+                    int64_t q0, int64_t q1, int64_t slot_begin, int64_t slot_end, const int64_t* exclude_groups,
+                    const uint8_t* pass, Top* tops) const;
+    // A new index holding these slots' items (the caller holds the lock).
+    MultiFieldIndex subset(const std::vector<int64_t>& slots) const;
 
     std::vector<std::string> names_;
     std::vector<int> nbits_;

@@ -128,6 +128,28 @@ def ids_arg(ids: object, name: str, *, count: int | None = None) -> np.ndarray:
     return np.ascontiguousarray(ids, dtype=np.int64)
 
 
+def filter_arg(allow: object, deny: object) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """allow / deny as int64 id arrays (at most one of them). Each takes what ids take, a set of
+    ints, or a boolean bitmap over ids (True at position i: id i)."""
+    if allow is not None and deny is not None:
+        raise ValueError("allow, deny: give one of them, not both (deny=d is allow=everything but d)")
+
+    def one(value: object, name: str) -> np.ndarray | None:
+        if value is None:
+            return None
+        if isinstance(value, (set, frozenset)):
+            value = sorted(value)
+        if isinstance(value, np.ndarray) and value.dtype == np.bool_:
+            if value.ndim != 1:
+                raise ValueError(f"{name}: a bitmap over ids must be 1-D, got shape {value.shape}")
+            return np.flatnonzero(value).astype(np.int64)
+        if isinstance(value, (list, tuple)) and not value:
+            return np.zeros(0, np.int64)
+        return ids_arg(value, name)
+
+    return one(allow, "allow"), one(deny, "deny")
+
+
 def weights_arg(weights: object, names: list[str], has_queries: list[bool]) -> list[float]:
     """Per-field weights >= 0 in field order; default 1 for every field that has queries."""
     if weights is None:

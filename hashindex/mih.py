@@ -9,7 +9,7 @@ import numpy as np
 from . import _core
 from ._base import _SingleFieldIndex
 from ._results import RangeSearchResult, SearchResult
-from ._validate import int_arg, k_arg, nbits_arg, threads_arg
+from ._validate import filter_arg, int_arg, k_arg, nbits_arg, threads_arg
 
 
 class MIHIndex(_SingleFieldIndex):
@@ -71,18 +71,23 @@ class MIHIndex(_SingleFieldIndex):
         with self._stats_lock:
             self._stats = stats
 
-    def search(self, queries: np.ndarray, k: int, *, threads: int | None = None) -> SearchResult:
-        """The k nearest codes of each query, exactly as :meth:`FlatIndex.search` returns them."""
+    def search(self, queries: np.ndarray, k: int, *, threads: int | None = None, allow: object = None,
+               deny: object = None) -> SearchResult:
+        """The k nearest codes of each query, exactly as :meth:`FlatIndex.search` returns them (allow /
+        deny too: filtered items only leave the candidate set, so the stopping rule stays exact; an
+        allow list under 1/16 of the index is gathered and scanned)."""
         queries = self._queries(queries)
         k = k_arg(k)
-        distances, ids, stats = self._index.search(queries, k, threads_arg(threads))
+        distances, ids, stats = self._index.search(queries, k, threads_arg(threads), *filter_arg(allow, deny))
         self._keep(stats)
         return SearchResult(distances, ids)
 
-    def range_search(self, queries: np.ndarray, radius: int, *, threads: int | None = None) -> RangeSearchResult:
+    def range_search(self, queries: np.ndarray, radius: int, *, threads: int | None = None, allow: object = None,
+                     deny: object = None) -> RangeSearchResult:
         """Every code within ``radius`` (inclusive), exactly as :meth:`FlatIndex.range_search`."""
         queries = self._queries(queries)
-        lims, distances, ids, stats = self._index.range_search(queries, self._radius(radius), threads_arg(threads))
+        lims, distances, ids, stats = self._index.range_search(queries, self._radius(radius), threads_arg(threads),
+                                                               *filter_arg(allow, deny))
         self._keep(stats)
         return RangeSearchResult(lims, distances, ids)
 

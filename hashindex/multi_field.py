@@ -9,7 +9,17 @@ import numpy as np
 from . import _core
 from ._base import _Index
 from ._results import SearchResult
-from ._validate import codes_arg, exclude_groups_arg, ids_arg, int_arg, k_arg, nbits_arg, threads_arg, weights_arg
+from ._validate import (
+    codes_arg,
+    exclude_groups_arg,
+    filter_arg,
+    ids_arg,
+    int_arg,
+    k_arg,
+    nbits_arg,
+    threads_arg,
+    weights_arg,
+)
 
 
 class MultiFieldIndex(_Index):
@@ -118,16 +128,18 @@ class MultiFieldIndex(_Index):
     # -- search -----------------------------------------------------------------------------------
     def search(self, queries: Mapping[str, np.ndarray], k: int, *, weights: Mapping[str, float] | None = None,
                exclude_groups: np.ndarray | int | None = None, one_per_group: bool = False,
-               threads: int | None = None) -> SearchResult:
+               threads: int | None = None, allow: object = None, deny: object = None) -> SearchResult:
         """The k best items per query by sum over fields of weight x Hamming distance.
 
         queries: field -> uint8 (nq, code_size) rows (one 1-D code is one row); fields with weight 0
         may be left out. weights: field -> float >= 0; default 1 for every field in ``queries``.
         exclude_groups: one group per query (or one for all) whose items are skipped; -1 skips none.
+        allow / deny: only these ids, or all but these, as in FlatIndex.search (with the group rules).
         Returns float64 distances and int64 ids, (nq, k), sorted by (distance, id).
         """
         arrays, nq, w, k, exclude, one_per_group = self._search_args(queries, k, weights, exclude_groups, one_per_group)
-        return SearchResult(*self._index.search(arrays, w, nq, k, exclude, one_per_group, threads_arg(threads)))
+        return SearchResult(*self._index.search(arrays, w, nq, k, exclude, one_per_group, threads_arg(threads),
+                                                *filter_arg(allow, deny)))
 
     def _search_args(self, queries: object, k: object, weights: object, exclude_groups: object,
                      one_per_group: object) -> tuple[list[np.ndarray | None], int, list[float], int, Any, bool]:

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from hashindex.bench import make_codes, recall_at_k
+from hashindex.bench import make_codes, markdown, recall_at_k
 from hashindex.cli import main as cli
 
 
@@ -36,9 +36,11 @@ def test_quick_preset_writes_record_and_plots(tmp_path, capsys):
     assert "roofline" in printed and "faiss.IndexBinaryFlat" in printed
     record = json.loads(out.read_text())
     assert record["complete"] and record["k"] == 10 and record["machine"]["simd_level"]
-    assert {"xor_popcount_in_cache_gbps_1thread", "memory_read_gbps"} <= set(record["roofline"])
+    roof = record["roofline"]
+    assert {"xor_popcount_peak_gbps_1thread", "xor_popcount_peak_gbps", "memory_read_gbps"} <= set(roof)
     methods = {r["method"] for r in record["results"]}
     assert {"hashindex.FlatIndex", "hashindex.MIHIndex", "faiss.IndexBinaryFlat", "numpy brute force"} <= methods
+    assert "of peak" in markdown(record)
     for r in record["results"]:
         assert r["n"] in (300, 2000) and r["p50_ms"] <= r["p99_ms"]
         if r["exact"]:

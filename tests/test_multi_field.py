@@ -216,3 +216,19 @@ def test_concurrent_searches_while_items_are_added_and_removed():
         t.join()
     assert not errors, errors
     assert len(index) == 3000
+
+
+@pytest.mark.parametrize("nq, threads", [(1, 2), (3, 2), (70, 2), (70, 1)])
+def test_batched_scan_over_many_chunks_matches_oracle(simd, nq, threads):
+    # 9,000 items span several 1,024-item chunks and a partial last block; 70 queries take the
+    # batched path (blocks of queries per chunk), 1 and 3 the path that splits the items.
+    rng = np.random.default_rng(21)
+    codes, groups = _data(rng, 9001, pool=60, ngroups=40)
+    ids = rng.permutation(50_000)[:9001].astype(np.int64)
+    index = hashindex.MultiFieldIndex(FIELDS)
+    index.add(codes, ids=ids, groups=groups)
+    queries, _ = _data(rng, nq, pool=60)
+    for weights, opg in [({"normal": 1.0, "abnormal": 1.0}, False), ({"normal": 0.3, "abnormal": 2.0}, True),
+                         ({"abnormal": 1.0}, False)]:
+        q = {f: queries[f] for f in weights}
+        _check(index, codes, ids, groups, q, weights, 15, rng.integers(-1, 40, nq), opg, threads=threads)

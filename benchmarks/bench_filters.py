@@ -1,0 +1,105 @@
+"""Filtered search (allow / deny) against faiss's IDSelectors, same codes, same process.
+
+    python benchmarks/bench_filters.py            # 1M x 64-bit and 200k x 2 x 1024-bit items
+    python benchmarks/bench_filters.py --quick
+
+For FlatIndex, MIHIndex and MultiFieldIndex: batch ms/query and single-query p50 with no filter, an
+allow list of 0.1 %, 1 %, 10 % and 50 % of the ids, and a deny list of 10 %; beside them faiss's
+IndexBinaryFlat with IDSelectorBatch / IDSelectorNot on the same ids, and (the ideal a filter can
+reach) FlatIndex over only the allowed items. Every filtered answer is checked equal to the
+sub-index's first. Prints a table and a JSON record.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench_mih.py
+
+import numpy as np  # noqa: E402
+
+import hashindex  # noqa: E402
+from hashindex.bench import machine_info, make_codes, timed, write_json  # noqa: E402
+
+try:
+    import faiss
+except ImportError:  # pragma: no cover
+    faiss = None
+    print("faiss-cpu is not installed: its rows are left out (pip install '.[bench]')")
+
+
+def batch_ms(fn, nq: int, repeats: int) -> float:
+    fn()
+    return statistics.median(timed(fn) for _ in range(repeats)) / nq * 1e3
+
+
+def single_ms(fn, n: int) -> float:
+    fn(0)
+    return statistics.median(timed(lambda i=i: fn(i)) for i in range(n)) * 1e3
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=1_000_000)
+    p.add_argument("--nq", type=int, default=200)
+    p.add_argument("--single", type=int, default=50)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.n, args.repeats, args.single = 200_000, 3, 20
+    rng = np.random.default_rng(0)
+    info = machine_info()
+    threads = hashindex.available_threads()
+    print(f"{info.get('cpu')}, {threads} threads, n={args.n:,} x 64 bits (clustered), k={args.k}, batch {args.nq}")
+    centres = rng.integers(0, 256, (args.n // 100, 8), dtype=np.uint8)
+    xb = make_codes(rng, args.n, 64, "clustered", centres)
+    xq = make_codes(rng, max(args.nq, args.single), 64, "clustered", centres)
+    flat, mih = hashindex.FlatIndex(64), hashindex.MIHIndex(64)
+    flat.add(xb)
+    mih.add(xb)
+    ref = None
+    if faiss is not None:
+        faiss.omp_set_num_threads(threads)
+        ref = faiss.IndexBinaryFlat(64)
+        ref.add(xb)
+    rows = []
+    cases = [("none", None)] + [(f"allow {f:g} %", f / 100) for f in (0.1, 1, 10, 50)] + [("deny 10 %", -0.1)]
+    for label, share in cases:
+        kw, keep = {}, np.ones(args.n, bool)
+        if share is not None:
+            chosen = rng.choice(args.n, int(abs(share) * args.n), replace=False).astype(np.int64)
+            kw = {"allow": chosen} if share > 0 else {"deny": chosen}
+            keep = np.isin(np.arange(args.n), chosen) if share > 0 else ~np.isin(np.arange(args.n), chosen)
+        sub = hashindex.FlatIndex(64)
+        sub.add(xb[keep], np.flatnonzero(keep))
+        want = sub.search(xq[:args.nq], args.k)
+        row = {"filter": label}
+        for name, index in (("flat", flat), ("mih", mih)):
+            got = index.search(xq[:args.nq], args.k, **kw)
+            assert np.array_equal(got.ids, want.ids) and np.array_equal(got.distances, want.distances), (name, label)
+            row[f"{name}_batch_ms"] = batch_ms(lambda index=index: index.search(xq[:args.nq], args.k, **kw), args.nq, args.repeats)
+            row[f"{name}_single_ms"] = single_ms(lambda i, index=index: index.search(xq[i], args.k, **kw), args.single)
+        row["subindex_batch_ms"] = batch_ms(lambda: sub.search(xq[:args.nq], args.k), args.nq, args.repeats)
+        if ref is not None:
+            params = None
+            if share is not None:
+                sel = faiss.IDSelectorBatch(kw.get("allow", kw.get("deny")))
+                params = faiss.SearchParameters(sel=sel if share > 0 else faiss.IDSelectorNot(sel))
+            row["faiss_batch_ms"] = batch_ms(lambda: ref.search(xq[:args.nq], args.k, params=params), args.nq, args.repeats)
+            row["faiss_single_ms"] = single_ms(lambda i: ref.search(xq[i:i + 1], args.k, params=params), args.single)
+        rows.append(row)
+        print(f"{label:>12} | batch ms/q: flat {row['flat_batch_ms']:.4f} mih {row['mih_batch_ms']:.4f} "
+              f"sub-index {row['subindex_batch_ms']:.4f} faiss {row.get('faiss_batch_ms', float('nan')):.4f} | "
+              f"single ms: flat {row['flat_single_ms']:.3f} mih {row['mih_single_ms']:.3f} "
+              f"faiss {row.get('faiss_single_ms', float('nan')):.3f}")
+    write_json({"args": vars(args), "machine": info, "rows": rows}, "filters", args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Doors for programs written against other libraries' APIs (``hashindex.compat.faiss``)."""

@@ -1,0 +1,117 @@
+"""hashindex.compat.faiss against faiss itself: the same calls, the same answers and result types
+(up to the documented differences: tie order, exact MultiHash)."""
+import numpy as np
+import pytest
+from oracle import hamming_matrix, random_codes
+
+faiss = pytest.importorskip("faiss", reason="the side-by-side tests need faiss-cpu: pip install 'hashindex[bench]'")
+
+import hashindex
+from hashindex.compat import faiss as hx
+
+
+def _same_up_to_ties(ours, theirs, queries, codes_by_id):
+    (d1, i1), (d2, i2) = ours, theirs
+    assert d1.dtype == d2.dtype and i1.dtype == i2.dtype and d1.shape == d2.shape
+    np.testing.assert_array_equal(d1, d2)
+    for q in range(len(d1)):
+        real = i1[q] >= 0
+        np.testing.assert_array_equal(real, i2[q] >= 0)
+        got = hamming_matrix(queries[q:q + 1], codes_by_id(i1[q][real]))[0]
+        np.testing.assert_array_equal(got, d1[q][real])  # our ids are at the distances faiss reports
+        order = np.lexsort((i1[q][real], d1[q][real]))
+        np.testing.assert_array_equal(order, np.arange(real.sum()))  # ties by id
+
+
+@pytest.mark.parametrize("pool", [None, 5])
+def test_flat_search_range_remove_like_faiss(pool):
+    rng = np.random.default_rng(0)
+    codes = random_codes(rng, 3000, 16, pool=pool)
+    queries = random_codes(rng, 40, 16, pool=pool)
+    ours, theirs = hx.IndexBinaryFlat(128), faiss.IndexBinaryFlat(128)
+    for ix in (ours, theirs):
+        ix.add(codes[:1000])
+        ix.add(codes[1000:])
+    assert ours.ntotal == theirs.ntotal and ours.code_size == theirs.code_size and ours.d == theirs.d
+    _same_up_to_ties(ours.search(queries, 7), theirs.search(queries, 7), queries, lambda i: codes[i])
+    a, b = ours.range_search(queries, 60), theirs.range_search(queries, 60)
+    assert [x.dtype for x in a] == [x.dtype for x in b]
+    np.testing.assert_array_equal(a[0], b[0])
+    for q in range(len(queries)):
+        s = slice(int(a[0][q]), int(a[0][q + 1]))
+        assert sorted(zip(a[1][s], a[2][s])) == sorted(zip(b[1][s], b[2][s]))
+    removed = np.array([0, 5, 2999, 1234])
+    assert ours.remove_ids(removed) == theirs.remove_ids(removed) == 4
+    assert ours.remove_ids(np.array([10**6])) == theirs.remove_ids(np.array([10**6])) == 0
+    left = np.delete(codes, removed, axis=0)  # ids renumbered, as in faiss
+    _same_up_to_ties(ours.search(queries, 5), theirs.search(queries, 5), queries, lambda i: left[i])
+    np.testing.assert_array_equal(ours.reconstruct(7), theirs.reconstruct(7))
+    np.testing.assert_array_equal(ours.reconstruct_n(3, 4), theirs.reconstruct_n(3, 4))
+    d, i = ours.search(queries[:2], 5000)
+    assert (i[:, -1] == -1).all() and (d[:, -1] == 2**31 - 1).all()
+    assert ours.range_search(queries, 0)[0].tolist() == theirs.range_search(queries, 0)[0].tolist()
+
+
+def test_idmap_and_selectors_like_faiss():
+    rng = np.random.default_rng(1)
+    codes = random_codes(rng, 2000, 8, pool=40)
+    ids = rng.permutation(10**6)[:2000].astype(np.int64)
+    by_id = dict(zip(ids.tolist(), codes))
+    queries = random_codes(rng, 20, 8, pool=40)
+    ours, theirs = hx.IndexBinaryIDMap(hx.IndexBinaryFlat(64)), faiss.IndexBinaryIDMap(faiss.IndexBinaryFlat(64))
+    for ix in (ours, theirs):
+        ix.add_with_ids(codes, ids)
+    with pytest.raises(RuntimeError):
+        ours.add(codes)
+    lookup = lambda i: np.array([by_id[int(x)] for x in i]).reshape(-1, 8)  # noqa: E731
+    bitmap = np.packbits(rng.random(10**6) < 0.3, bitorder="little")
+    for make in (lambda m: m.IDSelectorBatch(ids[::3]), lambda m: m.IDSelectorRange(0, 500_000),
+                 lambda m: m.IDSelectorNot(m.IDSelectorRange(0, 500_000)), lambda m: m.IDSelectorBitmap(bitmap),
+                 lambda m: m.IDSelectorArray(ids[:50])):
+        _same_up_to_ties(ours.search(queries, 9, params=hx.SearchParameters(sel=make(hx))),
+                         theirs.search(queries, 9, params=faiss.SearchParameters(sel=make(faiss))), queries, lookup)
+    gone = np.concatenate([ids[:100], [10**7]])
+    assert ours.remove_ids(gone) == theirs.remove_ids(gone) == 100
+    assert ours.remove_ids(hx.IDSelectorRange(0, 10**5)) == theirs.remove_ids(faiss.IDSelectorRange(0, 10**5))
+    assert ours.ntotal == theirs.ntotal
+    _same_up_to_ties(ours.search(queries, 9), theirs.search(queries, 9), queries, lookup)
+    D = np.empty((20, 9), np.int32)
+    I = np.empty((20, 9), np.int64)  # noqa: E741
+    ours.search(queries, 9, D=D, I=I)
+    np.testing.assert_array_equal(I, ours.search(queries, 9)[1])
+
+
+def test_multihash_is_exact_and_files_round_trip(tmp_path):
+    rng = np.random.default_rng(2)
+    codes = random_codes(rng, 5000, 8, pool=300)
+    queries = random_codes(rng, 30, 8, pool=300)
+    ours, exact = hx.IndexBinaryMultiHash(64, 4, 16), faiss.IndexBinaryFlat(64)
+    ours.add(codes)
+    exact.add(codes)
+    _same_up_to_ties(ours.search(queries, 10), exact.search(queries, 10), queries, lambda i: codes[i])
+    for index in (ours, hx.IndexBinaryFlat(64), hx.IndexBinaryIDMap2(hx.IndexBinaryFlat(64))):
+        if isinstance(index, hx.IndexBinaryIDMap):
+            index.add_with_ids(codes, np.arange(10, 5010))
+        elif not index.ntotal:
+            index.add(codes)
+        hx.write_index_binary(index, tmp_path / "x.hx")
+        back = hx.read_index_binary(tmp_path / "x.hx")
+        assert type(back).__name__ in (type(index).__name__, "IndexBinaryIDMap") and back.ntotal == 5000
+        np.testing.assert_array_equal(back.search(queries, 4)[1], index.search(queries, 4)[1])
+    faiss.write_index_binary(exact, str(tmp_path / "faiss.bin"))
+    with pytest.raises(hashindex.FormatError):
+        hx.read_index_binary(tmp_path / "faiss.bin")
+
+
+def test_bad_input_names_the_argument():
+    index = hx.IndexBinaryFlat(64)
+    with pytest.raises(ValueError, match="x"):
+        index.add(np.zeros((2, 7), np.uint8))
+    with pytest.raises(ValueError, match="nhash"):
+        hx.IndexBinaryMultiHash(64, 8, 16)
+    with pytest.raises(TypeError, match="sel"):
+        hx.SearchParameters(sel=[1, 2])
+    with pytest.raises(ValueError, match="empty"):
+        wrapped = hx.IndexBinaryFlat(64)
+        wrapped.add(np.zeros((1, 8), np.uint8))
+        hx.IndexBinaryIDMap(wrapped)
