@@ -122,6 +122,17 @@ py::tuple range_arrays(RangeResult&& r) {
     return py::make_tuple(to_numpy(std::move(r.lims)), to_numpy(std::move(r.distances)), to_numpy(std::move(r.ids)));
 }
 
+// An index over a mapped file: kinds that can search it in place keep it mapped; MIH builds its
+// tables from it in memory (it copies).
+template <class Index>
+Index from_mapped(const std::shared_ptr<const MappedFile>& file, const std::string& source, bool verify) {
+    return Index::from_image(file->data, file->size, source, file, verify);
+}
+template <>
+MIHIndex from_mapped<MIHIndex>(const std::shared_ptr<const MappedFile>& file, const std::string& source, bool) {
+    return MIHIndex::from_bytes(file->data, file->size, source);
+}
+
 // Content and persistence, shared by every index kind (single- or multi-field).
 template <class Index>
 void bind_storage(py::class_<Index>& c) {
@@ -157,7 +168,14 @@ void bind_storage(py::class_<Index>& c) {
                 const std::string_view v = data;
                 return Index::from_bytes(reinterpret_cast<const uint8_t*>(v.data()), v.size(), source);
             },
-            py::arg("data"), py::arg("source") = "<bytes>");
+            py::arg("data"), py::arg("source") = "<bytes>")
+        .def_static(
+            "from_mapping",
+            [](const std::shared_ptr<MappedFile>& file, const std::string& source, bool verify) {
+                py::gil_scoped_release nogil;
+                return from_mapped<Index>(file, source, verify);
+            },
+            py::arg("file"), py::arg("source"), py::arg("verify"));
 }
 
 // The surface every single-field index kind adds, bound once.
@@ -321,6 +339,15 @@ PYBIND11_MODULE(_core, m) {
         const std::string_view v = data;
         return std::string(kind_name(peek_kind(reinterpret_cast<const uint8_t*>(v.data()), v.size(), source)));
     });
+    py::class_<MappedFile, std::shared_ptr<MappedFile>>(m, "MappedFile")
+        .def_property_readonly("size", [](const MappedFile& f) { return f.size; })
+        .def("kind", [](const MappedFile& f, const std::string& source) {
+            return std::string(kind_name(peek_kind(f.data, f.size, source, false)));
+        });
+    m.def("map_file", [](const std::string& path) {
+        py::gil_scoped_release nogil;
+        return std::const_pointer_cast<MappedFile>(map_file(path));
+    });
     m.def("read_file", [](const std::string& path) {
         std::vector<uint8_t> bytes;
         {
@@ -356,6 +383,7 @@ PYBIND11_MODULE(_core, m) {
             py::arg("queries"), py::arg("radius"), py::arg("threads") = 0, py::arg("allow") = py::none(),
             py::arg("deny") = py::none());
     bind_common(flat);
+    flat.def_property_readonly("memory_bytes", &FlatIndex::memory_bytes);
 
     py::class_<MIHIndex> mih(m, "MIHIndex");
     mih.def(py::init<int, int>(), py::arg("nbits"), py::arg("m") = 0)
@@ -392,6 +420,7 @@ PYBIND11_MODULE(_core, m) {
 
     py::class_<MultiFieldIndex> multi(m, "MultiFieldIndex");
     multi.def(py::init<std::vector<std::string>, std::vector<int>>(), py::arg("names"), py::arg("nbits"))
+        .def_property_readonly("memory_bytes", &MultiFieldIndex::memory_bytes)
         .def_property_readonly("names", &MultiFieldIndex::names)
         .def_property_readonly("nbits", &MultiFieldIndex::nbits)
         .def(

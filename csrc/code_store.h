@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <new>
 #include <vector>
 
@@ -39,29 +40,49 @@ public:
     int words() const { return words_; }
     int64_t size() const { return n_; }
     int64_t nblocks() const { return (n_ + kBlock - 1) / kBlock; }
-    const uint64_t* blocks() const { return data_.data(); }
+    const uint64_t* blocks() const { return view_ ? view_ : data_.data(); }
+    // Bytes of the blocked layout for n codes (what files of format 2 store).
+    int64_t layout_bytes(int64_t n) const { return (n + kBlock - 1) / kBlock * kBlock * words_ * 8; }
+
+    // Uses n codes already in the blocked layout, in memory that `keep` holds alive (a mapped
+    // file): no copy, and pages are read as searches touch them. The first change copies them
+    // into memory of the store's own (copy on write). `blocks` must be 64-byte aligned.
+    void adopt(const uint64_t* blocks, int64_t n, std::shared_ptr<const void> keep);
+    // Replaces the content with a copy of n codes in the blocked layout.
+    void assign_blocks(const void* blocks, int64_t n);
+    bool mapped() const { return view_ != nullptr; }
 
     void append(const uint8_t* rows, int64_t n);
+    // Appends copies of another store's codes (same code size), slot by slot.
+    void append_slots(const CodeStore& from, const int64_t* slots, int64_t n);
     void read_row(int64_t slot, uint8_t* out) const;
     void read_words(int64_t slot, uint64_t* out) const;
     // Copies slot `from` over slot `to` (removal by moving the last code in).
     void move(int64_t from, int64_t to);
     // Drops codes from slot n on; their lanes are zeroed.
     void truncate(int64_t n);
-    void clear() { data_.clear(); n_ = 0; }
+    void clear() {
+        view_ = nullptr;
+        keep_.reset();
+        data_.clear();
+        n_ = 0;
+    }
     std::size_t memory_bytes() const { return data_.capacity() * sizeof(uint64_t); }
 
 private:
+    void own();  // copy on write: a mapped store becomes an owned one before its first change
     uint64_t& word(int64_t slot, int w) {
         return data_[(slot / kBlock) * kBlock * words_ + w * kBlock + slot % kBlock];
     }
     uint64_t word(int64_t slot, int w) const {
-        return data_[(slot / kBlock) * kBlock * words_ + w * kBlock + slot % kBlock];
+        return blocks()[(slot / kBlock) * kBlock * words_ + w * kBlock + slot % kBlock];
     }
 
     int code_size_, words_;
     int64_t n_ = 0;
     std::vector<uint64_t, CacheAligned<uint64_t>> data_;
+    const uint64_t* view_ = nullptr;
+    std::shared_ptr<const void> keep_;
 };
 
 }  // namespace hashindex

@@ -18,6 +18,20 @@ struct RangeResult {
     std::vector<int64_t> ids;
 };
 
+// Exhaustive k-NN and range search over a store whose slot s holds id slot_id(slot_ids, s), skipping
+// slots whose `pass` flag is 0 (pass may be null): FlatIndex's searches, and any gathered subset's.
+void knn_scan(const CodeStore& store, const int64_t* slot_ids, const uint8_t* pass, const uint8_t* queries,
+              int64_t nq, int64_t k, int threads, int32_t* distances, int64_t* ids);
+RangeResult range_scan(const CodeStore& store, const int64_t* slot_ids, const uint8_t* pass, const uint8_t* queries,
+                       int64_t nq, int32_t radius, int threads);
+
+// Items copied out of an index for a search restricted to them (a short allow list).
+struct Gathered {
+    CodeStore store;
+    std::vector<int64_t> ids;  // by slot of `store`
+    explicit Gathered(int code_size) : store(code_size) {}
+};
+
 class FlatIndex {
 public:
     explicit FlatIndex(int nbits);
@@ -44,14 +58,21 @@ public:
 
     std::vector<uint8_t> to_bytes() const;
     static FlatIndex from_bytes(const uint8_t* data, std::size_t size, const std::string& source);
+    // From a file image that `keep` holds alive (a mapped file): the codes and ids are used in
+    // place (format 2; a format-1 file is copied). Without verify the checksum is not computed
+    // and the ids are not scanned: opening reads the header only.
+    static FlatIndex from_image(const uint8_t* data, std::size_t size, const std::string& source,
+                                std::shared_ptr<const void> keep, bool verify);
+    // Bytes held in memory (codes and id map; a mapped file's pages are not counted).
+    std::size_t memory_bytes() const;
     // Raises the default-id counter to a saved value; false if below the largest id.
     bool restore_next_id(int64_t next_id);
 
     FlatIndex(FlatIndex&& other) noexcept;
 
 private:
-    // A new index holding these slots' codes and ids (the caller holds the lock).
-    FlatIndex subset(const std::vector<int64_t>& slots) const;
+    // The allowed items' codes and ids (the caller holds the lock).
+    Gathered gather(const IdFilter& filter) const;
 
     int nbits_;
     CodeStore store_;

@@ -11,6 +11,7 @@
 
 #if !defined(_WIN32)
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #endif
@@ -64,7 +65,7 @@ uint64_t payload_length(const uint8_t* header) {
     return payload;
 }
 
-Header check_image(const uint8_t* data, std::size_t size, const std::string& source) {
+Header check_image(const uint8_t* data, std::size_t size, const std::string& source, bool check_crc = true) {
     if (!little_endian_host()) format_error(source, "index files are little-endian; this host is not supported");
     if (!has_magic(data, size)) format_error(source, "not a hashindex file (bad magic bytes)");
     if (size < kHeaderSize + kTrailerSize)
@@ -82,7 +83,8 @@ Header check_image(const uint8_t* data, std::size_t size, const std::string& sou
                                  std::to_string(expected) + " bytes, got " + std::to_string(size));
     uint32_t stored;
     std::memcpy(&stored, data + size - kTrailerSize, 4);
-    if (crc32(data, size - kTrailerSize) != stored) format_error(source, "checksum mismatch: the file is corrupted");
+    if (check_crc && crc32(data, size - kTrailerSize) != stored)
+        format_error(source, "checksum mismatch: the file is corrupted");
     return h;
 }
 
@@ -115,9 +117,9 @@ uint32_t crc32(const uint8_t* data, std::size_t size, uint32_t crc) {
     return ~crc;
 }
 
-std::vector<uint8_t> PayloadWriter::finish(IndexKind kind) const {
+std::vector<uint8_t> PayloadWriter::finish(IndexKind kind, uint32_t version) const {
     std::vector<uint8_t> out(kHeaderSize + bytes_.size() + kTrailerSize);
-    const uint32_t version = kFormatVersion, k = static_cast<uint32_t>(kind);
+    const uint32_t k = static_cast<uint32_t>(kind);
     const uint64_t payload = bytes_.size();
     std::memcpy(out.data(), kMagic, 8);
     std::memcpy(out.data() + 8, &version, 4);
@@ -129,9 +131,11 @@ std::vector<uint8_t> PayloadWriter::finish(IndexKind kind) const {
     return out;
 }
 
-PayloadReader::PayloadReader(const uint8_t* data, std::size_t size, IndexKind kind, std::string source)
-    : source_(std::move(source)) {
-    const Header h = check_image(data, size, source_);
+PayloadReader::PayloadReader(const uint8_t* data, std::size_t size, IndexKind kind, std::string source,
+                             bool check_crc)
+    : base_(data), source_(std::move(source)) {
+    const Header h = check_image(data, size, source_, check_crc);
+    version_ = h.version;
     if (h.kind != static_cast<uint32_t>(kind))
         format_error(source_, std::string("holds a ") + kind_name(h.kind) + " (kind " + std::to_string(h.kind) +
                                   "), not a " + kind_name(static_cast<uint32_t>(kind)) +
@@ -146,6 +150,16 @@ const uint8_t* PayloadReader::take(std::size_t size, const char* what) {
     const uint8_t* p = cur_;
     cur_ += size;
     return p;
+}
+
+void PayloadReader::skip_padding(std::size_t align) {
+    const std::size_t at = static_cast<std::size_t>(cur_ - base_);
+    take((align - at % align) % align, "padding");
+}
+
+void PayloadWriter::pad_to(std::size_t align) {
+    const std::size_t at = kHeaderSize + bytes_.size();
+    bytes_.insert(bytes_.end(), (align - at % align) % align, uint8_t{0});
 }
 
 void PayloadReader::expect_end() const {
@@ -179,9 +193,51 @@ CodesPayload read_codes_payload(PayloadReader& r) {
     return p;
 }
 
-uint32_t peek_kind(const uint8_t* data, std::size_t size, const std::string& source) {
-    return check_image(data, size, source).kind;
+uint32_t peek_kind(const uint8_t* data, std::size_t size, const std::string& source, bool check_crc) {
+    return check_image(data, size, source, check_crc).kind;
 }
+
+#if defined(_WIN32)
+MappedFile::~MappedFile() { delete[] data; }
+std::shared_ptr<const MappedFile> map_file(const std::string& path) {  // no mmap here: a private copy
+    const std::vector<uint8_t> bytes = read_file(path);
+    auto m = std::make_shared<MappedFile>();
+    auto* copy = new uint8_t[bytes.size() ? bytes.size() : 1];
+    std::memcpy(copy, bytes.data(), bytes.size());
+    m->data = copy;
+    m->size = bytes.size();
+    return m;
+}
+#else
+MappedFile::~MappedFile() {
+    if (data && size) ::munmap(const_cast<uint8_t*>(data), size);
+}
+
+std::shared_ptr<const MappedFile> map_file(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw IoError(errno, path, std::strerror(errno));
+    struct stat st;
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        const int err = ::fstat(fd, &st) != 0 ? errno : (S_ISDIR(st.st_mode) ? EISDIR : EINVAL);
+        ::close(fd);
+        throw IoError(err, path, S_ISDIR(st.st_mode) ? std::strerror(EISDIR) : "not a regular file: cannot be mapped");
+    }
+    auto m = std::make_shared<MappedFile>();
+    m->size = static_cast<std::size_t>(st.st_size);
+    if (m->size) {
+        void* p = ::mmap(nullptr, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            const int err = errno;
+            ::close(fd);
+            m->size = 0;
+            throw IoError(err, path, std::string("mmap failed: ") + std::strerror(err));
+        }
+        m->data = static_cast<const uint8_t*>(p);
+    }
+    ::close(fd);  // the mapping stays valid without the descriptor
+    return m;
+}
+#endif
 
 #if defined(_WIN32)
 std::vector<uint8_t> read_file(const std::string& path) {

@@ -13,6 +13,7 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -22,7 +23,13 @@
 namespace hashindex {
 
 enum class IndexKind : uint32_t { Flat = 1, MIH = 2, MultiField = 3 };
-constexpr uint32_t kFormatVersion = 1;
+// 2: FlatIndex and MultiFieldIndex store codes in the kernels' blocked layout at 64-byte aligned
+// offsets (so a mapped file is searched in place) and omit ids 0..n-1 and absent groups; MIH's
+// payload is as in 1. Files of version 1 still load.
+constexpr uint32_t kFormatVersion = 2;
+// Payload offsets are aligned to this (from the start of the file) where arrays that kernels read
+// in place begin.
+constexpr std::size_t kArrayAlign = 64;
 
 const char* kind_name(uint32_t kind);
 uint32_t crc32(const uint8_t* data, std::size_t size, uint32_t crc = 0);
@@ -38,9 +45,11 @@ public:
         const auto* p = static_cast<const uint8_t*>(data);
         bytes_.insert(bytes_.end(), p, p + size);
     }
-    void reserve(std::size_t size) { bytes_.reserve(size + 28); }
-    // Wraps the payload in header and checksum.
-    std::vector<uint8_t> finish(IndexKind kind) const;
+    void reserve(std::size_t size) { bytes_.reserve(size + 28 + kArrayAlign); }
+    // Zero bytes up to the next file offset that is a multiple of `align`.
+    void pad_to(std::size_t align);
+    // Wraps the payload in header and checksum (a version other than the current one: tests, fuzzing).
+    std::vector<uint8_t> finish(IndexKind kind, uint32_t version = kFormatVersion) const;
 
 private:
     std::vector<uint8_t> bytes_;
@@ -48,8 +57,11 @@ private:
 
 class PayloadReader {
 public:
-    // Validates magic, version, kind, length and checksum of a whole file image.
-    PayloadReader(const uint8_t* data, std::size_t size, IndexKind kind, std::string source);
+    // Validates magic, version, kind, length and (if check_crc) checksum of a whole file image.
+    PayloadReader(const uint8_t* data, std::size_t size, IndexKind kind, std::string source, bool check_crc = true);
+    uint32_t version() const { return version_; }
+    // Skips the padding PayloadWriter::pad_to wrote.
+    void skip_padding(std::size_t align);
 
     template <class T>
     T get(const char* what) {
@@ -63,10 +75,21 @@ public:
     [[noreturn]] void fail(const std::string& why) const;
 
 private:
+    const uint8_t* base_;
     const uint8_t* cur_;
     const uint8_t* end_;
     std::string source_;
+    uint32_t version_ = 0;
 };
+
+// A file mapped read-only into memory (POSIX mmap); unmapped when the last owner lets go. An
+// index opened from it keeps a reference while any of its arrays point into it.
+struct MappedFile {
+    const uint8_t* data = nullptr;
+    std::size_t size = 0;
+    ~MappedFile();
+};
+std::shared_ptr<const MappedFile> map_file(const std::string& path);
 
 // The payload every index kind writes: nbits u32, a kind-specific parameter
 // u32, ntotal u64, next_id i64, then ntotal code rows and ntotal int64 ids.
@@ -94,7 +117,7 @@ Index index_from_payload(const CodesPayload& p, PayloadReader& r, Index index) {
 }
 
 // Kind stored in a file image, after the same checks as PayloadReader.
-uint32_t peek_kind(const uint8_t* data, std::size_t size, const std::string& source);
+uint32_t peek_kind(const uint8_t* data, std::size_t size, const std::string& source, bool check_crc = true);
 
 std::vector<uint8_t> read_file(const std::string& path);
 // Writes to a temporary file beside `path`, flushes it to disk and renames it

@@ -22,9 +22,14 @@ std::vector<uint8_t> slot_mask(const IdFilter& filter, const IdMap& map, int64_t
 // Slots of the allowed ids that `map` holds, ascending (an allow filter only).
 std::vector<int64_t> allowed_slots(const IdFilter& filter, const IdMap& map);
 
-// An allow list this much smaller than the index is searched by copying its codes out and scanning
-// the copy: reading m scattered rows costs a few times a streamed row, so it pays when m < n / 16
-// (and then skips the n-byte mask too).
-inline bool gather_pays(const IdFilter& filter, int64_t n) { return filter.active() && filter.allow && filter.n * 16 < n; }
+// Whether an allow list is searched by copying its items out and scanning the copy, rather than
+// scanning everything with a per-slot mask. The copy costs a scattered read per item (about 15 ns
+// at 1M x 64-bit codes) once per call; the mask path scans all n items for each query, and its
+// threshold falls slowly when few items pass. Measured at 1M x 64-bit codes, single queries: 1 %
+// allowed 0.21 ms copied (0.55 masked), 4 % 0.7 ms either way; batches of 200: 10 % 0.020 ms/query
+// copied against 0.042 masked, 50 % 0.074 against 0.055.
+inline bool gather_pays(const IdFilter& filter, int64_t n, int64_t nq) {
+    return filter.active() && filter.allow && filter.n * 32 < n * (nq > 16 ? nq / 16 : 1);
+}
 
 }  // namespace hashindex

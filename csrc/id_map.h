@@ -1,7 +1,16 @@
 // User ids <-> storage slots, shared by every index kind.
+//
+// Three forms, chosen by what the ids are: dense (ids are exactly the slots 0..n-1, as default ids
+// are until a removal or an explicit id: nothing is stored, 0 bytes per code), mapped (an id array
+// in a mapped file, its id -> slot table built on first need, so opening stays O(1)), and owned
+// (an id array and a hash table). Any change that the dense or mapped form cannot express turns
+// the map into the owned form first.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <unordered_map>
 #include <vector>
 
@@ -16,11 +25,22 @@ void check_default_ids(int64_t next_id, int64_t n);
 
 class IdMap {
 public:
-    int64_t size() const { return static_cast<int64_t>(slot_ids_.size()); }
-    const int64_t* slot_ids() const { return slot_ids_.data(); }
+    IdMap() = default;
+    IdMap(IdMap&& other) noexcept;
+    IdMap& operator=(IdMap&& other) noexcept;
+
+    int64_t size() const { return n_; }
+    // Slot -> id array; null when dense (then the id of slot s is s): read ids through id_of.
+    const int64_t* slot_ids() const { return dense_ ? nullptr : (view_ ? view_ : slot_ids_.data()); }
+    int64_t id_of(int64_t slot) const { return dense_ ? slot : slot_ids()[slot]; }
+    // Every id, in slot order.
+    std::vector<int64_t> all() const;
+    bool dense() const { return dense_; }
     int64_t next_id() const { return next_id_; }
     // Raises next_id (never lowers it): restores a saved index's id counter.
     void bump_next_id(int64_t next_id) { next_id_ = next_id > next_id_ ? next_id : next_id_; }
+    // Bytes the map holds besides the codes (its id array and hash table; 0 when dense).
+    std::size_t memory_bytes() const;
 
     // Throws std::invalid_argument for an id outside [0, kMaxId], repeated, or already present.
     void check_new(const int64_t* ids, int64_t n) const;
@@ -30,17 +50,37 @@ public:
     void append(const int64_t* ids, int64_t n);
     // Throws MissingIdError if absent.
     int64_t slot_of(int64_t id) const;
-    bool contains(int64_t id) const { return slots_.count(id) != 0; }
+    // The slot of an id, or -1 if absent (inline for dense ids: filters look up every listed id).
+    int64_t find(int64_t id) const { return dense_ ? (id >= 0 && id < n_ ? id : -1) : find_in_table(id); }
+    bool contains(int64_t id) const;
     // Swap-remove: the last slot's id moves to `slot`, whose id is forgotten.
     void remove_by_moving_last(int64_t slot);
     // Forgets an id but keeps its slot (a tombstone the owner tracks).
-    void forget(int64_t id) { slots_.erase(id); }
+    void forget(int64_t id);
     void clear();
+    // n ids held in memory that `keep` holds alive (a mapped file), read as they are (nothing is
+    // scanned: opening stays O(1)); next_id as the file recorded it.
+    void adopt(const int64_t* ids, int64_t n, std::shared_ptr<const void> keep, int64_t next_id);
+    // Throws std::invalid_argument unless the ids are in [0, kMaxId], distinct and below next_id
+    // (builds the id -> slot table: reads every id).
+    void validate() const;
+    // Ids 0..n-1 for n slots (a file's dense ids).
+    void set_dense(int64_t n);
 
 private:
+    int64_t find_in_table(int64_t id) const;
+    void to_owned();           // dense or mapped -> owned
+    void ensure_table() const;  // the mapped form's id -> slot table, built once
+
+    int64_t n_ = 0;
     int64_t next_id_ = 0;
+    bool dense_ = true;
     std::vector<int64_t> slot_ids_;
-    std::unordered_map<int64_t, int64_t> slots_;
+    const int64_t* view_ = nullptr;
+    std::shared_ptr<const void> keep_;
+    mutable std::unordered_map<int64_t, int64_t> slots_;
+    mutable std::atomic<bool> table_ready_{true};
+    mutable std::mutex table_mu_;
 };
 
 }  // namespace hashindex

@@ -229,7 +229,7 @@ void MIHIndex::gather_live(std::vector<uint8_t>* rows, std::vector<int64_t>& ids
     if (rows) rows->reserve(live * cs);
     for (int64_t s = 0; s < main_.size(); ++s) {
         if (!alive_[static_cast<std::size_t>(s)]) continue;
-        ids.push_back(main_ids_.slot_ids()[s]);
+        ids.push_back(main_ids_.id_of(s));
         if (rows) {
             rows->resize(rows->size() + cs);
             main_.read_row(s, rows->data() + rows->size() - cs);

@@ -116,8 +116,8 @@ private:
     struct Query;
 
     int choose_m(int64_t n) const;
-    // The allowed live items as a FlatIndex (the caller holds the lock).
-    FlatIndex gather(const IdFilter& filter) const;
+    // The allowed live items' codes and ids (the caller holds the lock).
+    Gathered gather(const IdFilter& filter) const;
     void gather_live(std::vector<uint8_t>* rows, std::vector<int64_t>& ids) const;
     int64_t next_default_id() const;
     void rebuild();

@@ -290,26 +290,25 @@ MihStats MIHIndex::answer_main(const std::vector<uint64_t>& qwords, int64_t nq, 
     return total;
 }
 
-FlatIndex MIHIndex::gather(const IdFilter& filter) const {
-    std::vector<int64_t> wanted(filter.ids, filter.ids + filter.n);  // an allow list may repeat an id
-    std::sort(wanted.begin(), wanted.end());
-    wanted.erase(std::unique(wanted.begin(), wanted.end()), wanted.end());
-    std::vector<uint8_t> rows;
-    std::vector<int64_t> ids;
-    std::vector<uint8_t> row(static_cast<std::size_t>(code_size()));
-    for (const int64_t id : wanted) {
-        if (main_ids_.contains(id))  // removed ids are forgotten by main_ids_, so this one is live
-            main_.read_row(main_ids_.slot_of(id), row.data());
-        else if (tail_.contains(id))
-            tail_.get(&id, 1, row.data());
-        else
-            continue;
-        rows.insert(rows.end(), row.begin(), row.end());
-        ids.push_back(id);
+Gathered MIHIndex::gather(const IdFilter& filter) const {
+    Gathered g(code_size());
+    // removed ids are forgotten by main_ids_, so only live slots are allowed
+    const std::vector<int64_t> slots = allowed_slots(filter, main_ids_);
+    g.store.append_slots(main_, slots.data(), static_cast<int64_t>(slots.size()));
+    for (const int64_t s : slots) g.ids.push_back(main_ids_.id_of(s));
+    if (tail_.size() == 0) return g;
+    std::vector<int64_t> tail_ids;
+    for (int64_t i = 0; i < filter.n; ++i)
+        if (!main_ids_.contains(filter.ids[i]) && tail_.contains(filter.ids[i])) tail_ids.push_back(filter.ids[i]);
+    std::sort(tail_ids.begin(), tail_ids.end());  // an allow list may repeat an id
+    tail_ids.erase(std::unique(tail_ids.begin(), tail_ids.end()), tail_ids.end());
+    std::vector<uint8_t> rows(tail_ids.size() * static_cast<std::size_t>(code_size()));
+    if (!tail_ids.empty()) {
+        tail_.get(tail_ids.data(), static_cast<int64_t>(tail_ids.size()), rows.data());
+        g.store.append(rows.data(), static_cast<int64_t>(tail_ids.size()));
+        g.ids.insert(g.ids.end(), tail_ids.begin(), tail_ids.end());
     }
-    FlatIndex sub(nbits_);
-    if (!ids.empty()) sub.add(rows.data(), static_cast<int64_t>(ids.size()), ids.data());
-    return sub;
+    return g;
 }
 
 void MIHIndex::search(const uint8_t* queries, int64_t nq, int64_t k, int threads, int32_t* distances,
@@ -317,10 +316,10 @@ void MIHIndex::search(const uint8_t* queries, int64_t nq, int64_t k, int threads
     HX_CHECK(k > 0, "k must be > 0, got " + std::to_string(k));
     std::shared_lock<std::shared_mutex> lk(mu_);
     const int64_t n = main_.size();
-    if (gather_pays(filter, n + tail_.size())) {
-        const FlatIndex sub = gather(filter);
+    if (gather_pays(filter, n + tail_.size(), nq)) {
+        const Gathered g = gather(filter);
         lk.unlock();
-        sub.search(queries, nq, k, threads, distances, ids);
+        knn_scan(g.store, g.ids.data(), nullptr, queries, nq, k, threads, distances, ids);
         if (stats) {
             *stats = MihStats{};
             stats->queries = stats->by_scan = nq;
@@ -354,14 +353,14 @@ RangeResult MIHIndex::range_search(const uint8_t* queries, int64_t nq, int32_t r
     HX_CHECK(radius >= 0, "radius must be >= 0, got " + std::to_string(radius));
     std::shared_lock<std::shared_mutex> lk(mu_);
     const int64_t n = main_.size();
-    if (gather_pays(filter, n + tail_.size())) {
-        const FlatIndex sub = gather(filter);
+    if (gather_pays(filter, n + tail_.size(), nq)) {
+        const Gathered g = gather(filter);
         lk.unlock();
         if (stats) {
             *stats = MihStats{};
             stats->queries = stats->by_scan = nq;
         }
-        return sub.range_search(queries, nq, radius, threads);
+        return range_scan(g.store, g.ids.data(), nullptr, queries, nq, radius, threads);
     }
     const std::vector<uint64_t> qwords = rows_to_words(queries, nq, code_size());
     const std::vector<uint8_t> mask = filter.active() ? slot_mask(filter, main_ids_, n, alive_.data()) : std::vector<uint8_t>();

@@ -95,7 +95,18 @@ MultiFieldIndex::MultiFieldIndex(std::vector<std::string> names, std::vector<int
 
 MultiFieldIndex::MultiFieldIndex(MultiFieldIndex&& o) noexcept
     : names_(std::move(o.names_)), nbits_(std::move(o.nbits_)), stores_(std::move(o.stores_)),
-      groups_(std::move(o.groups_)), ids_(std::move(o.ids_)) {}
+      groups_(std::move(o.groups_)), groups_view_(o.groups_view_), groups_keep_(std::move(o.groups_keep_)),
+      no_groups_(o.no_groups_), ids_(std::move(o.ids_)) {}
+
+void MultiFieldIndex::own_groups() {
+    if (!no_groups_ && !groups_view_) return;
+    std::vector<int64_t> owned(static_cast<std::size_t>(ids_.size()));
+    for (int64_t s = 0; s < ids_.size(); ++s) owned[static_cast<std::size_t>(s)] = group_at(s);
+    groups_.swap(owned);
+    groups_view_ = nullptr;
+    groups_keep_.reset();
+    no_groups_ = false;
+}
 
 int64_t MultiFieldIndex::size() const {
     std::shared_lock<std::shared_mutex> lk(mu_);
@@ -115,6 +126,7 @@ void MultiFieldIndex::add(const std::vector<const uint8_t*>& fields, int64_t n, 
     else
         check_default_ids(ids_.next_id(), n);
     const int64_t before = ids_.size();
+    own_groups();
     try {  // all or nothing: a failed allocation leaves every field as it was
         groups_.reserve(static_cast<std::size_t>(before + n));
         for (int f = 0; f < nfields(); ++f) stores_[static_cast<std::size_t>(f)].append(fields[static_cast<std::size_t>(f)], n);
@@ -157,9 +169,9 @@ struct FusedSink : WeightedSink {
             double d = 0.0;
             for (std::size_t f = 0; f < nf; ++f) d += (*s->weights)[f] * dist[f * kBlock + static_cast<std::size_t>(l)];
             if (d > s->top->bar()) continue;
-            const int64_t g = s->groups[slot];
+            const int64_t g = s->groups ? s->groups[slot] : kNoGroup;
             if (s->exclude != kNoGroup && g == s->exclude) continue;
-            s->top->offer(WeightedHit{d, s->slot_ids[slot], g});
+            s->top->offer(WeightedHit{d, slot_id(s->slot_ids, slot), g});
         }
         s->tighten();
     }
@@ -191,7 +203,7 @@ void MultiFieldIndex::scan_range(const std::vector<std::vector<uint64_t>>& qword
         s.top = &tops[i];
         s.weights = &weights;
         s.slot_ids = ids_.slot_ids();
-        s.groups = groups_.data();
+        s.groups = groups_data();
         s.pass = pass;
         s.end = slot_end;
         s.exclude = exclude_groups ? exclude_groups[q0 + i] : kNoGroup;
@@ -222,7 +234,7 @@ void MultiFieldIndex::search(const std::vector<FieldQuery>& queries, int64_t nq,
     HX_CHECK(any, "at least one weight must be > 0");
     std::shared_lock<std::shared_mutex> lk(mu_);
     const int64_t n = ids_.size();
-    if (gather_pays(filter, n)) {
+    if (gather_pays(filter, n, nq)) {
         const MultiFieldIndex sub = subset(allowed_slots(filter, ids_));
         lk.unlock();
         sub.search(queries, nq, k, exclude_groups, one_per_group, threads, distances, ids);
@@ -273,8 +285,8 @@ MultiFieldIndex MultiFieldIndex::subset(const std::vector<int64_t>& slots) const
     }
     std::vector<int64_t> sub_ids, sub_groups;
     for (const int64_t s : slots) {
-        sub_ids.push_back(ids_.slot_ids()[s]);
-        sub_groups.push_back(groups_[static_cast<std::size_t>(s)]);
+        sub_ids.push_back(ids_.id_of(s));
+        sub_groups.push_back(group_at(s));
     }
     sub.add(fields, m, sub_ids.data(), sub_groups.data());
     return sub;
@@ -290,6 +302,7 @@ void MultiFieldIndex::remove(const int64_t* ids, int64_t n) {
             if (slot != last) store.move(last, slot);
             store.truncate(last);
         }
+        own_groups();
         groups_[static_cast<std::size_t>(slot)] = groups_[static_cast<std::size_t>(last)];
         groups_.pop_back();
         ids_.remove_by_moving_last(slot);
@@ -307,7 +320,7 @@ void MultiFieldIndex::get(int field, const int64_t* ids, int64_t n, uint8_t* out
 void MultiFieldIndex::get_groups(const int64_t* ids, int64_t n, int64_t* out) const {
     std::shared_lock<std::shared_mutex> lk(mu_);
     for (int64_t i = 0; i < n; ++i) ids_.slot_of(ids[i]);
-    for (int64_t i = 0; i < n; ++i) out[i] = groups_[static_cast<std::size_t>(ids_.slot_of(ids[i]))];
+    for (int64_t i = 0; i < n; ++i) out[i] = group_at(ids_.slot_of(ids[i]));
 }
 
 int64_t MultiFieldIndex::next_id() const {
@@ -317,7 +330,7 @@ int64_t MultiFieldIndex::next_id() const {
 
 std::vector<int64_t> MultiFieldIndex::ids() const {
     std::shared_lock<std::shared_mutex> lk(mu_);
-    return std::vector<int64_t>(ids_.slot_ids(), ids_.slot_ids() + ids_.size());
+    return ids_.all();
 }
 
 bool MultiFieldIndex::contains(int64_t id) const {
@@ -329,14 +342,23 @@ void MultiFieldIndex::reset() {
     std::unique_lock<std::shared_mutex> lk(mu_);
     for (CodeStore& store : stores_) store.clear();
     groups_.clear();
+    groups_view_ = nullptr;
+    groups_keep_.reset();
+    no_groups_ = false;
     ids_.clear();
 }
 
-// Payload of kind MultiField: nfields u32; per field nbits u32, name length u32
-// and name bytes; n u64, next_id i64; per field n code rows; n int64 ids; n int64 groups.
+// Payload of kind MultiField, format 2: nfields u32; per field nbits u32, name length u32 and name
+// bytes; n u64, next_id i64, flags u32 (bit 0: ids are 0..n-1 and not stored; bit 1: no item has a
+// group, none stored); zero padding to a 64-byte file offset; per field the codes in the blocked
+// layout (each a multiple of 64 bytes); n int64 ids unless bit 0; n int64 groups unless bit 1.
+// Format 1 (still read): the same header without flags, per field n code rows, ids, groups.
 std::vector<uint8_t> MultiFieldIndex::to_bytes() const {
     std::shared_lock<std::shared_mutex> lk(mu_);
     const int64_t n = ids_.size();
+    const bool dense = ids_.dense();
+    bool grouped = false;
+    for (int64_t s = 0; s < n && !grouped; ++s) grouped = group_at(s) != kNoGroup;
     PayloadWriter w;
     w.put<uint32_t>(static_cast<uint32_t>(nfields()));
     for (int f = 0; f < nfields(); ++f) {
@@ -346,20 +368,26 @@ std::vector<uint8_t> MultiFieldIndex::to_bytes() const {
     }
     w.put<uint64_t>(static_cast<uint64_t>(n));
     w.put<int64_t>(ids_.next_id());
-    for (const CodeStore& store : stores_) {
-        std::vector<uint8_t> row(static_cast<std::size_t>(store.code_size()));
-        for (int64_t s = 0; s < n; ++s) {
-            store.read_row(s, row.data());
-            w.put_bytes(row.data(), row.size());
-        }
+    w.put<uint32_t>((dense ? 1u : 0u) | (grouped ? 0u : 2u));
+    w.pad_to(kArrayAlign);
+    for (const CodeStore& store : stores_)
+        if (n) w.put_bytes(store.blocks(), static_cast<std::size_t>(store.layout_bytes(n)));
+    if (!dense && n) w.put_bytes(ids_.slot_ids(), static_cast<std::size_t>(n) * sizeof(int64_t));
+    if (grouped) {
+        std::vector<int64_t> groups(static_cast<std::size_t>(n));
+        for (int64_t s = 0; s < n; ++s) groups[static_cast<std::size_t>(s)] = group_at(s);
+        w.put_bytes(groups.data(), groups.size() * sizeof(int64_t));
     }
-    w.put_bytes(ids_.slot_ids(), static_cast<std::size_t>(n) * sizeof(int64_t));
-    w.put_bytes(groups_.data(), static_cast<std::size_t>(n) * sizeof(int64_t));
     return w.finish(IndexKind::MultiField);
 }
 
 MultiFieldIndex MultiFieldIndex::from_bytes(const uint8_t* data, std::size_t size, const std::string& source) {
-    PayloadReader r(data, size, IndexKind::MultiField, source);
+    return from_image(data, size, source, nullptr, true);
+}
+
+MultiFieldIndex MultiFieldIndex::from_image(const uint8_t* data, std::size_t size, const std::string& source,
+                                            std::shared_ptr<const void> keep, bool verify) {
+    PayloadReader r(data, size, IndexKind::MultiField, source, verify || !keep);
     const uint32_t nfields = r.get<uint32_t>("nfields");
     if (nfields == 0 || nfields > 1024) r.fail("invalid number of fields " + std::to_string(nfields));
     std::vector<std::string> names;
@@ -375,30 +403,79 @@ MultiFieldIndex MultiFieldIndex::from_bytes(const uint8_t* data, std::size_t siz
     }
     const uint64_t n = r.get<uint64_t>("ntotal");
     const int64_t next_id = r.get<int64_t>("next_id");
-    uint64_t row_bytes = 16;
-    for (int b : nbits) row_bytes += static_cast<uint64_t>(b / 8);
-    if (n > r.remaining() / row_bytes) r.fail("ntotal " + std::to_string(n) + " does not fit in the file");
+    const bool v1 = r.version() == 1;
+    const uint32_t flags = v1 ? 0u : r.get<uint32_t>("flags");
+    if (flags & ~3u) r.fail("unknown flags " + std::to_string(flags));
+    const bool dense = flags & 1u, grouped = !(flags & 2u);
+    if (!v1) r.skip_padding(kArrayAlign);
+    MultiFieldIndex index(names, nbits);
+    uint64_t row_bytes = (dense ? 0 : 8) + (grouped ? 8 : 0);
+    for (const CodeStore& store : index.stores_) row_bytes += v1 ? static_cast<uint64_t>(store.code_size()) : store.words() * 8u;
+    if (row_bytes && n > r.remaining() / row_bytes) r.fail("ntotal " + std::to_string(n) + " does not fit in the file");
+    const auto count = static_cast<int64_t>(n);
     std::vector<const uint8_t*> fields;
-    for (int b : nbits) fields.push_back(r.take(static_cast<std::size_t>(n) * static_cast<std::size_t>(b / 8), "codes"));
-    std::vector<int64_t> ids(static_cast<std::size_t>(n)), groups(static_cast<std::size_t>(n));
-    const uint8_t* id_bytes = r.take(static_cast<std::size_t>(n) * 8, "ids");
-    const uint8_t* group_bytes = r.take(static_cast<std::size_t>(n) * 8, "groups");
-    if (n) {  // memcpy from or to null, even of 0 bytes, is undefined (found by fuzz/fuzz_load.cpp)
-        std::memcpy(ids.data(), id_bytes, static_cast<std::size_t>(n) * 8);
-        std::memcpy(groups.data(), group_bytes, static_cast<std::size_t>(n) * 8);
-    }
+    for (const CodeStore& store : index.stores_)
+        fields.push_back(r.take(static_cast<std::size_t>(v1 ? count * store.code_size() : store.layout_bytes(count)), "codes"));
+    const uint8_t* id_bytes = dense ? nullptr : r.take(static_cast<std::size_t>(n) * 8, "ids");
+    const uint8_t* group_bytes = grouped ? r.take(static_cast<std::size_t>(n) * 8, "groups") : nullptr;
     r.expect_end();
+    if (next_id < (dense ? count : 0) || next_id > kMaxId + 1) r.fail("invalid next_id " + std::to_string(next_id));
+    if (keep && !v1) {  // in place: nothing is read beyond the header unless verify
+        for (std::size_t f = 0; f < fields.size(); ++f)
+            index.stores_[f].adopt(reinterpret_cast<const uint64_t*>(fields[f]), count, keep);
+        if (dense)
+            index.ids_.set_dense(count);
+        else
+            index.ids_.adopt(reinterpret_cast<const int64_t*>(id_bytes), count, keep, next_id);
+        if (grouped) {
+            index.groups_view_ = reinterpret_cast<const int64_t*>(group_bytes);
+            index.groups_keep_ = keep;
+        } else {
+            index.no_groups_ = true;
+        }
+        if (verify) {
+            try {
+                index.ids_.validate();
+            } catch (const std::invalid_argument& e) {
+                r.fail(std::string("invalid ids: ") + e.what());
+            }
+            for (int64_t s = 0; s < count; ++s)
+                if (index.group_at(s) < kNoGroup) r.fail("invalid group " + std::to_string(index.group_at(s)));
+        }
+        index.ids_.bump_next_id(next_id);
+        return index;
+    }
+    std::vector<int64_t> ids(static_cast<std::size_t>(n)), groups(static_cast<std::size_t>(n), kNoGroup);
+    // memcpy from or to null, even of 0 bytes, is undefined (found by fuzz/fuzz_load.cpp)
+    if (n && id_bytes) std::memcpy(ids.data(), id_bytes, static_cast<std::size_t>(n) * 8);
+    if (n && dense)
+        for (int64_t s = 0; s < count; ++s) ids[static_cast<std::size_t>(s)] = s;
+    if (n && group_bytes) std::memcpy(groups.data(), group_bytes, static_cast<std::size_t>(n) * 8);
     for (int64_t g : groups)
         if (g < kNoGroup) r.fail("invalid group " + std::to_string(g));  // -1: saved without a group
-    MultiFieldIndex index(std::move(names), std::move(nbits));
     try {
-        index.add(fields, static_cast<int64_t>(n), ids.data(), groups.data());
+        if (v1) {
+            index.add(fields, count, ids.data(), groups.data());
+        } else {
+            index.ids_.check_new(ids.data(), count);
+            for (std::size_t f = 0; f < fields.size(); ++f) index.stores_[f].assign_blocks(fields[f], count);
+            index.ids_.append(ids.data(), count);
+            if (grouped) index.groups_.swap(groups);
+            else index.no_groups_ = true;
+        }
     } catch (const std::invalid_argument& e) {
         r.fail(std::string("invalid ids: ") + e.what());
     }
     if (next_id < index.ids_.next_id()) r.fail("next_id " + std::to_string(next_id) + " is below the largest id");
     index.ids_.bump_next_id(next_id);
     return index;
+}
+
+std::size_t MultiFieldIndex::memory_bytes() const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    std::size_t total = ids_.memory_bytes() + groups_.capacity() * sizeof(int64_t);
+    for (const CodeStore& store : stores_) total += store.memory_bytes();
+    return total;
 }
 
 }  // namespace hashindex

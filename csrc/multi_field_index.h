@@ -58,6 +58,10 @@ public:
 
     std::vector<uint8_t> to_bytes() const;
     static MultiFieldIndex from_bytes(const uint8_t* data, std::size_t size, const std::string& source);
+    // As FlatIndex::from_image: codes, ids and groups used in place from a mapped file (format 2).
+    static MultiFieldIndex from_image(const uint8_t* data, std::size_t size, const std::string& source,
+                                      std::shared_ptr<const void> keep, bool verify);
+    std::size_t memory_bytes() const;
 
     MultiFieldIndex(MultiFieldIndex&& other) noexcept;
 
@@ -75,7 +79,18 @@ private:
     std::vector<std::string> names_;
     std::vector<int> nbits_;
     std::vector<CodeStore> stores_;
+    // Groups: owned, or in a mapped file (groups_view_), or none at all (no_groups_: every item's
+    // is kNoGroup and nothing is stored). Changes make them owned first.
+    int64_t group_at(int64_t slot) const {
+        return no_groups_ ? kNoGroup : (groups_view_ ? groups_view_[slot] : groups_[static_cast<std::size_t>(slot)]);
+    }
+    const int64_t* groups_data() const { return no_groups_ ? nullptr : (groups_view_ ? groups_view_ : groups_.data()); }
+    void own_groups();
+
     std::vector<int64_t> groups_;
+    const int64_t* groups_view_ = nullptr;
+    std::shared_ptr<const void> groups_keep_;
+    bool no_groups_ = false;
     IdMap ids_;
     mutable std::shared_mutex mu_;
 };

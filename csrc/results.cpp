@@ -17,7 +17,7 @@ std::size_t buffer_capacity(int64_t k) {
 std::vector<Hit> with_ids(const std::vector<SlotHit>& hits, const int64_t* slot_ids) {
     std::vector<Hit> out;
     out.reserve(hits.size());
-    for (const SlotHit& h : hits) out.push_back(Hit{h.distance, slot_ids[h.slot]});
+    for (const SlotHit& h : hits) out.push_back(Hit{h.distance, slot_id(slot_ids, h.slot)});
     return out;
 }
 }  // namespace
@@ -51,7 +51,7 @@ void TopKSink::shrink() {
                hits.end());
     if (hits.size() * 2 < capacity) return;
     auto by_distance_id = [this](const SlotHit& a, const SlotHit& b) {
-        return Hit{a.distance, slot_ids[a.slot]} < Hit{b.distance, slot_ids[b.slot]};
+        return Hit{a.distance, slot_id(slot_ids, a.slot)} < Hit{b.distance, slot_id(slot_ids, b.slot)};
     };
     std::nth_element(hits.begin(), hits.begin() + (k - 1), hits.end(), by_distance_id);
     hits.resize(static_cast<std::size_t>(k));

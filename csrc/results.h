@@ -12,6 +12,9 @@ namespace hashindex {
 constexpr int32_t kPadDistance = std::numeric_limits<int32_t>::max();
 constexpr int64_t kPadId = -1;
 
+// The id of a slot: slot_ids[slot], or the slot itself when the index's ids are dense (null).
+inline int64_t slot_id(const int64_t* slot_ids, int64_t slot) { return slot_ids ? slot_ids[slot] : slot; }
+
 struct Hit {
     int32_t distance;
     int64_t id;

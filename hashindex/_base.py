@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from . import _core
-from ._validate import INT64_MAX, codes_arg, ids_arg, int_arg
+from ._validate import INT64_MAX, codes_arg, ids_arg, int_arg, mmap_arg
 
 T = TypeVar("T", bound="_Index")
 
@@ -75,10 +75,24 @@ class _Index:
         return self
 
     @classmethod
-    def load(cls: type[T], path: str | os.PathLike[str]) -> T:
-        """Reads a file written by :meth:`save`; FormatError if it holds another kind or is damaged."""
+    def load(cls: type[T], path: str | os.PathLike[str], *, mmap: bool = False, verify: bool | None = None) -> T:
+        """Reads a file written by :meth:`save`; FormatError if it holds another kind or is damaged.
+        ``mmap`` and ``verify`` as in :func:`hashindex.load`."""
         path = os.fspath(path)
+        if mmap_arg(mmap):
+            mapped = _core.map_file(path)
+            kind = mapped.kind(path)
+            if kind != cls.__name__:
+                raise _core.FormatError(f"{path}: holds a {kind}, not a {cls.__name__}; use hashindex.load() to open any kind")
+            return cls._from_mapping(mapped, path, verify)
         return cls.from_bytes(_core.read_file(path), source=path)
+
+    @classmethod
+    def _from_mapping(cls: type[T], mapped: Any, path: str, verify: bool | None) -> T:
+        self = cls.__new__(cls)
+        self._index = cls._core_class.from_mapping(mapped, path, bool(verify))
+        self._init_state()
+        return self
 
     def _init_state(self) -> None:
         """Per-object Python state beyond the compiled index (none by default)."""

@@ -128,6 +128,12 @@ def ids_arg(ids: object, name: str, *, count: int | None = None) -> np.ndarray:
     return np.ascontiguousarray(ids, dtype=np.int64)
 
 
+def mmap_arg(mmap: object) -> bool:
+    if not isinstance(mmap, (bool, np.bool_)):
+        raise TypeError(f"mmap: expected a bool, got {_type_name(mmap)}")
+    return bool(mmap)
+
+
 def filter_arg(allow: object, deny: object) -> tuple[np.ndarray | None, np.ndarray | None]:
     """allow / deny as int64 id arrays (at most one of them). Each takes what ids take, a set of
     ints, or a boolean bitmap over ids (True at position i: id i)."""

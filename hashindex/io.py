@@ -5,6 +5,7 @@ import os
 
 from . import _core
 from ._base import _Index
+from ._validate import mmap_arg
 from .flat import FlatIndex
 from .mih import MIHIndex
 from .multi_field import MultiFieldIndex
@@ -15,14 +16,30 @@ INDEX_KINDS: dict[str, type[_Index]] = {
 }
 
 
-def load(path: str | os.PathLike[str]) -> _Index:
+def load(path: str | os.PathLike[str], *, mmap: bool = False, verify: bool | None = None) -> _Index:
     """Reads an index saved by ``index.save(path)``, whatever its kind.
 
     Raises hashindex.FormatError (a ValueError) for a file that is not a hashindex
     index, is truncated or corrupted, or was written by a newer format version, and
     OSError with its errno (FileNotFoundError, IsADirectoryError, ...) if it cannot be read.
+
+    mmap=True maps the file instead of reading it. FlatIndex and MultiFieldIndex files (format 2)
+    are then searched in place: opening reads the header only, so a multi-GB file opens in
+    milliseconds and the process's memory grows with the pages searches touch; the OS may drop
+    and re-read them. The first change (add, remove, reset) copies the codes into memory (copy on
+    write): the file is never written through the mapping, and replacing it with ``save`` is safe
+    (the mapping keeps the old contents). MIHIndex builds its tables from the mapping in memory,
+    as load without mmap does (O(n log n); nothing stays mapped). Format-1 files are copied.
+    Since nothing beyond the header is read, the checksum and the ids are not checked unless
+    ``verify=True`` (which reads the whole file once); without mmap both are always checked.
     """
     path = os.fspath(path)
+    if mmap_arg(mmap):
+        mapped = _core.map_file(path)
+        kind = mapped.kind(path)
+        if kind not in INDEX_KINDS:
+            raise _core.FormatError(f"{path}: index kind {kind!r} is not supported by this build")
+        return INDEX_KINDS[kind]._from_mapping(mapped, path, verify)
     data = _core.read_file(path)
     kind = _core.peek_kind(data, path)
     if kind not in INDEX_KINDS:

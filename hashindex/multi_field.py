@@ -72,6 +72,11 @@ class MultiFieldIndex(_Index):
     def __repr__(self) -> str:
         return f"MultiFieldIndex(fields={self.fields}, ntotal={self.ntotal})"
 
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes held in memory (codes not in a mapped file, ids unless 0..n-1, groups if any)."""
+        return self._index.memory_bytes
+
     def _field_arrays(self, codes: object, name: str) -> tuple[list[np.ndarray | None], int]:
         if not isinstance(codes, Mapping):
             raise TypeError(f"{name}: expected a mapping of field name to uint8 codes, got {type(codes).__name__}")

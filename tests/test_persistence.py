@@ -110,7 +110,7 @@ def test_newer_version_rejected(index):
     data = bytearray(index.to_bytes())
     struct.pack_into("<I", data, 8, hashindex.FORMAT_VERSION + 1)
     struct.pack_into("<I", data, len(data) - 4, zlib.crc32(bytes(data[:-4])))
-    with pytest.raises(hashindex.FormatError, match="format version 2 is not readable"):
+    with pytest.raises(hashindex.FormatError, match=f"format version {hashindex.FORMAT_VERSION + 1} is not readable"):
         hashindex.FlatIndex.from_bytes(bytes(data))
 
 
@@ -130,7 +130,7 @@ def test_corrupt_payload_with_valid_checksum_rejected():
     idx = hashindex.FlatIndex(8)
     idx.add(np.zeros((2, 1), np.uint8), np.array([3, 4]))
     data = bytearray(idx.to_bytes())
-    ids_at = 24 + 24 + 2
+    ids_at = 64 + 64  # format 2: codes in one 64-byte block at offset 64, then the ids
     struct.pack_into("<q", data, ids_at + 8, 3)
     struct.pack_into("<I", data, len(data) - 4, zlib.crc32(bytes(data[:-4])))
     with pytest.raises(hashindex.FormatError, match="invalid ids"):
