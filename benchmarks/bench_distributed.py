@@ -24,7 +24,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench_mih.py: faiss's
 import numpy as np  # noqa: E402
 
 import hashindex  # noqa: E402
-from hashindex.bench import machine_info, timed, write_json  # noqa: E402
+from hashindex.bench import machine_info, median_seconds, timed, write_json  # noqa: E402
 
 try:
     import ray
@@ -39,11 +39,6 @@ except ImportError:  # pragma: no cover
     print("faiss-cpu is not installed: its rows are left out (pip install '.[bench]')")
 
 
-def median_time(fn, repeats: int) -> float:
-    fn()  # warm
-    return statistics.median(timed(fn) for _ in range(repeats))
-
-
 def latencies(fn, queries: np.ndarray) -> tuple[float, float]:
     fn(queries[:1])
     times = sorted(timed(lambda q=q: fn(q[None])) for q in queries)
@@ -55,7 +50,7 @@ def scan_rate(nbits: int, n: int, rng) -> float:
     index = hashindex.FlatIndex(nbits)
     index.add(rng.integers(0, 256, (n, nbits // 8), dtype=np.uint8))
     q = rng.integers(0, 256, (256, nbits // 8), dtype=np.uint8)
-    t = median_time(lambda: index.search(q, 10, threads=1), 3)
+    t = median_seconds(lambda: index.search(q, 10, threads=1), 3)
     return n * len(q) / t
 
 
@@ -63,7 +58,7 @@ def merge_cost(shards: int, k: int, nq: int, rng) -> float:
     """Seconds per query the driver spends merging S answers of (nq, k)."""
     d = [np.sort(rng.integers(0, 100, (nq, k)).astype(np.int32), axis=1) for _ in range(shards)]
     i = [rng.integers(0, 1 << 40, (nq, k)) for _ in range(shards)]
-    return median_time(lambda: hd.merge_knn(d, i, k), 5) / nq
+    return median_seconds(lambda: hd.merge_knn(d, i, k), 5) / nq
 
 
 def main(argv=None) -> int:
@@ -109,10 +104,10 @@ def main(argv=None) -> int:
         got = sharded.search(q, args.k)
         assert np.array_equal(got.ids, want.ids) and np.array_equal(got.distances, want.distances), "sharded != flat"
         row = {"batch": nq,
-               "flat_qps": nq / median_time(lambda: flat.search(q, args.k), args.repeats),
-               "sharded_qps": nq / median_time(lambda: sharded.search(q, args.k), args.repeats)}
+               "flat_qps": nq / median_seconds(lambda: flat.search(q, args.k), args.repeats),
+               "sharded_qps": nq / median_seconds(lambda: sharded.search(q, args.k), args.repeats)}
         if ref is not None:
-            row["faiss_qps"] = nq / median_time(lambda: ref.search(q, args.k), args.repeats)
+            row["faiss_qps"] = nq / median_seconds(lambda: ref.search(q, args.k), args.repeats)
         row["sharded_over_flat"] = row["sharded_qps"] / row["flat_qps"]
         rows.append(row)
 

@@ -11,9 +11,7 @@ sub-index's first. Prints a table and a JSON record.
 """
 from __future__ import annotations
 
-import argparse
 import os
-import statistics
 import sys
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench_mih.py
@@ -21,7 +19,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench_mih.py
 import numpy as np  # noqa: E402
 
 import hashindex  # noqa: E402
-from hashindex.bench import machine_info, make_codes, timed, write_json  # noqa: E402
+from hashindex.bench import machine_info, make_codes, median_each, median_seconds, script_parser, write_json  # noqa: E402
 
 try:
     import faiss
@@ -30,26 +28,8 @@ except ImportError:  # pragma: no cover
     print("faiss-cpu is not installed: its rows are left out (pip install '.[bench]')")
 
 
-def batch_ms(fn, nq: int, repeats: int) -> float:
-    fn()
-    return statistics.median(timed(fn) for _ in range(repeats)) / nq * 1e3
-
-
-def single_ms(fn, n: int) -> float:
-    fn(0)
-    return statistics.median(timed(lambda i=i: fn(i)) for i in range(n)) * 1e3
-
-
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=int, default=1_000_000)
-    p.add_argument("--nq", type=int, default=200)
-    p.add_argument("--single", type=int, default=50)
-    p.add_argument("--k", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--json", default=None)
-    args = p.parse_args(argv)
+    args = script_parser(__doc__, n=1_000_000, single=50).parse_args(argv)
     if args.quick:
         args.n, args.repeats, args.single = 200_000, 3, 20
     rng = np.random.default_rng(0)
@@ -82,16 +62,16 @@ def main(argv=None) -> int:
         for name, index in (("flat", flat), ("mih", mih)):
             got = index.search(xq[:args.nq], args.k, **kw)
             assert np.array_equal(got.ids, want.ids) and np.array_equal(got.distances, want.distances), (name, label)
-            row[f"{name}_batch_ms"] = batch_ms(lambda index=index: index.search(xq[:args.nq], args.k, **kw), args.nq, args.repeats)
-            row[f"{name}_single_ms"] = single_ms(lambda i, index=index: index.search(xq[i], args.k, **kw), args.single)
-        row["subindex_batch_ms"] = batch_ms(lambda: sub.search(xq[:args.nq], args.k), args.nq, args.repeats)
+            row[f"{name}_batch_ms"] = median_seconds(lambda index=index: index.search(xq[:args.nq], args.k, **kw), args.repeats) / args.nq * 1e3
+            row[f"{name}_single_ms"] = median_each(lambda i, index=index: index.search(xq[i], args.k, **kw), args.single) * 1e3
+        row["subindex_batch_ms"] = median_seconds(lambda: sub.search(xq[:args.nq], args.k), args.repeats) / args.nq * 1e3
         if ref is not None:
             params = None
             if share is not None:
                 sel = faiss.IDSelectorBatch(kw.get("allow", kw.get("deny")))
                 params = faiss.SearchParameters(sel=sel if share > 0 else faiss.IDSelectorNot(sel))
-            row["faiss_batch_ms"] = batch_ms(lambda: ref.search(xq[:args.nq], args.k, params=params), args.nq, args.repeats)
-            row["faiss_single_ms"] = single_ms(lambda i: ref.search(xq[i:i + 1], args.k, params=params), args.single)
+            row["faiss_batch_ms"] = median_seconds(lambda: ref.search(xq[:args.nq], args.k, params=params), args.repeats) / args.nq * 1e3
+            row["faiss_single_ms"] = median_each(lambda i: ref.search(xq[i:i + 1], args.k, params=params), args.single) * 1e3
         rows.append(row)
         print(f"{label:>12} | batch ms/q: flat {row['flat_batch_ms']:.4f} mih {row['mih_batch_ms']:.4f} "
               f"sub-index {row['subindex_batch_ms']:.4f} faiss {row.get('faiss_batch_ms', float('nan')):.4f} | "

@@ -23,12 +23,7 @@ import time
 import numpy as np
 
 import hashindex
-from hashindex.bench import machine_info, timed, write_json
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+from hashindex.bench import machine_info, rss_bytes, timed, write_json
 
 
 def measure(path: str, kw: dict, queries: np.ndarray, want) -> dict:

@@ -12,9 +12,7 @@ codes the near-constant "no tumour" code, so ties abound. Batch (--nq queries, m
 """
 from __future__ import annotations
 
-import argparse
 import os
-import statistics
 import sys
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench_mih.py
@@ -22,7 +20,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench_mih.py
 import numpy as np  # noqa: E402
 
 import hashindex  # noqa: E402
-from hashindex.bench import machine_info, timed, write_json  # noqa: E402
+from hashindex.bench import machine_info, median_each, median_seconds, script_parser, write_json  # noqa: E402
 
 try:
     import faiss
@@ -42,16 +40,6 @@ def encoder_like(rng, n: int, nbytes: int, abnormal_share: float = 0.2) -> dict[
     tumour = rng.random(n) < abnormal_share
     abnormal[tumour] = rng.integers(0, 256, (int(tumour.sum()), nbytes), dtype=np.uint8)
     return {"normal": normal, "abnormal": abnormal}
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()
-    return statistics.median(timed(fn) for _ in range(repeats))
-
-
-def p50(fn, nq: int) -> float:
-    fn(0)
-    return statistics.median(timed(lambda i=i: fn(i)) for i in range(nq))
 
 
 def run(args, n: int, rng, records: list) -> None:
@@ -80,13 +68,13 @@ def run(args, n: int, rng, records: list) -> None:
         assert np.array_equal(got.ids, want.ids) and np.array_equal(got.distances, want.distances), mode
         row = {"n": n, "mode": mode}
         batch = {f: v[:args.nq] for f, v in q.items()}
-        row["multi_batch_ms"] = median_time(lambda: multi.search(batch, args.k), args.repeats) / args.nq * 1e3
-        row["flat_batch_ms"] = median_time(lambda: flats[mode].search(flat_q[:args.nq], args.k), args.repeats) / args.nq * 1e3
-        row["multi_single_ms"] = p50(lambda i: multi.search({f: v[i] for f, v in q.items()}, args.k), args.single) * 1e3
-        row["flat_single_ms"] = p50(lambda i: flats[mode].search(flat_q[i], args.k), args.single) * 1e3
+        row["multi_batch_ms"] = median_seconds(lambda: multi.search(batch, args.k), args.repeats) / args.nq * 1e3
+        row["flat_batch_ms"] = median_seconds(lambda: flats[mode].search(flat_q[:args.nq], args.k), args.repeats) / args.nq * 1e3
+        row["multi_single_ms"] = median_each(lambda i: multi.search({f: v[i] for f, v in q.items()}, args.k), args.single) * 1e3
+        row["flat_single_ms"] = median_each(lambda i: flats[mode].search(flat_q[i], args.k), args.single) * 1e3
         if refs:
-            row["faiss_batch_ms"] = median_time(lambda: refs[mode].search(flat_q[:args.nq], args.k), args.repeats) / args.nq * 1e3
-            row["faiss_single_ms"] = p50(lambda i: refs[mode].search(flat_q[i:i + 1], args.k), args.single) * 1e3
+            row["faiss_batch_ms"] = median_seconds(lambda: refs[mode].search(flat_q[:args.nq], args.k), args.repeats) / args.nq * 1e3
+            row["faiss_single_ms"] = median_each(lambda i: refs[mode].search(flat_q[i:i + 1], args.k), args.single) * 1e3
         records.append(row)
         fa = row.get("faiss_batch_ms", float("nan"))
         fs = row.get("faiss_single_ms", float("nan"))
@@ -97,15 +85,8 @@ def run(args, n: int, rng, records: list) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=int, nargs="+", default=[200_000, 2_000_000])
+    p = script_parser(__doc__, n=[200_000, 2_000_000])
     p.add_argument("--nbits", type=int, default=1024, help="bits per field")
-    p.add_argument("--nq", type=int, default=200)
-    p.add_argument("--single", type=int, default=100)
-    p.add_argument("--k", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.repeats, args.single = [200_000], 3, 50

@@ -104,6 +104,36 @@ def timed(fn) -> float:
     return time.perf_counter() - t
 
 
+def median_seconds(fn, repeats: int) -> float:
+    """Median seconds of ``repeats`` calls of fn, after one untimed call (warm caches, pages)."""
+    fn()
+    return float(np.median([timed(fn) for _ in range(repeats)]))
+
+
+def median_each(fn, count: int) -> float:
+    """Median seconds of fn(0), fn(1), ..., fn(count - 1), each timed alone (after an untimed fn(0))."""
+    fn(0)
+    return float(np.median([timed(lambda i=i: fn(i)) for i in range(count)]))
+
+
+def script_parser(description: str, *, n: int | list[int], nq: int = 200, single: int = 100,
+                  repeats: int = 5) -> argparse.ArgumentParser:
+    """The options the scripts in benchmarks/ share: --n (one size, or several when ``n`` is a list),
+    --nq (batch), --single (queries timed alone), --k, --repeats, --quick, --json."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if isinstance(n, list):
+        p.add_argument("--n", type=int, nargs="+", default=n)
+    else:
+        p.add_argument("--n", type=int, default=n)
+    p.add_argument("--nq", type=int, default=nq)
+    p.add_argument("--single", type=int, default=single)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=repeats)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--json", default=None)
+    return p
+
+
 def write_json(result: dict[str, Any], prefix: str, path: str | None) -> str:
     """Writes a benchmark script's record (default ./benchmark-results/<prefix>-<time>.json)."""
     result["when"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

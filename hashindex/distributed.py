@@ -272,7 +272,11 @@ class _Shard:
         if snapshot is None:
             self.index = _new_index(self.spec)
         else:
-            self.index = _load_index(os.path.join(directory, snapshot))
+            # Mapped: Flat and MultiField shards search their snapshot in place (file-backed pages
+            # the OS may drop and re-read, not the heap; the first change copies them); MIH shards
+            # build their tables from it. Verified (checksum, ids): a restart must not serve a
+            # damaged file.
+            self.index = _load_index(os.path.join(directory, snapshot), mmap=True, verify=True)
             expected = type(_new_index(self.spec))
             if type(self.index) is not expected or self._shape(self.index) != self._shape(_new_index(self.spec)):
                 raise _core.FormatError(f"{snapshot}: holds {self.index!r}, the manifest says {self.spec}")
