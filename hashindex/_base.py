@@ -81,9 +81,9 @@ class _Index:
         path = os.fspath(path)
         if mmap_arg(mmap):
             mapped = _core.map_file(path)
-            kind = mapped.kind(path)
-            if kind != cls.__name__:
-                raise _core.FormatError(f"{path}: holds a {kind}, not a {cls.__name__}; use hashindex.load() to open any kind")
+            kind, wanted = mapped.kind(path), cls._core_class.__name__
+            if kind != wanted:
+                raise _core.FormatError(f"{path}: holds a {kind}, not a {wanted}; use hashindex.load() to open any kind")
             return cls._from_mapping(mapped, path, verify)
         return cls.from_bytes(_core.read_file(path), source=path)
 

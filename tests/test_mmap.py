@@ -136,6 +136,11 @@ def test_what_mmap_checks_and_what_verify_adds(tmp_path):
         hashindex.load(tmp_path / "d.hx")
     with pytest.raises(hashindex.FormatError, match="holds a FlatIndex"):
         hashindex.MIHIndex.load(path, mmap=True)
+
+    class Mine(hashindex.FlatIndex):  # a user's subclass opens its kind's files
+        pass
+
+    assert type(Mine.load(path, mmap=True)) is Mine
     with pytest.raises(TypeError, match="mmap"):
         hashindex.load(path, mmap="yes")
     with pytest.raises(IsADirectoryError):
