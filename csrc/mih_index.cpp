@@ -1,5 +1,7 @@
 #include "mih_index.h"
 
+#include <cstring>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -266,24 +268,57 @@ void MIHIndex::reset() {
     tail_.reset();
 }
 
-// Payload of kind MIH: CodesPayload (format.h) whose parameter is the
-// requested m (0 = automatic). Tables are rebuilt on load.
+// Payload of kind MIH, format 2: nbits u32, the requested m u32 (0 = automatic), flags u32 (bit 0:
+// the ids are 0..n-1 and not stored), 4 zero bytes, ntotal u64, next_id i64, ntotal code rows, then
+// ntotal int64 ids unless bit 0. Format 1: CodesPayload (format.h) with m as its parameter. Tables
+// are rebuilt on load.
 std::vector<uint8_t> MIHIndex::to_bytes() const {
     std::shared_lock<std::shared_mutex> lk(mu_);
     std::vector<uint8_t> rows;
     std::vector<int64_t> ids;
     gather_live(&rows, ids);
     const int64_t n = static_cast<int64_t>(ids.size());
+    bool dense = true;
+    for (int64_t i = 0; i < n && dense; ++i) dense = ids[static_cast<std::size_t>(i)] == i;
     PayloadWriter w;
-    write_codes_header(w, nbits_, static_cast<uint32_t>(m_requested_), n, next_default_id());
-    w.put_bytes(rows.data(), rows.size());
-    w.put_bytes(ids.data(), static_cast<std::size_t>(n) * sizeof(int64_t));
+    w.reserve(rows.size() + (dense ? 0 : ids.size() * 8) + 32);
+    w.put<uint32_t>(static_cast<uint32_t>(nbits_));
+    w.put<uint32_t>(static_cast<uint32_t>(m_requested_));
+    w.put<uint32_t>(dense ? 1u : 0u);
+    w.put<uint32_t>(0);
+    w.put<uint64_t>(static_cast<uint64_t>(n));
+    w.put<int64_t>(next_default_id());
+    if (!rows.empty()) w.put_bytes(rows.data(), rows.size());
+    if (!dense && n) w.put_bytes(ids.data(), static_cast<std::size_t>(n) * sizeof(int64_t));
     return w.finish(IndexKind::MIH);
 }
 
 MIHIndex MIHIndex::from_bytes(const uint8_t* data, std::size_t size, const std::string& source) {
     PayloadReader r(data, size, IndexKind::MIH, source);
-    const CodesPayload p = read_codes_payload(r);
+    CodesPayload p;
+    if (r.version() == 1) {
+        p = read_codes_payload(r);
+    } else {
+        p.nbits = r.get<uint32_t>("nbits");
+        if (p.nbits == 0 || p.nbits % 8 != 0 || p.nbits > (1u << 24)) r.fail("invalid nbits " + std::to_string(p.nbits));
+        p.param = r.get<uint32_t>("m");
+        const uint32_t flags = r.get<uint32_t>("flags");
+        if (flags & ~1u) r.fail("unknown flags " + std::to_string(flags));
+        if (r.get<uint32_t>("reserved") != 0) r.fail("reserved bytes are not zero");
+        p.n = r.get<uint64_t>("ntotal");
+        p.next_id = r.get<int64_t>("next_id");
+        const bool dense = flags & 1u;
+        const std::size_t row = p.nbits / 8;
+        if (p.n > r.remaining() / (row + (dense ? 0 : 8))) r.fail("ntotal " + std::to_string(p.n) + " does not fit in the file");
+        p.codes = r.take(static_cast<std::size_t>(p.n) * row, "codes");
+        const uint8_t* id_bytes = dense ? nullptr : r.take(static_cast<std::size_t>(p.n) * 8, "ids");
+        r.expect_end();
+        p.ids.resize(static_cast<std::size_t>(p.n));
+        if (dense)
+            for (uint64_t i = 0; i < p.n; ++i) p.ids[static_cast<std::size_t>(i)] = static_cast<int64_t>(i);
+        else if (p.n)
+            std::memcpy(p.ids.data(), id_bytes, static_cast<std::size_t>(p.n) * 8);
+    }
     const uint32_t m = p.param;
     if (m > p.nbits || (m > 0 && (p.nbits + m - 1) / m > 64)) r.fail("invalid m " + std::to_string(m));
     return index_from_payload(p, r, MIHIndex(static_cast<int>(p.nbits), static_cast<int>(m)));

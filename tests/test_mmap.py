@@ -175,3 +175,12 @@ def test_compact_ids_take_no_memory_until_needed(tmp_path):
     other.add(codes[:10], ids=np.arange(5, 15))  # not the slots
     assert other.memory_bytes > 10 * 8
     assert hashindex.load(tmp_path / "dense.hx", mmap=True).memory_bytes == 0
+    mih = hashindex.MIHIndex(64)
+    mih.add(codes)
+    mih.save(tmp_path / "mih.hx")
+    assert os.path.getsize(tmp_path / "mih.hx") == 24 + 32 + 4000 * 8 + 4  # header, fields, codes, checksum
+    mih.remove([5])
+    mih.save(tmp_path / "mih.hx")
+    back = hashindex.load(tmp_path / "mih.hx")
+    assert 5 not in back and len(back) == 3999 and back._index.next_id == 4000
+    np.testing.assert_array_equal(back.search(q, 6).ids, mih.search(q, 6).ids)
