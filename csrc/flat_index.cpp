@@ -209,14 +209,13 @@ FlatIndex FlatIndex::from_image(const uint8_t* data, std::size_t size, const std
         } else {
             std::vector<int64_t> ids(static_cast<std::size_t>(n));
             if (n) std::memcpy(ids.data(), id_bytes, static_cast<std::size_t>(n) * 8);
-            index.ids_.adopt(ids.data(), count, nullptr, next_id);
-            try {
-                index.ids_.validate();
+            try {  // the same checks as add, then the ids as add stores them (dense if they are 0..n-1)
+                index.ids_.check_new(ids.data(), count);
             } catch (const std::invalid_argument& e) {
                 r.fail(std::string("invalid ids: ") + e.what());
             }
-            index.ids_.clear();
-            index.ids_.append(ids.data(), count);  // the owned form, table built
+            index.ids_.append(ids.data(), count);
+            if (next_id < index.ids_.next_id()) r.fail("next_id " + std::to_string(next_id) + " is below the largest id");
         }
     }
     if (verify && keep) {

@@ -277,8 +277,8 @@ class _Shard:
             # build their tables from it. Verified (checksum, ids): a restart must not serve a
             # damaged file.
             self.index = _load_index(os.path.join(directory, snapshot), mmap=True, verify=True)
-            expected = type(_new_index(self.spec))
-            if type(self.index) is not expected or self._shape(self.index) != self._shape(_new_index(self.spec)):
+            expected = _new_index(self.spec)
+            if type(self.index) is not type(expected) or self._shape(self.index) != self._shape(expected):
                 raise _core.FormatError(f"{snapshot}: holds {self.index!r}, the manifest says {self.spec}")
         self.log = _ShardLog(os.path.join(directory, _shard_file(shard, ".log")), _field_sizes(self.spec))
         for op, ids, codes, groups in self.log.records():  # idempotent: see replay()
@@ -291,7 +291,7 @@ class _Shard:
     # Replaying a record whose effect the snapshot already holds (a crash between committing a
     # snapshot and emptying the log) must change nothing: adds skip present ids, removes absent ones.
     def _replay(self, op: int, ids: np.ndarray, codes: list[np.ndarray], groups: np.ndarray | None) -> None:
-        present = np.fromiter((int(i) in self.index for i in ids), bool, len(ids))
+        present = self.contains(ids)
         if op == _REMOVE:
             if present.any():
                 self.index.remove(ids[present])
