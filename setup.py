@@ -25,6 +25,7 @@ COMMON_SOURCES = [
     "mih_cost.cpp",
     "mih_index.cpp",
     "mih_probe.cpp",
+    "multi_field_mih.cpp",
     "multi_field_index.cpp",
     "parallel.cpp",
     "results.cpp",

@@ -419,8 +419,10 @@ PYBIND11_MODULE(_core, m) {
     bind_common(mih);
 
     py::class_<MultiFieldIndex> multi(m, "MultiFieldIndex");
-    multi.def(py::init<std::vector<std::string>, std::vector<int>>(), py::arg("names"), py::arg("nbits"))
+    multi.def(py::init<std::vector<std::string>, std::vector<int>, bool>(), py::arg("names"), py::arg("nbits"),
+              py::arg("mih") = false)
         .def_property_readonly("memory_bytes", &MultiFieldIndex::memory_bytes)
+        .def_property_readonly("mih", &MultiFieldIndex::mih)
         .def_property_readonly("names", &MultiFieldIndex::names)
         .def_property_readonly("nbits", &MultiFieldIndex::nbits)
         .def(
@@ -465,9 +467,11 @@ PYBIND11_MODULE(_core, m) {
                 py::array_t<int64_t> ids({nq, k});
                 double* d = distances.mutable_data();
                 int64_t* i = ids.mutable_data();
-                run_interruptible(
-                    [&] { self.search(fq, nq, k, exclude ? exclude->data() : nullptr, one_per_group, threads, d, i, filter); });
-                return py::make_tuple(distances, ids);
+                MihStats st;
+                run_interruptible([&] {
+                    self.search(fq, nq, k, exclude ? exclude->data() : nullptr, one_per_group, threads, d, i, filter, &st);
+                });
+                return py::make_tuple(distances, ids, stats_dict(st));
             },
             py::arg("queries"), py::arg("weights"), py::arg("nq"), py::arg("k"), py::arg("exclude_groups"),
             py::arg("one_per_group"), py::arg("threads") = 0, py::arg("allow") = py::none(), py::arg("deny") = py::none())

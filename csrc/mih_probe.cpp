@@ -17,42 +17,20 @@
 #include "interrupt.h"
 #include "mih_cost.h"
 #include "parallel.h"
+#include "probe_util.h"
 #include "scan.h"
 
 
 namespace hashindex {
+
+Stamps& thread_stamps() {
+    thread_local Stamps stamps;
+    return stamps;
+}
+
 namespace {
 
 
-// Calls f(mask) for every mask of `bits` bits with exactly rho set (Gosper's
-// hack); stops early when f returns false, and then returns false.
-template <class F>
-bool for_each_mask(int bits, int rho, F&& f) {
-    if (rho > bits) return true;
-    if (rho == 0) return f(uint64_t{0});
-    uint64_t x = rho == 64 ? ~uint64_t{0} : (uint64_t{1} << rho) - 1;
-    for (;;) {
-        if (!f(x)) return false;
-        const uint64_t r = x + (x & (~x + 1));
-        if (r == 0 || (bits < 64 && r >= (uint64_t{1} << bits))) return true;
-        x = r | (((x ^ r) >> 2) >> __builtin_ctzll(x));
-    }
-}
-
-// Per-thread "seen" marks: a generation number per slot, so nothing is cleared per query.
-struct Stamps {
-    std::vector<uint32_t> mark;
-    uint32_t generation = 0;
-    uint32_t next(std::size_t n) {
-        if (mark.size() < n) mark.resize(n, 0);
-        if (++generation == 0) {
-            std::fill(mark.begin(), mark.end(), 0);
-            generation = 1;
-        }
-        return generation;
-    }
-};
-thread_local Stamps t_stamps;
 thread_local std::vector<uint32_t> t_hit_idx, t_hit_dist;
 
 // Whether every result is in hand once no unseen code is closer than `bound`:
@@ -92,7 +70,7 @@ bool MIHIndex::probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& 
     const FilterFn filter = active_kernels().filter;
     const int m = static_cast<int>(tables_.size());
     const int64_t n = main_.size();
-    Stamps& stamps = t_stamps;  // thread_locals read once: each access is a call in a shared library
+    Stamps& stamps = thread_stamps();  // thread_locals read once: each access is a call in a shared library
     std::vector<uint32_t>& hit_idx = t_hit_idx;
     std::vector<uint32_t>& hit_dist = t_hit_dist;
     const uint32_t gen = stamps.next(static_cast<std::size_t>(n));
@@ -215,7 +193,7 @@ void MIHIndex::calibrate() {
     // thread, each waiting (at most 20 ms) until all have started, so that each thread takes one.
     std::atomic<int> started{0};
     parallel_for(threads, threads, [&](int64_t) {
-        t_stamps.next(static_cast<std::size_t>(n));
+        thread_stamps().next(static_cast<std::size_t>(n));
         started.fetch_add(1);
         const double until = mih::now_ns() + 2e7;
         while (started.load() < threads && mih::now_ns() < until) std::this_thread::yield();
@@ -241,7 +219,7 @@ bool MIHIndex::try_probe(const uint64_t* q, Sink& sink, double budget_ns, MihSta
     // The marks of a thread's first probe cost a page-faulting allocation (40 MB
     // for 10M codes, ~6 ms): made before the clock starts, or the model learns
     // from it that probing is 900x dearer than it is.
-    t_stamps.next(static_cast<std::size_t>(main_.size()));
+    thread_stamps().next(static_cast<std::size_t>(main_.size()));
     const int64_t buckets0 = st.buckets, candidates0 = st.candidates, hits0 = st.hits;
     const double t0 = mih::now_ns();
     const bool done = probe(q, sink, budget_ns, st);

@@ -13,6 +13,7 @@
 #include "interrupt.h"
 #include "parallel.h"
 #include "results.h"
+#include "multi_field_top.h"
 #include "scan.h"
 
 namespace hashindex {
@@ -25,65 +26,11 @@ constexpr int64_t kChunkSlots = 1024;
 // from memory once per block of queries, so larger blocks cut memory traffic (32 left "both fields"
 // at 1.30x FlatIndex's time at 200k items; see benchmarks/RESULTS.md).
 constexpr int64_t kQueryBlock = 256;
-constexpr double kInf = std::numeric_limits<double>::infinity();
-struct WeightedHit {
-    double distance;
-    int64_t id, group;
-    bool operator<(const WeightedHit& o) const { return distance != o.distance ? distance < o.distance : id < o.id; }
-};
 
 }  // namespace
 
-// The k best by (distance, id); with one_per_group, only each group's best.
-// A group's item evicted by k better ones can come back only as a better item
-// of that group, since the bar only rises: so the result is exact.
-struct MultiFieldIndex::Top {
-    int64_t k;
-    bool one_per_group;
-    std::set<WeightedHit> best;
-    std::unordered_map<int64_t, WeightedHit> by_group;
-
-    double bar() const { return static_cast<int64_t>(best.size()) < k ? kInf : best.rbegin()->distance; }
-
-    void offer(const WeightedHit& h) {
-        if (static_cast<int64_t>(best.size()) >= k && !(h < *best.rbegin())) return;
-        const bool grouped = one_per_group && h.group != kNoGroup;
-        if (grouped) {
-            auto it = by_group.find(h.group);
-            if (it != by_group.end()) {
-                if (!(h < it->second)) return;
-                best.erase(it->second);
-                it->second = h;
-                best.insert(h);
-                return;
-            }
-            by_group.emplace(h.group, h);
-        }
-        best.insert(h);
-        if (static_cast<int64_t>(best.size()) > k) {
-            auto last = std::prev(best.end());
-            if (one_per_group && last->group != kNoGroup) by_group.erase(last->group);
-            best.erase(last);
-        }
-    }
-    void absorb(const Top& other) {
-        for (const WeightedHit& h : other.best) offer(h);
-    }
-    void write(double* dist, int64_t* ids) const {
-        int64_t i = 0;
-        for (const WeightedHit& h : best) {
-            dist[i] = h.distance;
-            ids[i++] = h.id;
-        }
-        for (; i < k; ++i) {
-            dist[i] = kInf;
-            ids[i] = kPadId;
-        }
-    }
-};
-
-MultiFieldIndex::MultiFieldIndex(std::vector<std::string> names, std::vector<int> nbits)
-    : names_(std::move(names)), nbits_(std::move(nbits)) {
+MultiFieldIndex::MultiFieldIndex(std::vector<std::string> names, std::vector<int> nbits, bool mih)
+    : names_(std::move(names)), nbits_(std::move(nbits)), mih_(mih) {
     HX_CHECK(!nbits_.empty(), "at least one field is needed");
     HX_CHECK(names_.size() == nbits_.size(), "one name per field");
     for (int b : nbits_) {
@@ -96,7 +43,9 @@ MultiFieldIndex::MultiFieldIndex(std::vector<std::string> names, std::vector<int
 MultiFieldIndex::MultiFieldIndex(MultiFieldIndex&& o) noexcept
     : names_(std::move(o.names_)), nbits_(std::move(o.nbits_)), stores_(std::move(o.stores_)),
       groups_(std::move(o.groups_)), groups_view_(o.groups_view_), groups_keep_(std::move(o.groups_keep_)),
-      no_groups_(o.no_groups_), ids_(std::move(o.ids_)) {}
+      no_groups_(o.no_groups_), ids_(std::move(o.ids_)), mih_(o.mih_), tables_(std::move(o.tables_)) {}
+
+MultiFieldIndex::~MultiFieldIndex() = default;
 
 void MultiFieldIndex::own_groups() {
     if (!no_groups_ && !groups_view_) return;
@@ -121,6 +70,10 @@ void MultiFieldIndex::add(const std::vector<const uint8_t*>& fields, int64_t n, 
         for (int64_t i = 0; i < n; ++i)
             HX_CHECK(groups[i] >= kNoGroup, "groups must be >= 0, got " + std::to_string(groups[i]));
     std::unique_lock<std::shared_mutex> lk(mu_);
+    // The tables hold 32-bit slots.
+    if (mih_ && ids_.size() + n >= (int64_t{1} << 32))
+        throw std::invalid_argument("codes: a MultiFieldIndex with mih holds fewer than 2^32 items; it has " +
+                                    std::to_string(ids_.size()) + ", adding " + std::to_string(n));
     if (ids)
         ids_.check_new(ids, n);
     else
@@ -137,6 +90,7 @@ void MultiFieldIndex::add(const std::vector<const uint8_t*>& fields, int64_t n, 
         groups_.resize(static_cast<std::size_t>(before));
         throw;
     }
+    maybe_rebuild_tables();
 }
 
 namespace {
@@ -150,7 +104,7 @@ struct FusedSink : WeightedSink {
     const int64_t* slot_ids;
     const int64_t* groups;
     const uint8_t* pass;
-    int64_t end, exclude;
+    int64_t begin, end, exclude;
 
     void tighten() {
         const double bar = top->bar();
@@ -165,7 +119,7 @@ struct FusedSink : WeightedSink {
             const int l = __builtin_ctz(lanes);
             lanes &= lanes - 1;
             const int64_t slot = first_slot + l;
-            if (slot >= s->end || (s->pass && !s->pass[slot])) continue;
+            if (slot < s->begin || slot >= s->end || (s->pass && !s->pass[slot])) continue;
             double d = 0.0;
             for (std::size_t f = 0; f < nf; ++f) d += (*s->weights)[f] * dist[f * kBlock + static_cast<std::size_t>(l)];
             if (d > s->top->bar()) continue;
@@ -205,6 +159,7 @@ void MultiFieldIndex::scan_range(const std::vector<std::vector<uint64_t>>& qword
         s.slot_ids = ids_.slot_ids();
         s.groups = groups_data();
         s.pass = pass;
+        s.begin = slot_begin;
         s.end = slot_end;
         s.exclude = exclude_groups ? exclude_groups[q0 + i] : kNoGroup;
         s.tighten();
@@ -222,7 +177,7 @@ void MultiFieldIndex::scan_range(const std::vector<std::vector<uint64_t>>& qword
 
 void MultiFieldIndex::search(const std::vector<FieldQuery>& queries, int64_t nq, int64_t k,
                              const int64_t* exclude_groups, bool one_per_group, int threads, double* distances,
-                             int64_t* ids, const IdFilter& filter) const {
+                             int64_t* ids, const IdFilter& filter, MihStats* stats) const {
     HX_CHECK(k > 0, "k must be > 0, got " + std::to_string(k));
     HX_CHECK(static_cast<int>(queries.size()) == nfields(), "one query entry per field");
     bool any = false;
@@ -232,12 +187,17 @@ void MultiFieldIndex::search(const std::vector<FieldQuery>& queries, int64_t nq,
         any = any || fq.weight > 0;
     }
     HX_CHECK(any, "at least one weight must be > 0");
+    MihStats local;
+    MihStats& st = stats ? *stats : local;
+    st = MihStats{};
+    st.queries = nq;
     std::shared_lock<std::shared_mutex> lk(mu_);
     const int64_t n = ids_.size();
     if (gather_pays(filter, n, nq)) {
         const MultiFieldIndex sub = subset(allowed_slots(filter, ids_));
         lk.unlock();
         sub.search(queries, nq, k, exclude_groups, one_per_group, threads, distances, ids);
+        st.by_scan = nq;
         return;
     }
     std::vector<std::vector<uint64_t>> qwords(queries.size());
@@ -245,6 +205,19 @@ void MultiFieldIndex::search(const std::vector<FieldQuery>& queries, int64_t nq,
         if (queries[f].weight > 0) qwords[f] = rows_to_words(queries[f].rows, nq, code_size(static_cast<int>(f)));
     const std::vector<uint8_t> mask = filter.active() ? slot_mask(filter, ids_, n, nullptr) : std::vector<uint8_t>();
     const uint8_t* pass = mask.empty() ? nullptr : mask.data();
+    if (tables_) {
+        search_tables(qwords, queries, nq, k, exclude_groups, one_per_group, threads, pass, distances, ids, st);
+        return;
+    }
+    st.by_scan = nq;
+    scan_search(qwords, queries, nq, k, exclude_groups, one_per_group, threads, pass, distances, ids);
+}
+
+void MultiFieldIndex::scan_search(const std::vector<std::vector<uint64_t>>& qwords,
+                                  const std::vector<FieldQuery>& queries, int64_t nq, int64_t k,
+                                  const int64_t* exclude_groups, bool one_per_group, int threads, const uint8_t* pass,
+                                  double* distances, int64_t* ids) const {
+    const int64_t n = ids_.size();
     threads = resolve_threads(threads);
     if (nq >= threads || n < 4 * kChunkSlots) {
         // Blocks of queries, at least one block per thread.
@@ -306,7 +279,9 @@ void MultiFieldIndex::remove(const int64_t* ids, int64_t n) {
         groups_[static_cast<std::size_t>(slot)] = groups_[static_cast<std::size_t>(last)];
         groups_.pop_back();
         ids_.remove_by_moving_last(slot);
+        tables_moved(last, slot);
     }
+    maybe_rebuild_tables();
 }
 
 void MultiFieldIndex::get(int field, const int64_t* ids, int64_t n, uint8_t* out) const {
@@ -346,6 +321,7 @@ void MultiFieldIndex::reset() {
     groups_keep_.reset();
     no_groups_ = false;
     ids_.clear();
+    tables_.reset();
 }
 
 // Payload of kind MultiField, format 2: nfields u32; per field nbits u32, name length u32 and name
@@ -368,7 +344,7 @@ std::vector<uint8_t> MultiFieldIndex::to_bytes() const {
     }
     w.put<uint64_t>(static_cast<uint64_t>(n));
     w.put<int64_t>(ids_.next_id());
-    w.put<uint32_t>((dense ? 1u : 0u) | (grouped ? 0u : 2u));
+    w.put<uint32_t>((dense ? 1u : 0u) | (grouped ? 0u : 2u) | (mih_ ? 4u : 0u));
     w.pad_to(kArrayAlign);
     for (const CodeStore& store : stores_)
         if (n) w.put_bytes(store.blocks(), static_cast<std::size_t>(store.layout_bytes(n)));
@@ -405,10 +381,10 @@ MultiFieldIndex MultiFieldIndex::from_image(const uint8_t* data, std::size_t siz
     const int64_t next_id = r.get<int64_t>("next_id");
     const bool v1 = r.version() == 1;
     const uint32_t flags = v1 ? 0u : r.get<uint32_t>("flags");
-    if (flags & ~3u) r.fail("unknown flags " + std::to_string(flags));
-    const bool dense = flags & 1u, grouped = !(flags & 2u);
+    if (flags & ~7u) r.fail("unknown flags " + std::to_string(flags));
+    const bool dense = flags & 1u, grouped = !(flags & 2u), mih = flags & 4u;
     if (!v1) r.skip_padding(kArrayAlign);
-    MultiFieldIndex index(names, nbits);
+    MultiFieldIndex index(names, nbits, mih);
     uint64_t row_bytes = (dense ? 0 : 8) + (grouped ? 8 : 0);
     for (const CodeStore& store : index.stores_) row_bytes += v1 ? static_cast<uint64_t>(store.code_size()) : store.words() * 8u;
     if (row_bytes && n > r.remaining() / row_bytes) r.fail("ntotal " + std::to_string(n) + " does not fit in the file");
@@ -443,6 +419,7 @@ MultiFieldIndex MultiFieldIndex::from_image(const uint8_t* data, std::size_t siz
                 if (index.group_at(s) < kNoGroup) r.fail("invalid group " + std::to_string(index.group_at(s)));
         }
         index.ids_.bump_next_id(next_id);
+        index.maybe_rebuild_tables();  // the tables read every code: opening in place costs a scan then
         return index;
     }
     std::vector<int64_t> ids(static_cast<std::size_t>(n)), groups(static_cast<std::size_t>(n), kNoGroup);
@@ -468,6 +445,7 @@ MultiFieldIndex MultiFieldIndex::from_image(const uint8_t* data, std::size_t siz
     }
     if (next_id < index.ids_.next_id()) r.fail("next_id " + std::to_string(next_id) + " is below the largest id");
     index.ids_.bump_next_id(next_id);
+    index.maybe_rebuild_tables();
     return index;
 }
 
@@ -475,7 +453,7 @@ std::size_t MultiFieldIndex::memory_bytes() const {
     std::shared_lock<std::shared_mutex> lk(mu_);
     std::size_t total = ids_.memory_bytes() + groups_.capacity() * sizeof(int64_t);
     for (const CodeStore& store : stores_) total += store.memory_bytes();
-    return total;
+    return total + (tables_ ? tables_->memory_bytes() : 0);
 }
 
 }  // namespace hashindex

@@ -3,13 +3,16 @@
 // one field or by a weighted sum of per-field Hamming distances, with group
 // constraints applied inside the scan so that k results come back when they exist.
 //
-// Why no multi-index hashing here: the weighted sum couples the fields (a
-// pigeonhole bound per field does not bound the sum's k-th value without
-// probing every field to its own radius), and group constraints remove an
-// unknown share of candidates, so the stopping rule MIH relies on does not
-// hold. Single-field, unconstrained search at scale belongs in MIHIndex.
+// With mih, each field is also cut into substrings with one table each (multi-index
+// hashing, Norouzi et al. 2012) and a query may probe them instead of scanning
+// (multi_field_mih.cpp). The pigeonhole bound generalises to the weighted sum: once
+// table t of field f has been probed to radius r_t, every item not yet seen differs
+// in at least r_t + 1 bits of that substring, so its distance is at least
+// sum_f w_f * sum_{t in f} (r_t + 1). Probing stops when the k-th best is below that
+// bound; group rules and filters only drop candidates, which leaves it exact.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <shared_mutex>
 #include <string>
 #include <vector>
@@ -17,6 +20,7 @@
 #include "code_store.h"
 #include "id_filter.h"
 #include "id_map.h"
+#include "mih_index.h"
 
 namespace hashindex {
 
@@ -30,13 +34,17 @@ struct FieldQuery {
 
 class MultiFieldIndex {
 public:
-    MultiFieldIndex(std::vector<std::string> names, std::vector<int> nbits);
+    // mih: keep substring tables for probing (about 4 bytes per substring and a row-major copy
+    // of the codes per item; rebuilt as MIHIndex rebuilds, on load too).
+    MultiFieldIndex(std::vector<std::string> names, std::vector<int> nbits, bool mih = false);
+    ~MultiFieldIndex();
 
     int nfields() const { return static_cast<int>(nbits_.size()); }
     const std::vector<std::string>& names() const { return names_; }
     const std::vector<int>& nbits() const { return nbits_; }
     int code_size(int field) const { return nbits_[static_cast<std::size_t>(field)] / 8; }
     int64_t size() const;
+    bool mih() const { return mih_; }
 
     // fields[f] holds n rows of field f. ids / groups may be null (default ids; no group).
     // Groups are >= 0, or kNoGroup; the Python layer admits only >= 0 from users.
@@ -46,7 +54,8 @@ public:
     // one_per_group: at most one result per group (its best); items without a group always count.
     // filter: only allowed (or all but denied) ids, applied with the group rules inside the scan.
     void search(const std::vector<FieldQuery>& queries, int64_t nq, int64_t k, const int64_t* exclude_groups,
-                bool one_per_group, int threads, double* distances, int64_t* ids, const IdFilter& filter = {}) const;
+                bool one_per_group, int threads, double* distances, int64_t* ids, const IdFilter& filter = {},
+                MihStats* stats = nullptr) const;
     void remove(const int64_t* ids, int64_t n);
     void get(int field, const int64_t* ids, int64_t n, uint8_t* out) const;
     void get_groups(const int64_t* ids, int64_t n, int64_t* out) const;
@@ -73,8 +82,34 @@ private:
     void scan_range(const std::vector<std::vector<uint64_t>>& qwords, const std::vector<FieldQuery>& queries,
                     int64_t q0, int64_t q1, int64_t slot_begin, int64_t slot_end, const int64_t* exclude_groups,
                     const uint8_t* pass, Top* tops) const;
+    // The exhaustive search of nq queries (qwords: per field, nq rows of words; empty when unused).
+    void scan_search(const std::vector<std::vector<uint64_t>>& qwords, const std::vector<FieldQuery>& queries,
+                     int64_t nq, int64_t k, const int64_t* exclude_groups, bool one_per_group, int threads,
+                     const uint8_t* pass, double* distances, int64_t* ids) const;
     // A new index holding these slots' items (the caller holds the lock).
     MultiFieldIndex subset(const std::vector<int64_t>& slots) const;
+
+    // Substring tables (multi_field_mih.cpp); the caller holds the lock.
+    struct Tables;
+    void maybe_rebuild_tables();
+    void rebuild_tables();
+    void calibrate_tables();
+    void tables_moved(int64_t from, int64_t to);  // a removal moved slot `from` into `to`
+    // Probing where the cost model expects it to pay, one scan for the queries it hands back.
+    void search_tables(const std::vector<std::vector<uint64_t>>& qwords, const std::vector<FieldQuery>& queries,
+                       int64_t nq, int64_t k, const int64_t* exclude_groups, bool one_per_group, int threads,
+                       const uint8_t* pass, double* distances, int64_t* ids, MihStats& stats) const;
+    // Offers the items the tables do not hold (added or moved since the build) to a query's Top.
+    void offer_unindexed(const std::vector<std::vector<uint64_t>>& qwords, const std::vector<FieldQuery>& queries,
+                         int64_t q, const int64_t* exclude_groups, const uint8_t* pass, Top& top) const;
+    // Probes query q; false if the cost model gave up (then it must be scanned).
+    bool probe(const std::vector<std::vector<uint64_t>>& qwords, const std::vector<FieldQuery>& queries, int64_t q,
+               int64_t exclude, const uint8_t* pass, Top& top, double budget_ns, MihStats& st) const;
+    double scan_budget_ns(const std::vector<FieldQuery>& queries, int64_t nq, int threads) const;
+
+    bool mih_ = false;
+    std::unique_ptr<Tables> tables_;
+    mutable MihCostModel cost_;
 
     std::vector<std::string> names_;
     std::vector<int> nbits_;

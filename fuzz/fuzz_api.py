@@ -258,6 +258,8 @@ class Session:
 
     def _construct(self):
         inp = self.inp
+        # Probing favoured or not: small indexes would otherwise almost always be scanned.
+        hashindex._core.set_mih_budget_scale(inp.pick([1.0, 1e6]))
         if inp.chance(1):  # an invalid width: must raise, naming the argument
             bad = inp.pick([0, -8, 7, 2**25, 12.0, "64", None, True])
             try:
@@ -272,7 +274,7 @@ class Session:
             else:
                 raise Finding(f"nbits={bad!r} accepted")
         if self.kind == "multi":
-            return hashindex.MultiFieldIndex(self.fields)
+            return hashindex.MultiFieldIndex(self.fields, mih=inp.chance(2))
         nbits = self.fields[""]
         if self.kind == "mih":
             m = inp.pick([None, None, 1, 2, 3, nbits, nbits + 1, 0, -1, 2.0])

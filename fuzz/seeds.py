@@ -14,11 +14,13 @@ out.mkdir(parents=True, exist_ok=True)
 rng = np.random.default_rng(0)
 for n in (0, 1, 5, 40):
     codes = rng.integers(0, 256, (n, 8), dtype=np.uint8)
-    indexes = [hashindex.FlatIndex(64), hashindex.MIHIndex(64, m=4), hashindex.MultiFieldIndex({"a": 64, "b": 16})]
+    indexes = [hashindex.FlatIndex(64), hashindex.MIHIndex(64, m=4), hashindex.MultiFieldIndex({"a": 64, "b": 16}),
+               hashindex.MultiFieldIndex({"a": 64, "b": 16}, mih=True)]
     indexes[0].add(codes)
     indexes[1].add(codes)
-    indexes[2].add({"a": codes, "b": codes[:, :2]}, groups=np.arange(n) % 3)
-    for index in indexes:
+    for index in indexes[2:]:
+        index.add({"a": codes, "b": codes[:, :2]}, groups=np.arange(n) % 3)
+    for i, index in enumerate(indexes):
         image = index.to_bytes()
         kind = type(index).__name__
-        (out / f"seed-{kind}-{n}").write_bytes(bytes([KIND_BYTE[kind]]) + image[HEADER:-TRAILER])
+        (out / f"seed-{kind}-{n}-{i}").write_bytes(bytes([KIND_BYTE[kind]]) + image[HEADER:-TRAILER])

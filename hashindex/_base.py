@@ -7,6 +7,7 @@ Subclasses set ``_core_class`` (the compiled index) and implement their searches
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, TypeVar
 
 import numpy as np
@@ -99,6 +100,32 @@ class _Index:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self).from_bytes, (self.to_bytes(),))
+
+
+class _ProbingIndex(_Index):
+    """An index that may probe hash tables or scan, per query (MIHIndex, MultiFieldIndex)."""
+
+    def _init_state(self) -> None:
+        self._stats: dict[str, Any] = {}
+        self._stats_lock = threading.Lock()
+
+    @property
+    def last_search_stats(self) -> dict[str, Any]:
+        """What the most recent search (or range_search) call did, from any thread.
+
+        queries; by_mih / by_scan: how many were answered by probing the tables or by a
+        scan (cost model); candidates: codes whose full distance was computed; hits: those
+        within the threshold at the time; buckets: table look-ups; max_radius: largest
+        substring radius probed; tail: unindexed codes scanned per query; probe_scale and
+        scan_ns_per_word: the cost model's learned state when the call began (measured /
+        modelled probing time; scan cost per code word).
+        """
+        with self._stats_lock:
+            return dict(self._stats)
+
+    def _keep(self, stats: dict[str, Any]) -> None:
+        with self._stats_lock:
+            self._stats = stats
 
 
 class _SingleFieldIndex(_Index):

@@ -1,18 +1,15 @@
 """MIHIndex: exact multi-index hashing (Norouzi, Punjani & Fleet, CVPR 2012 / TPAMI 2014)."""
 from __future__ import annotations
 
-import threading
-from typing import Any
-
 import numpy as np
 
 from . import _core
-from ._base import _SingleFieldIndex
+from ._base import _ProbingIndex, _SingleFieldIndex
 from ._results import RangeSearchResult, SearchResult
 from ._validate import filter_arg, int_arg, k_arg, nbits_arg, threads_arg
 
 
-class MIHIndex(_SingleFieldIndex):
+class MIHIndex(_ProbingIndex, _SingleFieldIndex):
     """Exact k-NN and range search that touches only part of the database.
 
     Same answers as :class:`FlatIndex`, ties included, with the same API. Codes are cut
@@ -44,32 +41,10 @@ class MIHIndex(_SingleFieldIndex):
         self._index = _core.MIHIndex(nbits, m)
         self._init_state()
 
-    def _init_state(self) -> None:
-        self._stats: dict[str, Any] = {}
-        self._stats_lock = threading.Lock()
-
     @property
     def m(self) -> int:
         """Number of substrings (hash tables) in use now; 0 while the index is empty."""
         return self._index.m
-
-    @property
-    def last_search_stats(self) -> dict[str, Any]:
-        """What the most recent search or range_search call did (from any thread).
-
-        queries; by_mih / by_scan: how many were answered by probing the tables or by a
-        scan (cost model); candidates: codes whose full distance was computed; hits: those
-        within the threshold at the time; buckets:
-        table look-ups; max_radius: largest substring radius probed; tail: unindexed codes
-        scanned per query; probe_scale and scan_ns_per_word: the cost model's learned state
-        when the call began (measured / modelled probing time; scan cost per code word).
-        """
-        with self._stats_lock:
-            return dict(self._stats)
-
-    def _keep(self, stats: dict[str, Any]) -> None:
-        with self._stats_lock:
-            self._stats = stats
 
     def search(self, queries: np.ndarray, k: int, *, threads: int | None = None, allow: object = None,
                deny: object = None) -> SearchResult:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._base import _Index
+from ._base import _ProbingIndex
 from ._results import SearchResult
 from ._validate import (
     codes_arg,
@@ -22,7 +22,7 @@ from ._validate import (
 )
 
 
-class MultiFieldIndex(_Index):
+class MultiFieldIndex(_ProbingIndex):
     """Exact search over items that carry several named code fields (e.g. the normal and abnormal
     anatomy codes of an MRI slice, of different lengths) and optionally a group id (the patient).
 
@@ -33,14 +33,22 @@ class MultiFieldIndex(_Index):
     best item of each group. Distances are float64 weighted sums (integers for integer weights),
     padded with ``inf`` and id -1; ties break by id.
 
-    Every item is scanned (SIMD, all cores): a weighted sum over fields and group filters void the
-    stopping rule of multi-index hashing, so for single-field search without groups at large scale
-    use :class:`hashindex.MIHIndex` on that field.
+    By default every item is scanned (SIMD, all cores). With ``mih=True`` each field is also cut
+    into substrings of at most 16 bits with one hash table each, and a query may probe them
+    instead: the pigeonhole bound of multi-index hashing holds for the weighted sum (an item not
+    yet seen differs in at least r + 1 bits of every substring probed to radius r, so its distance
+    is at least the weighted sum of those), group rules and filters only drop candidates, so the
+    answers are the same as the scan's, ties included. A cost model calibrated on this machine
+    when the tables are built sends a query to the scan when probing would cost more, so probing
+    pays only where neighbours are much nearer than most items (``last_search_stats`` says which
+    ran). The tables cost 4 bytes per substring per item plus a row-major copy of the codes
+    (1024-bit fields: 384 bytes per item per field, beside the 128 of the codes); they are
+    rebuilt as MIHIndex's are, and on load (so ``load(mmap=True)`` then reads every code).
     """
 
     _core_class = _core.MultiFieldIndex
 
-    def __init__(self, fields: Mapping[str, int]) -> None:
+    def __init__(self, fields: Mapping[str, int], *, mih: bool = False) -> None:
         if not isinstance(fields, Mapping) or not fields:
             raise TypeError(f"fields: expected a non-empty mapping of field name to nbits, got {fields!r}")
         names = list(fields)
@@ -53,13 +61,21 @@ class MultiFieldIndex(_Index):
                 nbits.append(nbits_arg(fields[name]))
             except (TypeError, ValueError) as exc:
                 raise type(exc)(f"fields[{name!r}]: {exc}") from None
-        self._index = _core.MultiFieldIndex(names, nbits)
+        if not isinstance(mih, (bool, np.bool_)):
+            raise TypeError(f"mih: expected a bool, got {type(mih).__name__}")
+        self._index = _core.MultiFieldIndex(names, nbits, bool(mih))
+        self._init_state()
 
     # -- shape of the items ---------------------------------------------------------------------
     @property
     def fields(self) -> dict[str, int]:
         """Field name -> bits per code, in the order given."""
         return dict(zip(self._index.names, self._index.nbits))
+
+    @property
+    def mih(self) -> bool:
+        """Whether the index keeps substring tables to probe (see the class docstring)."""
+        return self._index.mih
 
     @property
     def nbits(self) -> dict[str, int]:
@@ -70,7 +86,8 @@ class MultiFieldIndex(_Index):
         return {name: bits // 8 for name, bits in self.fields.items()}
 
     def __repr__(self) -> str:
-        return f"MultiFieldIndex(fields={self.fields}, ntotal={self.ntotal})"
+        mih = ", mih=True" if self.mih else ""
+        return f"MultiFieldIndex(fields={self.fields}{mih}, ntotal={self.ntotal})"
 
     @property
     def memory_bytes(self) -> int:
@@ -143,8 +160,10 @@ class MultiFieldIndex(_Index):
         Returns float64 distances and int64 ids, (nq, k), sorted by (distance, id).
         """
         arrays, nq, w, k, exclude, one_per_group = self._search_args(queries, k, weights, exclude_groups, one_per_group)
-        return SearchResult(*self._index.search(arrays, w, nq, k, exclude, one_per_group, threads_arg(threads),
-                                                *filter_arg(allow, deny)))
+        distances, ids, stats = self._index.search(arrays, w, nq, k, exclude, one_per_group, threads_arg(threads),
+                                                   *filter_arg(allow, deny))
+        self._keep(stats)
+        return SearchResult(distances, ids)
 
     def _search_args(self, queries: object, k: object, weights: object, exclude_groups: object,
                      one_per_group: object) -> tuple[list[np.ndarray | None], int, list[float], int, Any, bool]:
