@@ -29,11 +29,22 @@ constexpr int kMaxSubBits = 16;
 // the tables are rebuilt, which amortises the O(N) build over N/64 changes (as MIHIndex).
 constexpr int64_t kTailShare = 64;
 constexpr int64_t kMinTail = 1024;
+// Tables with at most this many distinct keys have their items counted per radius from the query's
+// key (one pass over the keys, at the table's first step past radius 0) for the step's price.
+constexpr std::size_t kCountKeys = 4096;
 
 double binomial(int n, int r) {
     double c = 1;
     for (int i = 1; i <= r; ++i) c = c * (n - r + i) / i;
     return c;
+}
+
+// MIHIndex's fixed model, with every candidate a random access (a row of each field, read from the
+// row-major copy by slot), where MIHIndex reads its candidates in bucket order and pays the random
+// access only for hits: without it calibration measured probing at the clamp, 10x the model, on 1M
+// items of two 1024-bit fields.
+double modelled_ns(int64_t buckets, int64_t candidates, int words) {
+    return MihCostModel::modelled_probe_ns(buckets, candidates * words, candidates);
 }
 
 int popcount_words(const uint64_t* a, const uint64_t* b, int words) {
@@ -161,6 +172,9 @@ bool MultiFieldIndex::probe(const std::vector<std::vector<uint64_t>>& qwords, co
         const Tables::Sub* sub;
         uint32_t key;
         int radius;  // the next radius to probe: every unseen item differs in >= radius bits here
+        // Items per radius from the key, counted over the keys present when they are few (skewed
+        // tables, where the uniform estimate is far off: the neighbours of a common key are common).
+        std::vector<uint32_t> at_radius;
     };
     std::vector<Active> active;
     std::vector<const uint64_t*> qf(static_cast<std::size_t>(nf), nullptr), rows(static_cast<std::size_t>(nf), nullptr);
@@ -180,7 +194,7 @@ bool MultiFieldIndex::probe(const std::vector<std::vector<uint64_t>>& qwords, co
 
     const double scale = cost_.probe_scale.load(std::memory_order_relaxed);
     int64_t buckets = 0, candidates = 0, hits = 0;
-    auto spent = [&] { return scale * MihCostModel::modelled_probe_ns(buckets, candidates * verify_words, hits); };
+    auto spent = [&] { return scale * modelled_ns(buckets, candidates, verify_words); };
     auto verify = [&](uint32_t slot) {
         if (mark[slot] == gen) return;
         mark[slot] = gen;
@@ -198,11 +212,13 @@ bool MultiFieldIndex::probe(const std::vector<std::vector<uint64_t>>& qwords, co
         if (exclude != kNoGroup && g == exclude) return;
         top.offer(WeightedHit{d, ids_.id_of(slot), g});
     };
+    // False once the budget is spent (checked every 256 candidates: one bucket may hold most items).
     auto visit = [&](const Tables::Sub& sub, uint32_t key) {
         ++buckets;
         const uint32_t b = sub.offsets[key], e = sub.offsets[key + 1];
         constexpr uint32_t kAhead = 8;  // candidates are random rows: their misses overlap this far ahead
         for (uint32_t i = b; i < e; ++i) {
+            if (((i - b) & 255) == 255 && spent() > budget_ns) return false;
             if (i + kAhead < e) {
                 const uint32_t ahead = sub.slots[i + kAhead];
                 for (int f = 0; f < nf; ++f)
@@ -210,6 +226,7 @@ bool MultiFieldIndex::probe(const std::vector<std::vector<uint64_t>>& qwords, co
             }
             verify(sub.slots[i]);
         }
+        return (buckets & 255) || spent() <= budget_ns;
     };
     bool gave_up = false;
     for (;;) {
@@ -224,11 +241,16 @@ bool MultiFieldIndex::probe(const std::vector<std::vector<uint64_t>>& qwords, co
         for (Active& a : active) {
             const Tables::Sub& sub = *a.sub;
             const double keys = std::min(binomial(sub.bits, a.radius), static_cast<double>(sub.keys.size()));
+            if (a.radius == 1 && a.at_radius.empty() && sub.keys.size() <= kCountKeys) {
+                a.at_radius.assign(static_cast<std::size_t>(sub.bits) + 1, 0);
+                for (const uint32_t key : sub.keys)
+                    a.at_radius[static_cast<std::size_t>(__builtin_popcount(key ^ a.key))] += sub.offsets[key + 1] - sub.offsets[key];
+            }
             const double cands = a.radius == 0 ? static_cast<double>(sub.offsets[a.key + 1] - sub.offsets[a.key])
-                                               : static_cast<double>(t.built) * binomial(sub.bits, a.radius) /
-                                                     std::ldexp(1.0, sub.bits);
-            const double cost = scale * MihCostModel::modelled_probe_ns(static_cast<int64_t>(keys),
-                                                                      static_cast<int64_t>(cands * verify_words), 0);
+                                 : !a.at_radius.empty()
+                                     ? static_cast<double>(a.at_radius[static_cast<std::size_t>(a.radius)])
+                                     : static_cast<double>(t.built) * binomial(sub.bits, a.radius) / std::ldexp(1.0, sub.bits);
+            const double cost = scale * modelled_ns(static_cast<int64_t>(keys), static_cast<int64_t>(cands), verify_words);
             const double rate = cost / queries[static_cast<std::size_t>(sub.field)].weight;
             if (rate < best_rate) {
                 best_rate = rate;
@@ -250,13 +272,10 @@ bool MultiFieldIndex::probe(const std::vector<std::vector<uint64_t>>& qwords, co
         const int r = next->radius;
         st.max_radius = std::max(st.max_radius, r);
         if (binomial(sub.bits, r) <= static_cast<double>(sub.keys.size())) {
-            for_each_mask(sub.bits, r, [&](uint64_t mask) {
-                visit(sub, next->key ^ static_cast<uint32_t>(mask));
-                return (buckets & 255) || spent() <= budget_ns;
-            });
+            for_each_mask(sub.bits, r, [&](uint64_t mask) { return visit(sub, next->key ^ static_cast<uint32_t>(mask)); });
         } else {
             for (const uint32_t key : sub.keys)
-                if (__builtin_popcount(key ^ next->key) == r) visit(sub, key);
+                if (__builtin_popcount(key ^ next->key) == r && !visit(sub, key)) break;
         }
         if (spent() > budget_ns) {  // a step the estimate priced too low
             gave_up = true;
@@ -306,7 +325,7 @@ void MultiFieldIndex::search_tables(const std::vector<std::vector<uint64_t>>& qw
             for (std::size_t f = 0; f < queries.size(); ++f)
                 if (queries[f].weight > 0) verify_words += stores_[f].words();
             cost_.observe_probe(mih::now_ns() - t0,
-                                MihCostModel::modelled_probe_ns(st.buckets, st.candidates * verify_words, st.hits), done);
+                                modelled_ns(st.buckets, st.candidates, verify_words), done);
         }
         if (done) top.write(distances + q * k, ids + q * k);
         std::lock_guard<std::mutex> g(mu);
@@ -387,7 +406,7 @@ void MultiFieldIndex::calibrate_tables() {
         const double t0 = mih::now_ns();
         probe(qwords, queries, i, kNoGroup, nullptr, top, 1e300, st);
         const double elapsed = mih::now_ns() - t0;
-        const double modelled = MihCostModel::modelled_probe_ns(st.buckets, st.candidates * static_cast<int64_t>(words), st.hits);
+        const double modelled = modelled_ns(st.buckets, st.candidates, static_cast<int>(words));
         if (modelled > 0) ratios.push_back(elapsed / modelled);
     }
     if (ratios.empty()) return;
