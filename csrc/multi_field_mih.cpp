@@ -47,6 +47,17 @@ double modelled_ns(int64_t buckets, int64_t candidates, int words) {
     return MihCostModel::modelled_probe_ns(buckets, candidates * words, candidates);
 }
 
+uint64_t code_hash(const uint64_t* words, int n) {
+    uint64_t h = 0x9e3779b97f4a7c15ull;
+    for (int w = 0; w < n; ++w) {  // splitmix64's finaliser over each word in turn
+        uint64_t z = h ^ words[w];
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        h = z ^ (z >> 31);
+    }
+    return h;
+}
+
 int popcount_words(const uint64_t* a, const uint64_t* b, int words) {
     int d = 0;
     for (int w = 0; w < words; ++w) d += __builtin_popcountll(a[w] ^ b[w]);
@@ -102,6 +113,23 @@ void MultiFieldIndex::rebuild_tables() {
         const int64_t s0 = task % row_tasks * kRowsPerTask, s1 = std::min(n, s0 + kRowsPerTask);
         for (int64_t s = s0; s < s1; ++s) stores_[f].read_words(s, &t->rows[f][static_cast<std::size_t>(s * words)]);
     });
+    // Buckets list their items in id order, so that a bucket of exact ties can stop once k are held
+    // (probe()); with ids 0..n-1 that is slot order.
+    std::vector<uint32_t> by_id;
+    if (!ids_.dense()) {
+        by_id.resize(static_cast<std::size_t>(n));
+        for (int64_t s = 0; s < n; ++s) by_id[static_cast<std::size_t>(s)] = static_cast<uint32_t>(s);
+        const int64_t* sid = ids_.slot_ids();
+        std::sort(by_id.begin(), by_id.end(), [&](uint32_t a, uint32_t b) { return sid[a] < sid[b]; });
+    }
+    t->hashes.resize(stores_.size());
+    parallel_for(resolve_threads(0), nfields(), [&](int64_t f) {
+        const int words = stores_[static_cast<std::size_t>(f)].words();
+        std::vector<uint64_t>& h = t->hashes[static_cast<std::size_t>(f)];
+        h.resize(static_cast<std::size_t>(n));
+        for (int64_t s = 0; s < n; ++s) h[static_cast<std::size_t>(s)] = code_hash(&t->rows[static_cast<std::size_t>(f)][static_cast<std::size_t>(s * words)], words);
+        std::sort(h.begin(), h.end());
+    });
     parallel_for(resolve_threads(0), static_cast<int64_t>(t->subs.size()), [&](int64_t i) {
         Tables::Sub& sub = t->subs[static_cast<std::size_t>(i)];
         const auto& rows = t->rows[static_cast<std::size_t>(sub.field)];
@@ -117,7 +145,10 @@ void MultiFieldIndex::rebuild_tables() {
         for (std::size_t k = 1; k < sub.offsets.size(); ++k) sub.offsets[k] += sub.offsets[k - 1];
         std::vector<uint32_t> fill(sub.offsets.begin(), sub.offsets.end() - 1);
         sub.slots.resize(static_cast<std::size_t>(n));
-        for (int64_t s = 0; s < n; ++s) sub.slots[fill[keys[static_cast<std::size_t>(s)]]++] = static_cast<uint32_t>(s);
+        for (int64_t i = 0; i < n; ++i) {
+            const uint32_t s = by_id.empty() ? static_cast<uint32_t>(i) : by_id[static_cast<std::size_t>(i)];
+            sub.slots[fill[keys[s]]++] = s;
+        }
     });
     t->dirty.assign(static_cast<std::size_t>(n), 0);
     tables_ = std::move(t);  // commit: nothing below allocates but calibration's scratch
@@ -222,8 +253,20 @@ bool MultiFieldIndex::probe(const std::vector<std::vector<uint64_t>>& qwords, co
         if (exclude != kNoGroup && g == exclude) return;
         top.offer(WeightedHit{d, ids_.id_of(slot), g});
     };
-    // False once the budget is spent (checked every 256 candidates: one bucket may hold most items).
-    auto visit = [&](const Tables::Sub& sub, uint32_t key) {
+    // Items whose code equals the query's in every field asked for, at most (hashes may collide).
+    double ties = kInf;
+    for (int f = 0; f < nf; ++f) {
+        if (!qf[static_cast<std::size_t>(f)]) continue;
+        const std::vector<uint64_t>& h = t.hashes[static_cast<std::size_t>(f)];
+        const auto range = std::equal_range(h.begin(), h.end(), code_hash(qf[static_cast<std::size_t>(f)], fwords[static_cast<std::size_t>(f)]));
+        ties = std::min(ties, static_cast<double>(range.second - range.first));
+    }
+    bool proven = false;
+    // False once the budget is spent (checked every 256 candidates: one bucket may hold most items),
+    // or once a bucket of the query's own key (radius 0) holds k results at distance 0 and its
+    // next item a larger id: the bucket is in id order, so no later item of it comes before them,
+    // and an item outside it is at least this field's weight away.
+    auto visit = [&](const Tables::Sub& sub, uint32_t key, bool own) {
         ++buckets;
         const uint32_t b = sub.offsets[key], e = sub.offsets[key + 1];
         constexpr uint32_t kAhead = 8;  // candidates are random rows: their misses overlap this far ahead
@@ -235,6 +278,13 @@ bool MultiFieldIndex::probe(const std::vector<std::vector<uint64_t>>& qwords, co
                     if (qf[static_cast<std::size_t>(f)]) __builtin_prefetch(rows[static_cast<std::size_t>(f)] + static_cast<std::size_t>(ahead) * fwords[static_cast<std::size_t>(f)]);
             }
             verify(sub.slots[i]);
+            if (own && top.full() && top.bar() <= 0 && i + 1 < e) {
+                const uint32_t next = sub.slots[i + 1];
+                if (next < n && !t.dirty[next] && ids_.id_of(next) > top.best.rbegin()->id) {
+                    proven = true;
+                    return false;
+                }
+            }
         }
         return (buckets & 255) || spent() <= budget_ns;
     };
@@ -256,7 +306,9 @@ bool MultiFieldIndex::probe(const std::vector<std::vector<uint64_t>>& qwords, co
                 for (const uint32_t key : sub.keys)
                     a.at_radius[static_cast<std::size_t>(__builtin_popcount(key ^ a.key))] += sub.offsets[key + 1] - sub.offsets[key];
             }
-            const double cands = a.radius == 0 ? static_cast<double>(sub.offsets[a.key + 1] - sub.offsets[a.key])
+            const double own = sub.offsets[a.key + 1] - sub.offsets[a.key];
+            // With k exact ties among `own` items in id order, about k * own / ties are read.
+            const double cands = a.radius == 0 ? (ties >= static_cast<double>(top.k) ? std::min(own, top.k * own / ties) : own)
                                  : !a.at_radius.empty()
                                      ? static_cast<double>(a.at_radius[static_cast<std::size_t>(a.radius)])
                                      : static_cast<double>(t.built) * binomial(sub.bits, a.radius) / std::ldexp(1.0, sub.bits);
@@ -282,11 +334,12 @@ bool MultiFieldIndex::probe(const std::vector<std::vector<uint64_t>>& qwords, co
         const int r = next->radius;
         st.max_radius = std::max(st.max_radius, r);
         if (binomial(sub.bits, r) <= static_cast<double>(sub.keys.size())) {
-            for_each_mask(sub.bits, r, [&](uint64_t mask) { return visit(sub, next->key ^ static_cast<uint32_t>(mask)); });
+            for_each_mask(sub.bits, r, [&](uint64_t mask) { return visit(sub, next->key ^ static_cast<uint32_t>(mask), r == 0); });
         } else {
             for (const uint32_t key : sub.keys)
-                if (__builtin_popcount(key ^ next->key) == r && !visit(sub, key)) break;
+                if (__builtin_popcount(key ^ next->key) == r && !visit(sub, key, false)) break;
         }
+        if (proven) break;
         if (spent() > budget_ns) {  // a step the estimate priced too low
             gave_up = true;
             break;

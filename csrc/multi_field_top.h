@@ -78,7 +78,7 @@ struct MultiFieldIndex::Tables {
     struct Sub {
         int field = 0, bit_lo = 0, bits = 0;
         std::vector<uint32_t> offsets;  // 2^bits + 1: key k's bucket is slots[offsets[k], offsets[k + 1])
-        std::vector<uint32_t> slots;
+        std::vector<uint32_t> slots;    // each bucket in id order (at the build)
         std::vector<uint32_t> keys;     // the keys present, ascending
     };
     int64_t built = 0;
@@ -88,12 +88,16 @@ struct MultiFieldIndex::Tables {
     std::vector<std::vector<uint64_t>> rows;
     std::vector<uint8_t> dirty;       // per slot < built
     std::vector<int64_t> dirty_slots;  // the slots marked, each once
+    // Per field, a 64-bit hash of every code, sorted: how many items may share the query's code
+    // exactly (hash collisions only overcount), to price a bucket that ties will end early.
+    std::vector<std::vector<uint64_t>> hashes;
 
     std::size_t memory_bytes() const {
         std::size_t total = dirty.capacity() + dirty_slots.capacity() * sizeof(int64_t);
         for (const Sub& sub : subs)
             total += (sub.offsets.capacity() + sub.slots.capacity() + sub.keys.capacity()) * sizeof(uint32_t);
         for (const auto& r : rows) total += r.capacity() * sizeof(uint64_t);
+        for (const auto& h : hashes) total += h.capacity() * sizeof(uint64_t);
         return total;
     }
 };

@@ -116,6 +116,20 @@ def median_each(fn, count: int) -> float:
     return float(np.median([timed(lambda i=i: fn(i)) for i in range(count)]))
 
 
+def medians_interleaved(fns: dict[str, Callable[[int], Any]], count: int, block: int = 10) -> dict[str, float]:
+    """Median seconds of each fn over fn(0) ... fn(count - 1), the methods taking turns every
+    ``block`` calls (after an untimed call each): on a shared host a slow spell then hits every
+    method alike, where timing all of one method's calls before another's put one method at 1.9x
+    its time. Turns of a block, not of one call, leave each method its warm caches."""
+    for fn in fns.values():
+        fn(0)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for start in range(0, count, block):
+        for name, fn in fns.items():
+            times[name] += [timed(lambda i=i: fn(i)) for i in range(start, min(count, start + block))]
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
 def script_parser(description: str, *, n: int | list[int], nq: int = 200, single: int = 100,
                   repeats: int = 5) -> argparse.ArgumentParser:
     """The options the scripts in benchmarks/ share: --n (one size, or several when ``n`` is a list),

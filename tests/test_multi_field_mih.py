@@ -191,3 +191,32 @@ def test_bad_arguments():
     assert index.mih and not hashindex.MultiFieldIndex({"a": 8}).mih
     with pytest.raises(ValueError, match="at least one weight"):
         index.search({"a": np.zeros((1, 1), np.uint8)}, 1, weights={"a": 0.0})
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_exact_ties_end_the_bucket_early(simd, dense):
+    """Most items share one code (the encoder's "no tumour" abnormal code): the k results of that
+    code are its k smallest ids, and the bucket, kept in id order, ends as soon as they are held,
+    also with removals, group rules and a filter in play."""
+    rng = np.random.default_rng(21)
+    n = 20_000
+    codes = {f: clustered(rng, n, b // 8, 50, 0.01) for f, b in FIELDS.items()}
+    codes["abnormal"][rng.random(n) < 0.7] = codes["abnormal"][0]
+    ids = np.arange(n, dtype=np.int64) if dense else rng.permutation(10 * n)[:n].astype(np.int64)
+    groups = rng.integers(0, 500, n)
+    index = hashindex.MultiFieldIndex(FIELDS, mih=True)
+    index.add(codes, ids=ids, groups=groups)
+    live = np.ones(n, bool)
+    gone = rng.choice(n, 40, replace=False)
+    index.remove(ids[gone])
+    live[gone] = False
+    data = {f: c[live] for f, c in codes.items()}
+    q = {"abnormal": np.repeat(codes["abnormal"][:1], 4, axis=0)}
+    w = {"abnormal": 1.0}
+    _core.set_mih_budget_scale(1e6)
+    try:
+        for kw in ({}, {"one_per_group": True}, {"exclude": groups[:4]}, {"allow": ids[::3]}):
+            stats = check(index, data, ids[live], groups[live], q, w, 10, **kw)
+            assert stats["by_mih"] == 4 and stats["candidates"] < 4 * 200, (kw, stats)
+    finally:
+        _core.set_mih_budget_scale(1.0)
