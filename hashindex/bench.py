@@ -126,7 +126,7 @@ def medians_interleaved(fns: dict[str, Callable[[int], Any]], count: int, block:
     times: dict[str, list[float]] = {name: [] for name in fns}
     for start in range(0, count, block):
         for name, fn in fns.items():
-            times[name] += [timed(lambda i=i: fn(i)) for i in range(start, min(count, start + block))]
+            times[name] += [timed(lambda i=i, fn=fn: fn(i)) for i in range(start, min(count, start + block))]
     return {name: float(np.median(t)) for name, t in times.items()}
 
 

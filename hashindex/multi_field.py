@@ -42,7 +42,7 @@ class MultiFieldIndex(_ProbingIndex):
     when the tables are built sends a query to the scan when probing would cost more, so probing
     pays only where neighbours are much nearer than most items (``last_search_stats`` says which
     ran). The tables cost 4 bytes per substring per item plus a row-major copy of the codes
-    (1024-bit fields: 384 bytes per item per field, beside the 128 of the codes); they are
+    (1024-bit fields: about 390 bytes per item per field, beside the 128 of the codes); they are
     rebuilt as MIHIndex's are, and on load (so ``load(mmap=True)`` then reads every code).
     """
 

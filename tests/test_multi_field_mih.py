@@ -2,6 +2,7 @@
 oracle do (weights, group rules, filters, ties, changes since the build), and touches a fraction of
 the items where neighbours are near."""
 import pickle
+import threading
 
 import numpy as np
 import pytest
@@ -218,5 +219,43 @@ def test_exact_ties_end_the_bucket_early(simd, dense):
         for kw in ({}, {"one_per_group": True}, {"exclude": groups[:4]}, {"allow": ids[::3]}):
             stats = check(index, data, ids[live], groups[live], q, w, 10, **kw)
             assert stats["by_mih"] == 4 and stats["candidates"] < 4 * 200, (kw, stats)
+    finally:
+        _core.set_mih_budget_scale(1.0)
+
+
+def test_concurrent_searches_adds_and_removals():
+    """Searches (probing forced) from several threads while another thread adds and removes items,
+    rebuilding the tables several times: no search fails, and the index ends exact."""
+    rng = np.random.default_rng(8)
+    codes = make_codes(rng, 12_000, "clustered")
+    index = hashindex.MultiFieldIndex(FIELDS, mih=True)
+    index.add({f: c[:4000] for f, c in codes.items()})
+    queries = {f: c[:6] for f, c in codes.items()}
+    errors = []
+
+    def searcher():
+        try:
+            for _ in range(20):
+                got = index.search(queries, 5, weights={"normal": 1.0, "abnormal": 0.5})
+                assert (got.ids[:, 0] >= 0).all()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def changer():
+        for start in range(4000, 12_000, 1000):
+            index.add({f: c[start:start + 1000] for f, c in codes.items()}, ids=np.arange(start, start + 1000))
+            index.remove(np.arange(start - 3000, start - 2600))
+
+    _core.set_mih_budget_scale(1e6)
+    try:
+        workers = [threading.Thread(target=searcher) for _ in range(3)] + [threading.Thread(target=changer)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        assert not errors
+        live = np.isin(np.arange(12_000), index.ids())
+        check(index, {f: c[live] for f, c in codes.items()}, np.flatnonzero(live), None, queries,
+              {"normal": 1.0, "abnormal": 0.5}, 5)
     finally:
         _core.set_mih_budget_scale(1.0)
