@@ -57,6 +57,9 @@ struct MihCostModel {
     std::atomic<uint32_t> gave_up_history{0};  // bit i: the i-th last probe gave up
     std::atomic<int64_t> workload{0};          // k of the last k-NN call, -1 - radius of the last range call
     std::atomic<uint64_t> queries{0};
+    // The k-th distance of queries near stored codes over the uniform-data estimate, measured at
+    // calibration: clustered codes have their neighbours far nearer than uniform ones.
+    std::atomic<double> kth_scale{1.0};
 
     // Whether to skip probing this query: after most of the last probes gave up, only one
     // query in 16 still tries, so a workload that never pays wastes almost nothing.

@@ -84,7 +84,8 @@ bool MIHIndex::probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& 
     int64_t buckets = 0, candidates = 0, survivors = 0;
     bool gave_up = false;
     const double scale = cost_.probe_scale.load(std::memory_order_relaxed);
-    const int64_t estimate = mih::uniform_kth_distance(n, nbits_, k_of(sink));
+    const int64_t estimate = static_cast<int64_t>(
+        std::ceil(cost_.kth_scale.load(std::memory_order_relaxed) * static_cast<double>(mih::uniform_kth_distance(n, nbits_, k_of(sink)))));
 
     // Buckets are looked up in batches and their codes prefetched before any is
     // verified: a probe's bucket is a random access into tables as large as the
@@ -177,14 +178,10 @@ void MIHIndex::calibrate() {
     for (int64_t i = 0; i < nq; ++i) main_.read_words(i * (n / nq), &q[static_cast<std::size_t>(i * words_)]);
     const double words = static_cast<double>(n) * words_;
     auto scan_ns = [&](int64_t count) {
-        double best = 1e300;
-        for (int r = 0; r < 3; ++r) {  // the fastest of three: a preempted run is not the scan's cost
-            const double t0 = mih::now_ns();
+        return mih::fastest_ns([&] {
             scan_store<TopKSink>(main_, q.data(), count, 0, [&](int64_t) { return TopKSink(10, n, main_ids_.slot_ids(), alive_.data()); },
                                  [](int64_t, TopKSink&) {});
-            best = std::min(best, mih::now_ns() - t0);
-        }
-        return best;
+        });
     };
     cost_.scan_single_ns.store(scan_ns(1) / words, std::memory_order_relaxed);
     cost_.scan_batch_ns.store(scan_ns(nq) * threads / (static_cast<double>(nq) * words), std::memory_order_relaxed);
@@ -198,7 +195,9 @@ void MIHIndex::calibrate() {
         const double until = mih::now_ns() + 2e7;
         while (started.load() < threads && mih::now_ns() < until) std::this_thread::yield();
     });
-    std::vector<double> ratios;
+    std::vector<double> ratios, kth;
+    const double uniform = static_cast<double>(mih::uniform_kth_distance(n, nbits_, 10));
+    cost_.kth_scale.store(1.0, std::memory_order_relaxed);  // the calibration probes run to the end
     for (int64_t i = 0; i < nq; ++i) {
         TopKSink sink(10, n, main_ids_.slot_ids(), alive_.data());
         MihStats st;
@@ -207,6 +206,15 @@ void MIHIndex::calibrate() {
         const double elapsed = mih::now_ns() - t0;
         const double modelled = MihCostModel::modelled_probe_ns(st.buckets, st.candidates * words_, st.hits);
         if (modelled > 0) ratios.push_back(elapsed / modelled);
+        const std::vector<Hit> best = sink.best_k();
+        if (uniform > 0 && static_cast<int64_t>(best.size()) == 10) kth.push_back(best.back().distance / uniform);
+    }
+    // The pricing's target: with the uniform estimate, clustered queries (1M x 64 bits, k-th 4-5
+    // where uniform codes have 15) were priced to a bound they never need and handed to the scan
+    // after one bucket (0.3 ms where probing answers in 0.04).
+    if (!kth.empty()) {
+        std::nth_element(kth.begin(), kth.begin() + static_cast<std::ptrdiff_t>(kth.size() / 2), kth.end());
+        cost_.kth_scale.store(std::min(1.0, std::max(0.05, kth[kth.size() / 2])), std::memory_order_relaxed);
     }
     if (ratios.empty()) return;
     std::nth_element(ratios.begin(), ratios.begin() + static_cast<std::ptrdiff_t>(ratios.size() / 2), ratios.end());

@@ -450,13 +450,7 @@ void MultiFieldIndex::calibrate_tables() {
     auto scan_ns = [&](int64_t count) {
         std::vector<double> d(static_cast<std::size_t>(count * 10));
         std::vector<int64_t> i(static_cast<std::size_t>(count * 10));
-        double best = 1e300;
-        for (int r = 0; r < 3; ++r) {  // the fastest of three: a preempted run is not the scan's cost
-            const double t0 = mih::now_ns();
-            scan_search(qwords, queries, count, 10, nullptr, false, 0, nullptr, d.data(), i.data());
-            best = std::min(best, mih::now_ns() - t0);
-        }
-        return best;
+        return mih::fastest_ns([&] { scan_search(qwords, queries, count, 10, nullptr, false, 0, nullptr, d.data(), i.data()); });
     };
     const double all = static_cast<double>(n) * words;
     const double single = scan_ns(1);
