@@ -153,7 +153,7 @@ def _new_index(spec: dict[str, Any]) -> Any:
         return FlatIndex(spec["nbits"])
     if spec["kind"] == "mih":
         return MIHIndex(spec["nbits"], spec.get("m"))
-    return MultiFieldIndex(spec["fields"])
+    return MultiFieldIndex(spec["fields"], mih=spec.get("mih", False))
 
 
 def _field_sizes(spec: dict[str, Any]) -> list[int]:
@@ -813,17 +813,18 @@ class ShardedIndex(_Sharded):
 
 class ShardedMultiFieldIndex(_Sharded):
     """A :class:`hashindex.MultiFieldIndex` split over Ray actors: fields, groups, weights,
-    exclude_groups and one_per_group as there, with the same answers. Options as ShardedIndex."""
+    exclude_groups and one_per_group as there, with the same answers. ``mih=True`` gives every
+    shard its substring tables (MultiFieldIndex's ``mih``). Options as ShardedIndex."""
 
-    def __init__(self, fields: Mapping[str, int], shards: int = 4, *,
+    def __init__(self, fields: Mapping[str, int], shards: int = 4, *, mih: bool = False,
                  directory: str | os.PathLike[str] | None = None, recovery_timeout: float | None = 60.0,
                  threads: int | None = None, batch_size: int = 4096,
                  actor_options: Mapping[str, Any] | None = None, _open: bool = False) -> None:
         from .multi_field import MultiFieldIndex
 
-        checked = MultiFieldIndex(fields)  # one place checks field names and sizes
+        checked = MultiFieldIndex(fields, mih=mih)  # one place checks field names, sizes and mih
         self._local = checked  # empty: borrows its argument checks
-        spec = {"kind": "multi_field", "fields": checked.fields}
+        spec = {"kind": "multi_field", "fields": checked.fields, "mih": checked.mih}
         super().__init__(spec, shards, directory, recovery_timeout=recovery_timeout, threads=threads,
                          batch_size=batch_size, actor_options=actor_options, _open=_open)
 
@@ -831,8 +832,14 @@ class ShardedMultiFieldIndex(_Sharded):
     def fields(self) -> dict[str, int]:
         return dict(self._spec["fields"])
 
+    @property
+    def mih(self) -> bool:
+        return bool(self._spec.get("mih", False))
+
     def __repr__(self) -> str:
-        return f"ShardedMultiFieldIndex(fields={self.fields}, shards={self.nshards}, directory={self.directory!r})"
+        mih = ", mih=True" if self.mih else ""
+        return (f"ShardedMultiFieldIndex(fields={self.fields}{mih}, shards={self.nshards}, "
+                f"directory={self.directory!r})")
 
     def add(self, codes: Mapping[str, np.ndarray], ids: np.ndarray | None = None,
             groups: np.ndarray | None = None) -> None:
@@ -894,6 +901,7 @@ def load(directory: str | os.PathLike[str], **options: Any) -> _Sharded:
     manifest = read_manifest(directory)
     spec, shards = manifest["spec"], manifest["shards"]
     if spec["kind"] == "multi_field":
-        return ShardedMultiFieldIndex(spec["fields"], shards, directory=directory, _open=True, **options)
+        return ShardedMultiFieldIndex(spec["fields"], shards, mih=spec.get("mih", False), directory=directory,
+                                      _open=True, **options)
     return ShardedIndex(spec["nbits"], shards, spec["kind"], m=spec.get("m"), directory=directory, _open=True,
                         **options)

@@ -184,14 +184,16 @@ FIELDS = {"normal": 64, "abnormal": 40}
 
 
 @pytest.mark.parametrize("pool", [None, 4])
-def test_multi_field_matches_oracle(sharded, pool):
+@pytest.mark.parametrize("mih", [False, True])
+def test_multi_field_matches_oracle(sharded, pool, mih, tmp_path):
     rng = np.random.default_rng(5)
     n = 2000
     codes = {f: random_codes(rng, n, b // 8, pool=pool) for f, b in FIELDS.items()}
     ids = rng.permutation(10 * n)[:n].astype(np.int64)
     groups = rng.integers(0, 40, n)  # a group's items sit on every shard
     groups[:100] = -1  # some items without a group
-    index = sharded(FIELDS, shards=4, cls=hd.ShardedMultiFieldIndex, batch_size=50)
+    index = sharded(FIELDS, shards=4, cls=hd.ShardedMultiFieldIndex, batch_size=50, mih=mih)
+    assert index.mih == mih
     index.add({f: c[100:] for f, c in codes.items()}, ids[100:], groups[100:])
     index.add({f: c[:100] for f, c in codes.items()}, ids[:100])
     queries = {f: random_codes(rng, 120, b // 8, pool=pool) for f, b in FIELDS.items()}
@@ -215,6 +217,13 @@ def test_multi_field_matches_oracle(sharded, pool):
     wd, wi = multi_field_knn(queries, {f: c[keep] for f, c in codes.items()}, ids[keep], groups[keep],
                              {f: 1.0 for f in FIELDS}, 7, None, True)
     np.testing.assert_array_equal(i, wi)
+    index.save(tmp_path / "copy")
+    again = hd.load(tmp_path / "copy")
+    try:
+        assert again.mih == mih and ("mih=True" in repr(again)) == mih
+        np.testing.assert_array_equal(again.search(queries, 7, one_per_group=True)[1], wi)
+    finally:
+        again.close()
 
 
 # --- persistence ------------------------------------------------------------------------------
