@@ -197,7 +197,8 @@ void MIHIndex::calibrate() {
     });
     std::vector<double> ratios, kth;
     const double uniform = static_cast<double>(mih::uniform_kth_distance(n, nbits_, 10));
-    cost_.kth_scale.store(1.0, std::memory_order_relaxed);  // the calibration probes run to the end
+    // Forget the last build's scale: if no probe below finds k results, the uniform estimate holds.
+    cost_.kth_scale.store(1.0, std::memory_order_relaxed);
     for (int64_t i = 0; i < nq; ++i) {
         TopKSink sink(10, n, main_ids_.slot_ids(), alive_.data());
         MihStats st;

@@ -105,7 +105,9 @@ private:
     // Probes query q; false if the cost model gave up (then it must be scanned).
     bool probe(const std::vector<std::vector<uint64_t>>& qwords, const std::vector<FieldQuery>& queries, int64_t q,
                int64_t exclude, const uint8_t* pass, Top& top, double budget_ns, MihStats& st) const;
-    double scan_budget_ns(const std::vector<FieldQuery>& queries, int64_t nq, int threads) const;
+    // Code words per item of the fields a query asks for (weight > 0).
+    int active_words(const std::vector<FieldQuery>& queries) const;
+    double scan_budget_ns(int words, int64_t nq, int threads) const;
 
     bool mih_ = false;
     std::unique_ptr<Tables> tables_;

@@ -166,10 +166,14 @@ void MultiFieldIndex::tables_moved(int64_t from, int64_t to) {
     }
 }
 
-double MultiFieldIndex::scan_budget_ns(const std::vector<FieldQuery>& queries, int64_t nq, int threads) const {
-    double words = 0;
+int MultiFieldIndex::active_words(const std::vector<FieldQuery>& queries) const {
+    int words = 0;
     for (std::size_t f = 0; f < queries.size(); ++f)
         if (queries[f].weight > 0) words += stores_[f].words();
+    return words;
+}
+
+double MultiFieldIndex::scan_budget_ns(int words, int64_t nq, int threads) const {
     const bool batch = nq >= 2 * resolve_threads(threads);
     const double per_word = (batch ? cost_.scan_batch_ns : cost_.scan_single_ns).load(std::memory_order_relaxed);
     return per_word * static_cast<double>(ids_.size()) * words * mih::budget_scale();
@@ -220,13 +224,12 @@ bool MultiFieldIndex::probe(const std::vector<std::vector<uint64_t>>& qwords, co
     std::vector<Active> active;
     std::vector<const uint64_t*> qf(static_cast<std::size_t>(nf), nullptr), rows(static_cast<std::size_t>(nf), nullptr);
     std::vector<int> fwords(static_cast<std::size_t>(nf), 0);
-    int verify_words = 0;
+    const int verify_words = active_words(queries);
     for (int f = 0; f < nf; ++f) {
         if (queries[static_cast<std::size_t>(f)].weight <= 0) continue;
         fwords[static_cast<std::size_t>(f)] = stores_[static_cast<std::size_t>(f)].words();
         qf[static_cast<std::size_t>(f)] = &qwords[static_cast<std::size_t>(f)][static_cast<std::size_t>(q) * fwords[static_cast<std::size_t>(f)]];
         rows[static_cast<std::size_t>(f)] = t.rows[static_cast<std::size_t>(f)].data();
-        verify_words += fwords[static_cast<std::size_t>(f)];
     }
     for (const Tables::Sub& sub : t.subs)
         if (qf[static_cast<std::size_t>(sub.field)])
@@ -369,7 +372,8 @@ void MultiFieldIndex::search_tables(const std::vector<std::vector<uint64_t>>& qw
     const int nthreads = resolve_threads(threads);
     stats.scan_ns_per_word =
         (nq >= 2 * nthreads ? cost_.scan_batch_ns : cost_.scan_single_ns).load(std::memory_order_relaxed);
-    const double budget = scan_budget_ns(queries, nq, threads);
+    const int words = active_words(queries);
+    const double budget = scan_budget_ns(words, nq, threads);
     std::vector<int64_t> rescan;
     std::mutex mu;
     parallel_for(nthreads, nq, [&](int64_t q) {
@@ -384,11 +388,7 @@ void MultiFieldIndex::search_tables(const std::vector<std::vector<uint64_t>>& qw
             const double t0 = mih::now_ns();
             offer_unindexed(qwords, queries, q, exclude_groups, pass, top);
             done = probe(qwords, queries, q, exclude, pass, top, budget, st);
-            int verify_words = 0;
-            for (std::size_t f = 0; f < queries.size(); ++f)
-                if (queries[f].weight > 0) verify_words += stores_[f].words();
-            cost_.observe_probe(mih::now_ns() - t0,
-                                modelled_ns(st.buckets, st.candidates, verify_words), done);
+            cost_.observe_probe(mih::now_ns() - t0, modelled_ns(st.buckets, st.candidates, words), done);
         }
         if (done) top.write(distances + q * k, ids + q * k);
         std::lock_guard<std::mutex> g(mu);
@@ -404,11 +404,9 @@ void MultiFieldIndex::search_tables(const std::vector<std::vector<uint64_t>>& qw
     std::sort(rescan.begin(), rescan.end());
     const auto ns = static_cast<int64_t>(rescan.size());
     std::vector<std::vector<uint64_t>> rq(qwords.size());
-    double words = 0;
     for (std::size_t f = 0; f < qwords.size(); ++f) {
         if (qwords[f].empty()) continue;
         const auto w = static_cast<std::size_t>(stores_[f].words());
-        words += static_cast<double>(w);
         for (const int64_t q : rescan)
             rq[f].insert(rq[f].end(), qwords[f].begin() + static_cast<std::ptrdiff_t>(q * w),
                          qwords[f].begin() + static_cast<std::ptrdiff_t>((q + 1) * w));

@@ -23,7 +23,7 @@ struct WeightedHit {
 
 // The k best by (distance, id); with one_per_group, only each group's best.
 // A group's item evicted by k better ones can come back only as a better item
-// of that group, since the bar only rises: so the result is exact.
+// of that group, since the bar (the k-th best distance) only falls: so the result is exact.
 struct MultiFieldIndex::Top {
     int64_t k;
     bool one_per_group;
