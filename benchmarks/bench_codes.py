@@ -8,15 +8,21 @@ scored by recall@k: the share of the reference top k that the Hamming top k (has
 exact) returns.
 
     python benchmarks/bench_codes.py --data ~/.cache/hashindex/slices-seed0-2mm-24cases-128px.npz
+
+Then the encoder's throughput under each allocator setting and batch size (hashindex.tune_allocator:
+glibc's mmap/munmap churn), each in a fresh process, against 0.2.0's default.
 """
 from __future__ import annotations
 
 import argparse
-import statistics
+import json
+import subprocess
+import sys
 import time
 
 import numpy as np
 
+import hashindex
 from hashindex.bench import machine_info, write_json
 from hashindex.encoder.codes import CodeEncoder
 from hashindex.encoder.data import SliceSet, load_slices
@@ -32,7 +38,12 @@ def main() -> None:
     p.add_argument("--queries", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None)
+    p.add_argument("--encode", type=int, default=512, help="slices encoded per throughput run")
+    p.add_argument("--repeats", type=int, default=3, help="throughput runs per setting (median)")
+    p.add_argument("--child", nargs=2, metavar=("ALLOCATOR", "BATCH"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.child:
+        return child(args)
 
     import torch
 
@@ -59,20 +70,61 @@ def main() -> None:
             rows.append({"code": name, "method": method, "bits_per_cell": hasher.bits_per_cell, "nbits": hasher.nbits,
                          "recall@10": r10, "recall@50": r50, "recall@10_ties": r10t})
 
-    batch = slices.images[:256]
-    encoder.encode(batch)  # warm-up
-    times = []
-    for _ in range(5):
-        t = time.perf_counter()
-        encoder.encode(batch)
-        times.append(time.perf_counter() - t)
-    rate = len(batch) / statistics.median(times)
-    print(f"encoding throughput: {rate:.0f} slices/s (batch {len(batch)}, {torch.get_num_threads()} torch threads, "
-          f"{encoder.image_size}x{encoder.image_size}, median of 5)")
-    write_json({"machine": {**machine_info(), "torch": torch.__version__}, "command": " ".join(__import__("sys").argv),
-                "slices": len(slices), "queries": len(queries), "hashing": rows, "encode_slices_per_s": rate},
+    print(f"encoding throughput ({args.encode} slices, {torch.get_num_threads()} torch threads, "
+          f"{encoder.image_size}x{encoder.image_size}, each setting in a fresh process, median of {args.repeats}):")
+    encoding = encoding_table(args)
+    write_json({"machine": {**machine_info(), "torch": torch.__version__}, "command": " ".join(sys.argv),
+                "slices": len(slices), "queries": len(queries), "hashing": rows, "encoding": encoding},
                "codes", args.json)
 
+
+# What a process encodes with: glibc's thresholds or tune_allocator's, and CodeEncoder's batch size.
+# The first row is the 0.2.0 default (batch 128, glibc's thresholds); ratios are against it.
+SETTINGS = [("system", 128), ("system", None), ("tuned", 128), ("tuned", None)]
+
+
+def encoding_table(args: argparse.Namespace) -> list[dict]:
+    """Each setting in its own process (mallopt cannot be undone within one), in turns, so a slow spell
+    of a shared host hits every setting alike."""
+    runs: dict = {s: [] for s in SETTINGS}
+    for _ in range(args.repeats):
+        for allocator, batch in SETTINGS:
+            cmd = [sys.executable, __file__, "--data", args.data, "--child", allocator, str(batch or 0),
+                   "--encode", str(args.encode)] + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
+            runs[(allocator, batch)].append(json.loads(subprocess.run(cmd, capture_output=True, text=True,
+                                                                      check=True).stdout.splitlines()[-1]))
+    rows = []
+    base = None
+    print(f"{'allocator':<10} {'batch':>6} {'slices/s':>9} {'x 0.2.0':>8} {'user s':>7} {'sys s':>6} {'minor faults':>13}")
+    for (allocator, _), results in runs.items():
+        pick = sorted(results, key=lambda r: r["slices_per_s"])[len(results) // 2]
+        base = base or pick["slices_per_s"]
+        row = {"allocator": allocator, **pick, "ratio": pick["slices_per_s"] / base}
+        rows.append(row)
+        print(f"{allocator:<10} {row['batch_size']:>6} {row['slices_per_s']:>9.0f} {row['ratio']:>8.2f} "
+              f"{row['user_s']:>7.1f} {row['sys_s']:>6.1f} {row['minor_faults']:>13,}")
+    return rows
+
+
+def child(args: argparse.Namespace) -> None:
+    """One setting: encode ``--encode`` slices once to warm up, once timed; one JSON line out."""
+    import resource
+
+    allocator, batch = args.child[0], int(args.child[1])
+    if allocator == "tuned":
+        assert hashindex.tune_allocator(), "tune_allocator did not apply (not glibc?)"
+    encoder = CodeEncoder.load(args.checkpoint, **({"batch_size": batch} if batch else {}))
+    slices = SliceSet.load(args.data) if args.data.endswith(".npz") else load_slices(args.data, size=encoder.image_size)
+    x, present = slices.images[:args.encode], slices.contrasts[:args.encode]
+    encoder.encode(x, present=present)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    start = time.perf_counter()
+    encoder.encode(x, present=present)
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"batch_size": encoder.batch_size, "slices_per_s": len(x) / seconds,
+                      "user_s": after.ru_utime - before.ru_utime, "sys_s": after.ru_stime - before.ru_stime,
+                      "minor_faults": after.ru_minflt - before.ru_minflt}))
 
 if __name__ == "__main__":
     main()

@@ -18,6 +18,14 @@ namespace hashindex {
 constexpr int64_t kChunkBytes = 256 * 1024;
 // Queries that share one pass over the database within a task.
 constexpr int64_t kMaxQueryBatch = 256;
+// The widest query group a kernel scans per load (AVX-512: 4). Each task reads the whole database
+// for its queries, in groups of at most this many: over a database larger than a chunk, 4 one-query tasks on 2 threads were
+// slower than one thread (benchmarks/RESULTS.md, "Threads on small searches"), so there small
+// batches get one task per thread instead of two. A database within a chunk reloads from L1/L2.
+constexpr int64_t kQueryGroup = 4;
+// A search that compares fewer code bytes than this (all queries together) runs on one thread:
+// below it a second thread's hand-off costs what it saves (same table).
+constexpr int64_t kMinBytesForThreads = 24 * 1024;
 // A query is split across threads only when each part scans at least this
 // many bytes (~50 us at the single-thread scan rate of 20-40 GB/s): below it,
 // handing work to another thread costs more than it saves (measured on 200k x
@@ -44,11 +52,16 @@ void scan_store(const CodeStore& store, const uint64_t* query_words, int64_t nq,
     threads = resolve_threads(threads);
 
     const int64_t block_bytes = int64_t{kBlock} * 8 * words;
+    const int64_t compared = nblocks * block_bytes * nq;
+    if (compared < kMinBytesForThreads) threads = 1;
     const int64_t max_parts = nblocks * block_bytes / kMinBytesPerTask;
     if (threads == 1 || nq >= 2 * threads || max_parts < 2) {
         // Split the queries: each task takes a batch and walks the database in L2-sized chunks.
+        // Two tasks per thread balance the load, unless that leaves tasks smaller than a query group.
         const int64_t chunk = std::max<int64_t>(1, kChunkBytes / block_bytes);
-        const int64_t batch = std::min(kMaxQueryBatch, std::max<int64_t>(1, (nq + 2 * threads - 1) / (2 * threads)));
+        const int64_t per_thread = (nq + threads - 1) / threads;
+        const bool one_task_each = per_thread < 2 * kQueryGroup && nblocks * block_bytes > kChunkBytes;
+        const int64_t batch = std::min(kMaxQueryBatch, one_task_each ? per_thread : (per_thread + 1) / 2);
         const int64_t ntasks = (nq + batch - 1) / batch;
         parallel_for(threads, ntasks, [&](int64_t t) {
             const int64_t q0 = t * batch, q1 = std::min(nq, q0 + batch);

@@ -5,6 +5,7 @@ torch or nibabel until a verb runs.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 CONFIG_NAMES = ("base", "paper", "small")
@@ -81,9 +82,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _query(args: argparse.Namespace) -> int:
     from hashindex.encoder.query import query
 
-    for rank, hit in enumerate(query(args.index, args.case, args.slice, mode=args.mode, k=args.k,
-                                     checkpoint=args.checkpoint, include_own_case=args.include_own_case,
-                                     layout=args.layout), start=1):
+    hits = query(args.index, args.case, args.slice, mode=args.mode, k=args.k, checkpoint=args.checkpoint,
+                 include_own_case=args.include_own_case, layout=args.layout, per_patient=args.per_patient,
+                 log=lambda line: print(line, file=sys.stderr))
+    for rank, hit in enumerate(hits, start=1):
         print(rank, "  ".join(f"{k}={v}" for k, v in hit.items()))
     return 0
 
@@ -167,11 +169,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("query", help="search a demo index with a slice of your own case (any known layout)")
     p.add_argument("--index", required=True, help="index.hx written by hashindex demo")
     p.add_argument("--case", required=True, help="case folder (any layout the loader knows)")
-    p.add_argument("--slice", type=int, required=True, help="axial slice index")
+    p.add_argument("--slice", type=int, default=None,
+                   help="axial slice index (default: the largest tumour section, or the middle slice)")
     p.add_argument("--mode", choices=["normal", "abnormal", "both"], default="both")
     p.add_argument("--include-own-case", action="store_true",
                    help="also return slices of the query's own case when the index holds it (left out by default)")
     p.add_argument("--layout", default=None, help=LAYOUT_HELP)
     p.add_argument("--k", type=int, default=5)
+    p.add_argument("--per-patient", type=int, default=1,
+                   help="at most this many hits from one patient, as the report shows them (default 1; 0: no limit)")
     p.add_argument("--checkpoint", default=None)
     p.set_defaults(run=_query)

@@ -16,6 +16,7 @@ from .model import DecompositionNet
 from .train import model_from_checkpoint, read_checkpoint
 
 SHIPPED = "base.pt"
+DECODER_OUTPUTS = ("segment", "pseudo_normal", "reconstruct")
 
 
 def shipped_checkpoint() -> Path:
@@ -33,15 +34,22 @@ class Codes:
     abnormal_nbits: int
     latents: tuple[np.ndarray, np.ndarray] | None = None  # continuous (N, D, g, g) pair, if asked for
 
+    def select(self, rows) -> Codes:
+        """The codes of these rows (an index array, a slice or a boolean mask)."""
+        latents = None if self.latents is None else (self.latents[0][rows], self.latents[1][rows])
+        return Codes(self.normal_indices[rows], self.abnormal_indices[rows], self.normal_bits[rows],
+                     self.abnormal_bits[rows], self.normal_nbits, self.abnormal_nbits, latents)
+
 
 class CodeEncoder:
     """A trained decomposition network with the hashers of its two codebooks."""
 
-    # Default hashing measured by benchmarks/bench_codes.py on held-out phantom slices (shipped model):
-    # ITQ signatures of 16 bits per cell (1024 bits per code) keep recall@10 of the latent Euclidean
-    # ranking at 0.72 (normal) / 0.69 (abnormal), against 0.62 / 0.64 for 8192-bit one-hot codes.
+    # Default hashing chosen by benchmarks/bench_codes.py (RESULTS.md): ITQ signatures of 16 bits per
+    # cell (1024 bits per code) keep more of the latent Euclidean ranking than one-hot cells.
+    # Batches of 16 keep torch's working set small: with glibc's default thresholds they encode 1.7x
+    # faster than batches of 128 (RESULTS.md, allocator table), and no slower once tuned.
     def __init__(self, model: DecompositionNet, method: str = "signature", bits: int | None = 16,
-                 device: str = "cpu", batch_size: int = 128):
+                 device: str = "cpu", batch_size: int = 16):
         self.model = model.to(device).eval()
         self.cfg = model.cfg
         self.device, self.batch_size = device, batch_size
@@ -153,9 +161,69 @@ class CodeEncoder:
 
     def segment(self, images, present=None) -> np.ndarray:
         """(N, S, S) uint8 tumour labels (0 none, 1 necrotic/non-enhancing, 2 oedema, 3 enhancing)."""
-        parts = self._batches(
-            images, lambda x, p: self.model.segment(x, p).argmax(1).to(torch.uint8).cpu().numpy(), present)
+        parts = self._batches(images, lambda x, p: labels_of(self.model.segment(x, p)).cpu().numpy(), present)
         return np.concatenate(parts)
+
+    @torch.no_grad()
+    def decode(self, normal_indices: np.ndarray | None = None, abnormal_indices: np.ndarray | None = None,
+               outputs=DECODER_OUTPUTS) -> dict[str, np.ndarray]:
+        """What the decoders make of index maps alone, with no encoder pass: for slices already
+        encoded, ``segment`` (from the abnormal code), ``pseudo_normal`` (from the normal code) and
+        ``reconstruct`` (from both) equal the methods of the same names on the images, up to float
+        rounding (those quantise straight-through). ``outputs``: which of them to compute."""
+        unknown = set(outputs) - set(DECODER_OUTPUTS)
+        if unknown or not outputs:
+            raise ValueError(f"outputs: expected a non-empty subset of {DECODER_OUTPUTS}, got {list(outputs)}")
+        needs = {"segment": ("abnormal",), "pseudo_normal": ("normal",), "reconstruct": ("normal", "abnormal")}
+        given = {"normal": normal_indices, "abnormal": abnormal_indices}
+        maps = {}
+        for name in sorted({n for o in outputs for n in needs[o]}):
+            maps[name] = self._check_indices(given[name], f"{name}_indices")
+        n = len(next(iter(maps.values())))
+        if any(len(m) != n for m in maps.values()):
+            raise ValueError(f"normal_indices, abnormal_indices: expected the same number of maps, got "
+                             f"{len(maps['normal'])} and {len(maps['abnormal'])}")
+        parts: dict[str, list] = {o: [] for o in outputs}
+        for i in range(0, n, self.batch_size):
+            idx = {k: torch.from_numpy(m[i:i + self.batch_size]).to(self.device) for k, m in maps.items()}
+            q_n = self.model.normal_vq.lookup(idx["normal"]) if "normal" in idx else None
+            logits = self.model.seg_decoder(self.model.abnormal_vq.lookup(idx["abnormal"])) if "abnormal" in idx else None
+            if "segment" in parts:
+                parts["segment"].append(labels_of(logits).cpu().numpy())
+            if "reconstruct" in parts:
+                parts["reconstruct"].append(self.model.image_decoder(q_n, self.model.tumour_map(logits)).cpu().numpy())
+            if "pseudo_normal" in parts:
+                empty = q_n.new_zeros((len(q_n), self.cfg.classes - 1, self.cfg.image_size, self.cfg.image_size))
+                parts["pseudo_normal"].append(self.model.image_decoder(q_n, empty).cpu().numpy())
+        s, c = self.cfg.image_size, self.cfg.in_channels
+        empty_shape = {"segment": ((0, s, s), np.uint8), "pseudo_normal": ((0, c, s, s), np.float32),
+                       "reconstruct": ((0, c, s, s), np.float32)}
+        return {o: np.concatenate(p) if p else np.zeros(*empty_shape[o]) for o, p in parts.items()}
+
+    def _check_indices(self, maps, name: str) -> np.ndarray:
+        g, size = self.cfg.grid, self.cfg.codebook_size
+        if maps is None:
+            raise ValueError(f"{name}: required for the outputs asked for")
+        maps = np.asarray(maps)
+        if maps.ndim != 3 or maps.shape[1:] != (g, g) or maps.dtype.kind not in "iu":
+            raise ValueError(f"{name}: expected integer index maps of shape (N, {g}, {g}) (Codes.{name}), "
+                             f"got {maps.dtype} {maps.shape}")
+        if maps.size and (maps.min() < 0 or maps.max() >= size):
+            raise ValueError(f"{name}: expected codebook indices in [0, {size}), got [{maps.min()}, {maps.max()}]")
+        return np.ascontiguousarray(maps, dtype=np.int64)
+
+
+def labels_of(logits: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) logits -> (B, H, W) uint8 argmax, first class on ties as ``argmax``: a running
+    maximum over the few classes, several times faster than ``argmax(1)`` on CPU (a strided
+    reduction over the channel axis)."""
+    best, labels = logits[:, 0], torch.zeros(logits.shape[:1] + logits.shape[2:], dtype=torch.uint8,
+                                             device=logits.device)
+    for c in range(1, logits.shape[1]):
+        higher = logits[:, c] > best
+        best = torch.where(higher, logits[:, c], best)
+        labels.masked_fill_(higher, c)
+    return labels
 
 
 def encode_slices(encoder: CodeEncoder, slices: SliceSet, log=print) -> tuple[Codes, Codes | None]:
@@ -174,7 +242,8 @@ def encode_slices(encoder: CodeEncoder, slices: SliceSet, log=print) -> tuple[Co
     elapsed = time.perf_counter() - start
     codes = concat_codes(parts)
     healthy = concat_codes(healthy_parts) if healthy_parts else None
-    log(f"encoded {len(slices)} slices (and their healthy counterparts) in {elapsed:.1f} s: "
+    also = " and their healthy counterparts" if healthy_parts else ""
+    log(f"encoded {len(slices)} slices{also} in {elapsed:.1f} s ({len(slices) * (2 if also else 1) / max(elapsed, 1e-9):.0f}/s): "
         f"normal code {codes.normal_nbits} bits, abnormal code {codes.abnormal_nbits} bits")
     return codes, healthy
 

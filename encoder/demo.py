@@ -18,7 +18,7 @@ import numpy as np
 import hashindex
 
 from .codes import CodeEncoder, Codes, encode_slices
-from .data import PhantomConfig, SliceSet, generate_phantoms, load_slices
+from .data import PhantomConfig, SliceSet, find_cases, generate_phantoms, load_slices
 from .evaluate import case_groups, evaluate_model, write_table
 from .report import pick_examples, write_report
 
@@ -33,6 +33,18 @@ class DemoConfig:
     spacing: float = 2.0  # 2 mm volumes, seen by the base model as 128 x 128 slices (1.9 mm pixels)
     examples: int = 24  # example queries in the report (tumour and tumour-free slices, several patients)
     max_queries: int = 1000
+
+
+def check_config(cfg: DemoConfig) -> None:
+    """Refuses a configuration the demo cannot run, before it writes anything."""
+    for name in ("cases", "examples", "max_queries"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise ValueError(f"seed: expected a non-negative int, got {cfg.seed!r}")
+    if not cfg.spacing > 0:
+        raise ValueError(f"spacing: expected millimetres > 0, got {cfg.spacing!r}")
 
 
 def default_cache() -> Path:
@@ -72,11 +84,14 @@ def run_demo(out: str | os.PathLike = "hashindex-demo", cache: str | os.PathLike
     """Runs the whole job and returns the report's HTML page. ``data``: a folder of real cases (any
     layout the loader knows) to index instead of the generated phantoms."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     cache = Path(cache) if cache is not None else default_cache()
-    cache.mkdir(parents=True, exist_ok=True)
+    check_config(config)
+    if data is not None:
+        find_cases(data)  # a folder without cases fails here, before any folder is made
     started = time.perf_counter()
     encoder = CodeEncoder.load(checkpoint)
+    out.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
     if data is None:
         slices = demo_slices(cache, config, encoder.image_size, log)
     else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -39,6 +40,46 @@ def dice(a: np.ndarray, b: np.ndarray, classes) -> np.ndarray:
         total += np.where(has, 2.0 * both / np.maximum(in_a + in_b, 1), 0.0)
         present += has
     return np.where(present > 0, total / np.maximum(present, 1), 1.0)
+
+
+class ClassMasks:
+    """Each slice's pixels of each class as packed bits, so that the Dice of many (query, hit) pairs
+    is an AND and a popcount per 64 pixels instead of comparisons of whole label maps. Gives
+    ``dice``'s values exactly (the same integer counts)."""
+
+    def __init__(self, labels: np.ndarray, classes):
+        flat = np.asarray(labels).reshape(len(labels), -1)
+        words = -(-flat.shape[1] // 64)
+        self.masks = np.zeros((len(flat), len(classes), words * 8), dtype=np.uint8)
+        for j, c in enumerate(classes):
+            self.masks[:, j, : -(-flat.shape[1] // 8)] = np.packbits(flat == c, axis=1)
+        self.masks = self.masks.view(np.uint64)
+        self.counts = _popcount(self.masks).sum(-1)  # (N, C) pixels of each class
+
+    def dice(self, rows_a: np.ndarray, rows_b: np.ndarray, chunk: int = 64) -> np.ndarray:
+        """``dice(labels[rows_a], labels[rows_b], classes)`` for broadcastable row arrays whose
+        first axis is the query (e.g. (Q, 1) against (Q, K)), ``chunk`` queries at a time."""
+        rows_a, rows_b = np.broadcast_arrays(np.asarray(rows_a), np.asarray(rows_b))
+        out = np.empty(rows_a.shape)
+        for i in range(0, len(rows_a), chunk):
+            a, b = rows_a[i:i + chunk], rows_b[i:i + chunk]
+            both = _popcount(self.masks[a] & self.masks[b]).sum(-1)
+            total = self.counts[a] + self.counts[b]
+            has = total > 0
+            per_class = np.where(has, 2.0 * both / np.maximum(total, 1), 0.0)
+            present = has.sum(-1)
+            out[i:i + chunk] = np.where(present > 0, per_class.sum(-1) / np.maximum(present, 1), 1.0)
+        return out
+
+
+_BYTE_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def _popcount(words: np.ndarray) -> np.ndarray:
+    """Set bits per uint64 word (numpy >= 2 has it built in; older numpy counts bytes by table)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(words)
+    return _BYTE_POPCOUNT[words.view(np.uint8)].reshape(words.shape + (8,)).sum(-1, dtype=np.uint8)
 
 
 def case_groups(case_ids: np.ndarray) -> np.ndarray:
@@ -136,9 +177,10 @@ class RetrievalTable:
     pseudo_normal: dict = field(default_factory=dict)
     segmentation: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    seconds: dict = field(default_factory=dict)  # wall time of each part of the evaluation
 
     def to_dict(self) -> dict:
-        out = {"rows": self.rows, "pseudo_normal": self.pseudo_normal, "notes": self.notes}
+        out = {"rows": self.rows, "pseudo_normal": self.pseudo_normal, "notes": self.notes, "seconds": self.seconds}
         if self.segmentation:
             out["segmentation"] = self.segmentation
         return out
@@ -173,26 +215,36 @@ class RetrievalTable:
                 lines.append(f"  the model's reconstruction of the healthy counterpart itself, same boxes: MSE "
                              f"{p['mse_in_tumour_reference']:.3f}, SSIM {p['ssim_in_tumour_reference']:.3f}")
         lines.extend(self.notes)
+        if self.seconds:
+            lines.append("evaluation time: " + ", ".join(f"{part} {t:.1f} s" for part, t in self.seconds.items()))
         return "\n".join(lines)
 
 
-def _scores(slices: SliceSet, query_rows: np.ndarray, tumour_rows: np.ndarray, found: np.ndarray) -> dict:
-    """found: (len(query_rows), >= 10) retrieved rows per query (-1 = none)."""
-    level = slices.slice_index / np.maximum(slices.depth - 1, 1)
-    out = {}
-    valid = found >= 0
-    safe = np.where(valid, found, 0)
-    anat = dice(slices.anatomy[query_rows][:, None], slices.anatomy[safe], ANATOMY_CLASSES) if slices.anatomy is not None else None
-    tum = dice(slices.seg[query_rows][:, None], slices.seg[safe], TUMOUR_CLASSES)
-    is_tumour_query = np.isin(query_rows, tumour_rows)
-    for k in KS:
-        if anat is not None:
-            out[f"anatomy_dice@{k}"] = float(np.mean(np.where(valid[:, :k], anat[:, :k], 0.0)))
-        else:
-            out[f"anatomy_dice@{k}"] = float("nan")
-        out[f"tumour_dice@{k}"] = float(np.mean(np.where(valid[is_tumour_query, :k], tum[is_tumour_query, :k], 0.0)))
-    out["level_error@10"] = float(np.mean(np.abs(level[query_rows][:, None] - level[safe[:, :10]])))
-    return out
+class _Scorer:
+    """Mean Dice@k and level error of retrieved rows, with the slices' label masks packed once."""
+
+    def __init__(self, slices: SliceSet, tumour_rows: np.ndarray):
+        self.level = slices.slice_index / np.maximum(slices.depth - 1, 1)
+        self.tumour_rows = tumour_rows
+        self.anatomy = ClassMasks(slices.anatomy, ANATOMY_CLASSES) if slices.anatomy is not None else None
+        self.tumour = ClassMasks(slices.seg, TUMOUR_CLASSES)
+
+    def __call__(self, query_rows: np.ndarray, found: np.ndarray) -> dict:
+        """found: (len(query_rows), >= 10) retrieved rows per query (-1 = none)."""
+        out = {}
+        valid = found >= 0
+        safe = np.where(valid, found, 0)
+        anat = self.anatomy.dice(query_rows[:, None], safe) if self.anatomy is not None else None
+        tum = self.tumour.dice(query_rows[:, None], safe)
+        is_tumour_query = np.isin(query_rows, self.tumour_rows)
+        for k in KS:
+            if anat is not None:
+                out[f"anatomy_dice@{k}"] = float(np.mean(np.where(valid[:, :k], anat[:, :k], 0.0)))
+            else:
+                out[f"anatomy_dice@{k}"] = float("nan")
+            out[f"tumour_dice@{k}"] = float(np.mean(np.where(valid[is_tumour_query, :k], tum[is_tumour_query, :k], 0.0)))
+        out["level_error@10"] = float(np.mean(np.abs(self.level[query_rows][:, None] - self.level[safe[:, :10]])))
+        return out
 
 
 def evaluate_retrieval(slices: SliceSet, normal_bits: np.ndarray, abnormal_bits: np.ndarray, nbits: tuple[int, int],
@@ -222,6 +274,7 @@ def evaluate_retrieval(slices: SliceSet, normal_bits: np.ndarray, abnormal_bits:
     pick = lambda rows, m: np.sort(rng.choice(rows, min(m, len(rows)), replace=False)) if len(rows) else rows  # noqa: E731
     query_rows = np.sort(np.r_[pick(tumour_rows, half), pick(healthy_rows, max_queries - min(half, len(tumour_rows)))])
     k = max(KS)
+    score = _Scorer(slices, tumour_rows)
     if index is None:
         index = hashindex.MultiFieldIndex({"normal": nbits[0], "abnormal": nbits[1]})
         index.add({"normal": normal_bits, "abnormal": abnormal_bits}, groups=groups)
@@ -237,16 +290,16 @@ def evaluate_retrieval(slices: SliceSet, normal_bits: np.ndarray, abnormal_bits:
     }
     for name, (queries, weights) in modes.items():
         found = index.search(queries, k, weights=weights, exclude_groups=exclude).ids
-        table.rows[name] = _scores(slices, query_rows, tumour_rows, found)
+        table.rows[name] = score(query_rows, found)
     if latents is not None:
         for name, z in (("normal latent (Euclidean)", latents[0]), ("abnormal latent (Euclidean)", latents[1])):
             found = euclidean_topk(z[query_rows], z, k, exclude, groups)
-            table.rows[name] = _scores(slices, query_rows, tumour_rows, found)
+            table.rows[name] = score(query_rows, found)
     small = _downsample(slices.images, 16)
-    table.rows["raw pixels 16x16 (Euclidean)"] = _scores(
-        slices, query_rows, tumour_rows, euclidean_topk(small[query_rows], small, k, exclude, groups))
+    table.rows["raw pixels 16x16 (Euclidean)"] = score(
+        query_rows, euclidean_topk(small[query_rows], small, k, exclude, groups))
     random_found = np.stack([rng.choice(np.flatnonzero(groups != g), k, replace=False) for g in exclude])
-    table.rows["random"] = _scores(slices, query_rows, tumour_rows, random_found)
+    table.rows["random"] = score(query_rows, random_found)
     table.notes.append("(no single-code model without the decomposition is trained here, so none is compared)")
 
     if healthy_normal_bits is not None and slices.anatomy is not None:
@@ -255,8 +308,8 @@ def evaluate_retrieval(slices: SliceSet, normal_bits: np.ndarray, abnormal_bits:
             ex = groups[tq]
             own = index.search({"normal": normal_bits[tq]}, k, exclude_groups=ex).ids
             healthy = index.search({"normal": healthy_normal_bits[tq]}, k, exclude_groups=ex).ids
-            s_own = _scores(slices, tq, tumour_rows, own)
-            s_healthy = _scores(slices, tq, tumour_rows, healthy)
+            s_own = score(tq, own)
+            s_healthy = score(tq, healthy)
             table.pseudo_normal = {
                 "queries": int(len(tq)),
                 "anatomy_dice_tumour_query": s_own["anatomy_dice@10"],
@@ -292,28 +345,41 @@ def evaluate_model(encoder, slices: SliceSet, codes, healthy=None, max_queries: 
                    index: hashindex.MultiFieldIndex | None = None, query_cases=None) -> RetrievalTable:
     """Everything measured of a model on slices it has encoded (``codes``, and ``healthy``: the
     codes of the phantoms' counterparts): the retrieval rows, the segmentation Dice where labels
-    exist and, for phantoms, the pseudo-normal images against the true counterparts."""
+    exist and, for phantoms, the pseudo-normal images against the true counterparts. The decoders
+    read the codes already computed: no slice goes through the encoder again. ``table.seconds``
+    says what each part took."""
+    start = time.perf_counter()
     table = evaluate_retrieval(
         slices, codes.normal_bits, codes.abnormal_bits, (codes.normal_nbits, codes.abnormal_nbits), codes.latents,
         healthy_normal_bits=None if healthy is None else healthy.normal_bits,
         healthy_normal_indices=None if healthy is None else healthy.normal_indices,
         normal_indices=codes.normal_indices, max_queries=max_queries, seed=seed, index=index,
         query_cases=query_cases)
+    table.seconds["retrieval"] = time.perf_counter() - start
     labelled = slices.abnormal >= 0
     if query_cases is not None:
         labelled &= np.isin(slices.case_ids, list(query_cases))
+    start = time.perf_counter()
     if labelled.any():
         rows = np.flatnonzero(labelled)
-        predicted = encoder.segment(slices.images[rows], present=slices.contrasts[rows])
+        predicted = encoder.decode(abnormal_indices=codes.abnormal_indices[rows], outputs=("segment",))["segment"]
         table.segmentation = segmentation_scores(predicted, slices.seg[rows], slices.case_ids[rows])
+        table.seconds["segmentation"] = time.perf_counter() - start
     else:
         table.notes.append("segmentation: skipped, no case here has tumour labels")
+    start = time.perf_counter()
     if slices.healthy is not None and slices.healthy_known.any():
         rows = np.flatnonzero(slices.healthy_known & (slices.abnormal == 1))
-        pseudo = encoder.pseudo_normal(slices.images[rows], present=slices.contrasts[rows])
-        reference = encoder.reconstruct(slices.healthy[rows], present=slices.contrasts[rows])
+        if healthy is None:  # the caller did not encode the counterparts with the slices
+            counterpart = encoder.encode(slices.healthy[rows], present=slices.contrasts[rows])
+        else:
+            counterpart = healthy.select(rows)
+        pseudo = encoder.decode(codes.normal_indices[rows], outputs=("pseudo_normal",))["pseudo_normal"]
+        reference = encoder.decode(counterpart.normal_indices, counterpart.abnormal_indices,
+                                   outputs=("reconstruct",))["reconstruct"]
         table.pseudo_normal.update(pseudo_normal_scores(pseudo, slices.healthy[rows], slices.seg[rows],
                                                         slices.contrasts[rows], reference))
+        table.seconds["pseudo-normal"] = time.perf_counter() - start
     else:
         table.notes.append("pseudo_normal: skipped, real scans have no true healthy counterpart")
     return table

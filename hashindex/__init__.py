@@ -23,6 +23,7 @@ except ImportError as _exc:  # pragma: no cover - depends on how the package was
     ) from _exc
 from ._core import FormatError, available_threads
 from ._results import PAD_DISTANCE, PAD_ID, RangeSearchResult, SearchResult
+from .allocator import tune_allocator
 from .bits import pack_bits, unpack_bits
 from .flat import FlatIndex
 from .io import load
@@ -50,6 +51,7 @@ __all__ = [
     "set_simd_level",
     "simd_level",
     "supported_simd_levels",
+    "tune_allocator",
     "unpack_bits",
 ]
 

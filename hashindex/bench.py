@@ -495,19 +495,23 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
     return record.data
 
 
+def _batch(method: Method, obj: Any, xq: np.ndarray, k: int, threads: int) -> Callable[[int], Any]:
+    return lambda _: method.search(obj, xq, k, threads)
+
+
 def _thread_scaling(record: Record, wanted: list[Method], n: int, nbits: int, nq: int, k: int, seed: int, log) -> None:
     xb, xq = dataset("uniform", n, nbits, nq, seed)
     for method in wanted:
         if not method.exhaustive or method.max_queries is not None or len(xb) > method.max_n:
             continue
         obj = method.build(xb, nbits)
-        for t in sorted({1, 2, hashindex.available_threads()}):
-            method.search(obj, xq[:2], k, t)
-            start = time.perf_counter()
-            method.search(obj, xq, k, t)
-            rate = len(xq) / (time.perf_counter() - start)
+        counts = sorted({1, 2, hashindex.available_threads()})
+        # One batch timed once swung 20 % between runs on a shared host: medians of turns instead.
+        seconds = medians_interleaved({str(t): _batch(method, obj, xq, k, t) for t in counts}, 15, block=3)
+        for t in counts:
+            rate = len(xq) / seconds[str(t)]
             record.add("scaling", {"method": method.name, "threads": t, "n": n, "nbits": nbits, "queries_per_s": rate})
-            log(f"threads {t}: {method.name:<38} {rate:>10.0f} q/s  (uniform, {nbits} bits, N={n})")
+            log(f"threads {t}: {method.name:<38} {rate:>10.0f} q/s  (uniform, {nbits} bits, N={n}, median of 15)")
 
 
 def plot(data: dict, stem: Path) -> list[Path]:
@@ -590,19 +594,41 @@ def markdown(data: dict) -> str:
     return "\n".join(lines)
 
 
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= minimum, refused while parsing (before anything is written)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _code_length(text: str) -> int:
+    from ._validate import nbits_arg
+
+    try:
+        return nbits_arg(_count(8)(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="quick: < 1 min; full: RESULTS.md")
     p.add_argument("--quick", dest="preset", action="store_const", const="quick")
     p.add_argument("--full", dest="preset", action="store_const", const="full")
-    p.add_argument("--n", type=int, nargs="+", help="database sizes (default: the preset's)")
-    p.add_argument("--nbits", type=int, nargs="+", help="code lengths in bits")
+    p.add_argument("--n", type=_count(1), nargs="+", help="database sizes (default: the preset's)")
+    p.add_argument("--nbits", type=_code_length, nargs="+", help="code lengths in bits (multiples of 8)")
     p.add_argument("--dataset", nargs="+", choices=sorted(BUILT_IN_DATASETS + tuple(plugin_datasets())),
                    help="uniform, clustered, npy, or one an installed package adds (the encoder: encoder)")
     p.add_argument("--npy", help="packed uint8 codes (n, nbits/8) for --dataset npy")
-    p.add_argument("--queries", type=int, help="batch queries")
-    p.add_argument("--single", type=int, help="single queries timed one by one (latency percentiles)")
-    p.add_argument("--k", type=int)
-    p.add_argument("--threads", type=int, help="default: every available core")
+    p.add_argument("--queries", type=_count(1), help="batch queries")
+    p.add_argument("--single", type=_count(1), help="single queries timed one by one (latency percentiles)")
+    p.add_argument("--k", type=_count(1))
+    p.add_argument("--threads", type=_count(1), help="default: every available core")
     p.add_argument("--methods", nargs="+", help="only methods whose name contains one of these")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="JSON record (default hashindex-bench/bench-<time>.json); plots beside it")

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Callable
 
 from ._plugins import entry_points
+from .allocator import tune_allocator_for_command
 
 ENTRY_POINT_GROUP = "hashindex.commands"
 
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        tune_allocator_for_command()
         return args.run(args)
     except (ValueError, KeyError, OSError, ModuleNotFoundError) as exc:
         print(f"hashindex {args.command}: error: {exc}", file=sys.stderr)

@@ -370,3 +370,41 @@ def test_checkpoints_of_version_0_1_still_load(tmp_path):
     torch.save(state, tmp_path / "old.pt")
     model = model_from_checkpoint(read_checkpoint(tmp_path / "old.pt"))
     assert model.cfg == TINY
+
+
+def test_decoding_codes_gives_what_the_image_methods_give(encoder, slices):
+    """evaluate_model decodes the codes it already has instead of encoding every slice again."""
+    images, present = slices.images[:11], slices.contrasts[:11]  # 11: a partial last batch of 5
+    codes = encoder.encode(images, present=present)
+    out = encoder.decode(codes.normal_indices, codes.abnormal_indices)
+    np.testing.assert_array_equal(out["segment"], encoder.segment(images, present=present))
+    np.testing.assert_allclose(out["pseudo_normal"], encoder.pseudo_normal(images, present=present), atol=1e-5)
+    np.testing.assert_allclose(out["reconstruct"], encoder.reconstruct(images, present=present), atol=1e-5)
+    alone = encoder.decode(normal_indices=codes.normal_indices, outputs=("pseudo_normal",))
+    assert set(alone) == {"pseudo_normal"}
+    np.testing.assert_array_equal(alone["pseudo_normal"], out["pseudo_normal"])
+    empty = encoder.decode(codes.normal_indices[:0], codes.abnormal_indices[:0])
+    assert empty["segment"].shape == (0, 32, 32) and empty["reconstruct"].shape == (0, 4, 32, 32)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"outputs": ("segment",)}, r"abnormal_indices: required"),
+    ({"normal_indices": np.zeros((2, 3, 3), np.int64), "outputs": ("pseudo_normal",)},
+     r"normal_indices: expected integer index maps of shape \(N, 8, 8\)"),
+    ({"abnormal_indices": np.full((2, 8, 8), 16), "outputs": ("segment",)}, r"codebook indices in \[0, 16\)"),
+    ({"abnormal_indices": np.zeros((2, 8, 8), np.float32), "outputs": ("segment",)}, r"integer index maps"),
+    ({"normal_indices": np.zeros((2, 8, 8), int), "abnormal_indices": np.zeros((3, 8, 8), int)},
+     r"the same number of maps, got 2 and 3"),
+    ({"normal_indices": np.zeros((2, 8, 8), int), "outputs": ("latents",)}, r"outputs: expected a non-empty subset"),
+])
+def test_decode_rejects_bad_maps(encoder, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        encoder.decode(**kwargs)
+
+
+def test_labels_of_is_argmax_with_ties_to_the_first_class():
+    from hashindex.encoder.codes import labels_of
+
+    logits = torch.from_numpy(np.random.default_rng(3).integers(-2, 3, (6, 4, 9, 7)).astype(np.float32))  # many ties
+    np.testing.assert_array_equal(labels_of(logits).numpy(), logits.argmax(1).numpy())
+    assert labels_of(logits).dtype == torch.uint8

@@ -25,6 +25,7 @@ EXPECTED = {  # case -> (layout, contrasts present in T1, T1CE, T2, FLAIR order,
     "BraTS-GLI-00001-000": ("brats2023", (True, True, True, True), False),
     "OtherEXampleFromTCIA": ("bet", (True, True, True, True), True),
     "TCGA-DU-7294": ("bet", (True, True, True, True), True),
+    **{f"BraTS2021_{n:05d}": ("brats2021", (True, True, True, True), True) for n in (0, 2, 6, 14, 19, 24, 31)},
 }
 
 

@@ -116,3 +116,21 @@ def test_search_works_in_forked_child():
     )
     r = _run(code)
     assert r.returncode == 0, r.stderr
+
+
+def test_small_batches_same_answers_on_every_task_split(simd):
+    """The scan driver's task shapes (one thread under its byte floor, one task per thread for small
+    batches over a database larger than a chunk, two per thread otherwise, the database split for a
+    single query) give the oracle's answers at every thread count; ties come from a small pool."""
+    rng = np.random.default_rng(9)
+    for n, code_size in ((40, 8), (700, 32), (9_000, 32), (3_000, 128)):  # 320 B .. 384 KiB
+        xb = random_codes(rng, n, code_size, pool=max(8, n // 3))
+        index = hashindex.FlatIndex(8 * code_size)
+        index.add(xb)
+        for nq in (1, 2, 3, 4, 5, 7, 8, 9, 17):
+            xq = np.concatenate([xb[:1], random_codes(rng, nq - 1, code_size)])
+            want = knn(xq, xb, np.arange(n, dtype=np.int64), 12, hashindex.PAD_DISTANCE)
+            for threads in (1, 2, 3, 5):
+                got = index.search(xq, 12, threads=threads)
+                np.testing.assert_array_equal(got.distances, want[0], err_msg=f"{n} {nq} {threads}")
+                np.testing.assert_array_equal(got.ids, want[1], err_msg=f"{n} {nq} {threads}")

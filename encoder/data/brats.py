@@ -14,6 +14,8 @@ from typing import Callable
 
 import numpy as np
 
+from hashindex.allocator import worker_allocator
+
 from .labels import ANATOMY_LABELS
 from .layouts import LAYOUTS, Layout, recognise
 
@@ -367,6 +369,14 @@ def _resize(volume: np.ndarray, size: int, labels: bool) -> np.ndarray:
     return ndi.zoom(volume, zoom, order=1, grid_mode=True, mode="grid-constant").astype(np.float32)
 
 
+def default_slice(case: Case) -> int:
+    """The axial slice a case is shown or queried by when none is named: the one with the most
+    tumour where the case has labels and a tumour, else the middle one."""
+    if case.seg is not None and case.seg.any():
+        return int(np.argmax((case.seg > 0).sum(axis=(0, 1))))
+    return case.images.shape[-1] // 2
+
+
 def slice_case(case: Case, size: int = 128, drop_empty: bool = True) -> SliceSet:
     """Axial slices of one case (axis 2 of the volume), z-scored per volume, resized to ``size``².
 
@@ -431,7 +441,7 @@ def load_slices(
     if workers > 1 and len(jobs) > 1:
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), initializer=worker_allocator()) as pool:
             stream: Iterable[SliceSet] = pool.map(_slice_one, jobs, chunksize=1)
             if progress:
                 stream = progress(stream) if callable(progress) else _tqdm(stream, len(jobs))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .brats import default_slice
 from .labels import ANATOMY_LABELS, TUMOUR_LABELS
 
 CONTRAST_TITLES = ("T1", "T1CE", "T2", "FLAIR")
@@ -35,10 +36,7 @@ def render_montage(case, out: str | os.PathLike, slice_index: int | None = None,
 
     depth = case.images.shape[-1]
     if slice_index is None:
-        if case.seg is not None and case.seg.any():
-            slice_index = int(np.argmax((case.seg > 0).sum(axis=(0, 1))))
-        else:
-            slice_index = depth // 2
+        slice_index = default_slice(case)
     if not 0 <= slice_index < depth:
         raise ValueError(f"slice_index: expected 0 <= index < {depth}, got {slice_index}")
     show = lambda a: np.rot90(a[..., slice_index])  # noqa: E731  (radiological view: anterior up)

@@ -26,6 +26,8 @@ from typing import Callable
 
 import numpy as np
 
+from hashindex.allocator import worker_allocator
+
 from .labels import BACKGROUND, CSF, ENHANCING, NECROTIC, OEDEMA, VENTRICLES, WHITE
 from .naming import NAMINGS, case_name, write_volume
 from .template import Template, load_template
@@ -488,7 +490,7 @@ def generate_phantoms(
         if workers == 1:
             stream = map(_generate_one, jobs)
         else:
-            pool = ProcessPoolExecutor(max_workers=workers)
+            pool = ProcessPoolExecutor(max_workers=workers, initializer=worker_allocator())
             stream = pool.map(_generate_one, jobs)
         if progress:
             stream = _progress(progress, stream, len(jobs))
