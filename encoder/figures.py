@@ -84,4 +84,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    from hashindex.allocator import tune_allocator_for_command
+
+    tune_allocator_for_command()  # a command, like `hashindex`: torch's freed buffers are reused
     main()
