@@ -134,6 +134,20 @@ def test_no_cases(tmp_path):
         find_cases(tmp_path / "missing")
 
 
+def test_case_folders_reached_through_links_are_found_once(tmp_path, phantom_root):
+    """A data folder of symbolic links to the real cases, one case reached twice, and a loop."""
+    data = tmp_path / "data"
+    (data / "site").mkdir(parents=True)
+    (data / "site" / "Phantom_00000").symlink_to(phantom_root / "Phantom_00000", target_is_directory=True)
+    (data / "mirror").symlink_to(phantom_root, target_is_directory=True)  # every case, Phantom_00000 again
+    (data / "site" / "loop").symlink_to(data, target_is_directory=True)  # a cycle back to the top
+    found = find_cases(data)
+    expected = sorted(c.case_id for c in find_cases(phantom_root))
+    assert sorted(c.case_id for c in found) == expected and len(expected) >= 2
+    first = next(c for c in found if c.case_id == "Phantom_00000")
+    np.testing.assert_array_equal(load_case(first).seg, load_case(phantom_root / "Phantom_00000").seg)
+
+
 def test_zscore_over_nonzero_voxels():
     rng = np.random.default_rng(0)
     images = rng.normal(5, 2, (2, 6, 7, 8)).astype(np.float32)

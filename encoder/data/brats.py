@@ -107,7 +107,15 @@ def find_cases(root: str | os.PathLike, layout: str | Layout | dict | os.PathLik
         raise FileNotFoundError(f"root: {root} is not a folder")
     layouts = _layouts(layout)
     cases = []
-    for folder, subdirs, _files in os.walk(root):
+    seen_folders: set = set()
+    # Symbolic links are followed (a data folder of links to the real cases is common); a folder met
+    # again through a link, a cycle included, is read once.
+    for folder, subdirs, _files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen_folders:
+            subdirs[:] = []
+            continue
+        seen_folders.add(real)
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
         files = _case_files(Path(folder), layouts)
         if files is not None:
