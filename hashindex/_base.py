@@ -32,6 +32,12 @@ class _Index:
     def __len__(self) -> int:
         return len(self._index)
 
+    @property
+    def next_id(self) -> int:
+        """The id the next ``add`` without ids gives its first code: one past the largest id ever
+        added (removals do not lower it)."""
+        return int(self._index.next_id)
+
     def __contains__(self, id: object) -> bool:
         if isinstance(id, (bool, np.bool_)) or not isinstance(id, (int, np.integer)):
             return False

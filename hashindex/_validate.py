@@ -11,6 +11,7 @@ import math
 import numbers
 import operator
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -196,3 +197,48 @@ def exclude_groups_arg(exclude_groups: object, nq: int) -> np.ndarray:
     if exclude_groups.size and exclude_groups.dtype.kind == "u" and exclude_groups.max() > INT64_MAX:
         raise ValueError(f"exclude_groups: groups must fit in int64, got {exclude_groups.max()}")
     return np.ascontiguousarray(exclude_groups, dtype=np.int64)
+
+
+def field_codes_arg(codes: object, code_sizes: Mapping[str, int], name: str) -> tuple[list[np.ndarray | None], int]:
+    """A mapping of field name to uint8 rows, as one array per field in field order (None where the
+    mapping leaves the field out) and the common row count."""
+    if not isinstance(codes, Mapping):
+        raise TypeError(f"{name}: expected a mapping of field name to uint8 codes, got {type(codes).__name__}")
+    unknown = set(codes) - set(code_sizes)
+    if unknown:
+        raise ValueError(f"{name}: unknown fields {sorted(unknown)}; this index has {list(code_sizes)}")
+    arrays: list[np.ndarray | None] = []
+    rows = None
+    for field, size in code_sizes.items():
+        if field not in codes:
+            arrays.append(None)
+            continue
+        a = codes_arg(codes[field], size, f"{name}[{field!r}]")
+        if rows is not None and a.shape[0] != rows:
+            raise ValueError(f"{name}: every field needs the same number of rows, got {rows} and "
+                             f"{a.shape[0]} ({field!r})")
+        rows = a.shape[0]
+        arrays.append(a)
+    return arrays, (rows or 0)
+
+
+def field_add_args(codes: object, groups: object, code_sizes: Mapping[str, int]) -> tuple[list[np.ndarray], int,
+                                                                                          np.ndarray | None]:
+    """What a multi-field add takes: every field's rows (in field order), their count, groups or None."""
+    arrays, n = field_codes_arg(codes, code_sizes, "codes")
+    missing = [f for f, a in zip(code_sizes, arrays) if a is None]
+    if missing:
+        raise ValueError(f"codes: every field is needed to add items, missing {missing}")
+    return [a for a in arrays if a is not None], n, None if groups is None else ids_arg(groups, "groups", count=n)
+
+
+def field_search_args(queries: object, k: object, weights: object, exclude_groups: object, one_per_group: object,
+                      code_sizes: Mapping[str, int]) -> tuple[list[np.ndarray | None], int, list[float], int, Any, bool]:
+    """What a multi-field search takes: field arrays (None where absent), nq, weights in field order,
+    k, one excluded group per query or None, one_per_group."""
+    arrays, nq = field_codes_arg(queries, code_sizes, "queries")
+    w = weights_arg(weights, list(code_sizes), [a is not None for a in arrays])
+    exclude = None if exclude_groups is None else exclude_groups_arg(exclude_groups, nq)
+    if not isinstance(one_per_group, (bool, np.bool_)):
+        raise TypeError(f"one_per_group: expected a bool, got {type(one_per_group).__name__}")
+    return arrays, nq, w, k_arg(k), exclude, bool(one_per_group)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
@@ -10,15 +9,13 @@ from . import _core
 from ._base import _ProbingIndex
 from ._results import SearchResult
 from ._validate import (
-    codes_arg,
-    exclude_groups_arg,
+    field_add_args,
+    field_search_args,
     filter_arg,
     ids_arg,
     int_arg,
-    k_arg,
     nbits_arg,
     threads_arg,
-    weights_arg,
 )
 
 
@@ -94,39 +91,14 @@ class MultiFieldIndex(_ProbingIndex):
         """Bytes held in memory (codes not in a mapped file, ids unless 0..n-1, groups if any)."""
         return self._index.memory_bytes
 
-    def _field_arrays(self, codes: object, name: str) -> tuple[list[np.ndarray | None], int]:
-        if not isinstance(codes, Mapping):
-            raise TypeError(f"{name}: expected a mapping of field name to uint8 codes, got {type(codes).__name__}")
-        unknown = set(codes) - set(self.fields)
-        if unknown:
-            raise ValueError(f"{name}: unknown fields {sorted(unknown)}; this index has {list(self.fields)}")
-        arrays: list[np.ndarray | None] = []
-        rows = None
-        for field, size in self.code_size.items():
-            if field not in codes:
-                arrays.append(None)
-                continue
-            a = codes_arg(codes[field], size, f"{name}[{field!r}]")
-            if rows is not None and a.shape[0] != rows:
-                raise ValueError(f"{name}: every field needs the same number of rows, got {rows} and "
-                                 f"{a.shape[0]} ({field!r})")
-            rows = a.shape[0]
-            arrays.append(a)
-        return arrays, (rows or 0)
-
     # -- content ----------------------------------------------------------------------------------
     def add(self, codes: Mapping[str, np.ndarray], ids: np.ndarray | None = None,
             groups: np.ndarray | None = None) -> None:
         """Adds items: ``codes`` maps every field to uint8 (n, code_size) rows; ``ids`` as in
         FlatIndex; ``groups`` int64 (n,) >= 0 (e.g. the case id), or None for no group. All or nothing."""
-        arrays, n = self._field_arrays(codes, "codes")
-        missing = [f for f, a in zip(self.fields, arrays) if a is None]
-        if missing:
-            raise ValueError(f"codes: every field is needed to add items, missing {missing}")
+        arrays, n, groups = field_add_args(codes, groups, self.code_size)
         if ids is not None:
             ids = ids_arg(ids, "ids", count=n)
-        if groups is not None:
-            groups = ids_arg(groups, "groups", count=n)
         self._index.add(arrays, ids, groups)
 
     def get(self, ids: np.ndarray | int, field: str | None = None):
@@ -159,19 +131,9 @@ class MultiFieldIndex(_ProbingIndex):
         allow / deny: only these ids, or all but these, as in FlatIndex.search (with the group rules).
         Returns float64 distances and int64 ids, (nq, k), sorted by (distance, id).
         """
-        arrays, nq, w, k, exclude, one_per_group = self._search_args(queries, k, weights, exclude_groups, one_per_group)
+        arrays, nq, w, k, exclude, one_per_group = field_search_args(queries, k, weights, exclude_groups,
+                                                                     one_per_group, self.code_size)
         distances, ids, stats = self._index.search(arrays, w, nq, k, exclude, one_per_group, threads_arg(threads),
                                                    *filter_arg(allow, deny))
         self._keep(stats)
         return SearchResult(distances, ids)
-
-    def _search_args(self, queries: object, k: object, weights: object, exclude_groups: object,
-                     one_per_group: object) -> tuple[list[np.ndarray | None], int, list[float], int, Any, bool]:
-        """search's arguments checked (also for hashindex.distributed): field arrays, nq, weights in
-        field order, k, one excluded group per query or None, one_per_group."""
-        arrays, nq = self._field_arrays(queries, "queries")
-        w = weights_arg(weights, list(self.fields), [a is not None for a in arrays])
-        exclude = None if exclude_groups is None else exclude_groups_arg(exclude_groups, nq)
-        if not isinstance(one_per_group, (bool, np.bool_)):
-            raise TypeError(f"one_per_group: expected a bool, got {type(one_per_group).__name__}")
-        return arrays, nq, w, k_arg(k), exclude, bool(one_per_group)

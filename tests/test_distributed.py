@@ -16,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from oracle import knn, multi_field_knn, random_codes, range_search
 
 ray = pytest.importorskip("ray", reason="hashindex[distributed] (Ray) is not installed")
 
 import hashindex
 from hashindex import distributed as hd
+from hashindex.distributed.log import LOG_MAGIC, RECORD
+from hashindex.distributed.manifest import MANIFEST
 
 CLONE_NEWNET = 0x40000000
 
@@ -71,41 +71,6 @@ def test_import_hashindex_never_imports_ray():
     subprocess.run([sys.executable, "-c", code], check=True, cwd="/")
 
 
-def test_routing_spreads_regular_ids():
-    for ids in (np.arange(100_000), np.arange(0, 400_000, 4)):
-        counts = np.bincount(hd.shard_of(ids, 4), minlength=4)
-        assert counts.min() > 0.95 * counts.mean()
-
-
-# --- merging, without Ray --------------------------------------------------------------------
-
-@given(seed=st.integers(0, 2**32 - 1), shards=st.integers(1, 5), k=st.integers(1, 12), pool=st.sampled_from([2, 5, 50]),
-       grouped=st.booleans())
-@settings(max_examples=40)
-def test_merge_equals_one_index(seed, shards, k, pool, grouped):
-    rng = np.random.default_rng(seed)
-    n = int(rng.integers(0, 60))
-    codes = {"a": random_codes(rng, n, 2, pool=pool), "b": random_codes(rng, n, 1, pool=pool)}
-    ids = rng.permutation(1000)[:n].astype(np.int64)
-    groups = rng.integers(0, 4, n) if grouped else np.full(n, -1)
-    queries = {"a": random_codes(rng, 5, 2, pool=pool), "b": random_codes(rng, 5, 1, pool=pool)}
-    weights = {"a": 1.0, "b": 2.0}
-    where = hd.shard_of(ids, shards)
-    parts = []
-    for s in range(shards):
-        sel = where == s
-        index = hashindex.MultiFieldIndex({"a": 16, "b": 8})
-        index.add({f: c[sel] for f, c in codes.items()}, ids[sel], groups[sel] if grouped else None)
-        d, i = index.search(queries, k, weights=weights, one_per_group=grouped)
-        g = np.full(i.shape, -1)
-        g[i >= 0] = index.groups(i[i >= 0]) if (i >= 0).any() else []
-        parts.append((d, i, g))
-    d, i = hd.merge_knn([p[0] for p in parts], [p[1] for p in parts], k, [p[2] for p in parts] if grouped else None)
-    want = multi_field_knn(queries, codes, ids, groups, weights, k, None, grouped)
-    np.testing.assert_array_equal(i, want[1])
-    np.testing.assert_array_equal(d, want[0])
-
-
 # --- one-field indexes ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["flat", "mih"])
@@ -129,6 +94,47 @@ def test_knn_and_range_match_oracle(sharded, kind, pool):
         np.testing.assert_array_equal(a, b)
     assert len(index) == 3000 and index.ntotal == 3000
     np.testing.assert_array_equal(index.ids(), np.sort(ids))
+
+
+@pytest.mark.parametrize("kind", ["flat", "mih"])
+def test_allow_and_deny_are_pushed_to_every_shard(sharded, kind):
+    """A filtered sharded search answers as an index of only the items that pass: k results
+    whenever k pass, however the filter's ids fall over the shards."""
+    rng = np.random.default_rng(12)
+    codes = random_codes(rng, 2000, 8, pool=60)
+    ids = rng.permutation(40_000)[:2000].astype(np.int64)
+    index = sharded(64, shards=3, kind=kind, batch_size=40)
+    index.add(codes, ids)
+    queries = np.concatenate([codes[:20], random_codes(rng, 60, 8)])
+    few = ids[:5]  # fewer than k pass: padding after them
+    for allow in (ids[rng.random(2000) < 0.1], few, set(ids[:300].tolist()), np.array([123_456_789])):
+        kept = np.isin(ids, list(allow) if isinstance(allow, set) else allow)
+        d, i = index.search(queries, 10, allow=allow)
+        wd, wi = knn(queries, codes[kept], ids[kept], 10, hashindex.PAD_DISTANCE)
+        np.testing.assert_array_equal(i, wi)
+        np.testing.assert_array_equal(d, wd)
+    denied = ids[:1500]
+    d, i = index.search(queries, 10, deny=denied)
+    wd, wi = knn(queries, codes[1500:], ids[1500:], 10, hashindex.PAD_DISTANCE)
+    np.testing.assert_array_equal(i, wi)
+    got = index.range_search(queries, 20, allow=ids[:700])
+    for a, b in zip(got, range_search(queries, codes[:700], ids[:700], 20)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="give one of them"):
+        index.search(queries, 3, allow=ids[:3], deny=ids[3:6])
+
+    fields = sharded(FIELDS, shards=3, cls=hd.ShardedMultiFieldIndex, batch_size=40)
+    mf = {f: random_codes(rng, 2000, b // 8, pool=30) for f, b in FIELDS.items()}
+    groups = rng.integers(0, 25, 2000)
+    fields.add(mf, ids, groups)
+    q = {f: c[:30] for f, c in mf.items()}
+    allow = ids[rng.random(2000) < 0.2]
+    kept = np.isin(ids, allow)
+    d, i = fields.search(q, 8, weights={"normal": 1, "abnormal": 2}, one_per_group=True, allow=allow)
+    wd, wi = multi_field_knn(q, {f: c[kept] for f, c in mf.items()}, ids[kept], groups[kept],
+                             {"normal": 1, "abnormal": 2}, 8, None, True)
+    np.testing.assert_array_equal(i, wi)
+    np.testing.assert_array_equal(d, wd)
 
 
 def test_empty_k_beyond_n_and_no_queries(sharded):
@@ -259,7 +265,7 @@ def test_manifest_and_shard_files_are_checked(sharded, tmp_path):
     index.add(np.zeros((10, 8), np.uint8))
     index.save()
     index.close()
-    manifest = os.path.join(index.directory, hd.MANIFEST)
+    manifest = os.path.join(index.directory, MANIFEST)
     text = Path(manifest).read_text()
     with pytest.raises(FileExistsError, match="already holds"):
         hd.ShardedIndex(64, directory=index.directory)
@@ -293,7 +299,7 @@ def test_torn_log_tail_is_dropped_and_damage_inside_is_refused(sharded):
     again.add(np.ones((1, 8), np.uint8))  # appends after the cut
     again.close()
     data = bytearray(Path(log).read_bytes())
-    data[len(hd.LOG_MAGIC) + 1 + hd._RECORD.size + 3] ^= 0xFF  # inside the first record's payload
+    data[len(LOG_MAGIC) + 1 + RECORD.size + 3] ^= 0xFF  # inside the first record's payload
     with open(log, "wb") as f:
         f.write(bytes(data))
     with pytest.raises(hashindex.FormatError, match="damaged record"):
@@ -368,9 +374,9 @@ def test_a_shard_that_cannot_recover_raises_instead_of_answering_partially(shard
     index.add(np.zeros((40, 8), np.uint8))
     log = os.path.join(index.directory, "shard-00001.log")
     data = bytearray(Path(log).read_bytes())
-    data[len(hd.LOG_MAGIC) + 1 + hd._RECORD.size] ^= 0xFF  # its only record, now damaged
+    data[len(LOG_MAGIC) + 1 + RECORD.size] ^= 0xFF  # its only record, now damaged
     with open(log, "wb") as f:
-        f.write(bytes(data) + bytes(data[len(hd.LOG_MAGIC) + 1:]))  # ... with a record after it
+        f.write(bytes(data) + bytes(data[len(LOG_MAGIC) + 1:]))  # ... with a record after it
     ray.kill(index.shard_actors[1], no_restart=False)
     t = time.monotonic()
     with pytest.raises(hd.ShardUnavailableError, match="shard 1 did not recover"):
