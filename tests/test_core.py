@@ -59,6 +59,22 @@ def test_from_index_keeps_the_default_id_counter():
     np.testing.assert_array_equal(np.sort(mih.ids()), np.sort(flat.ids()))
 
 
+@pytest.mark.parametrize("make", [lambda: hashindex.FlatIndex(64), lambda: hashindex.MIHIndex(64),
+                                  lambda: hashindex.MultiFieldIndex({"a": 64})])
+def test_next_id_is_one_past_the_largest_id_ever_added(make):
+    index = make()
+    add = (lambda n, **kw: index.add({"a": np.zeros((n, 8), np.uint8)}, **kw)) if hasattr(index, "fields") \
+        else (lambda n, **kw: index.add(np.zeros((n, 8), np.uint8), **kw))
+    assert index.next_id == 0
+    add(5)
+    index.remove([4])
+    assert index.next_id == 5  # a removal does not give its id back
+    add(1, ids=[100])
+    assert index.next_id == 101
+    add(1)
+    assert 101 in index and index.next_id == 102
+
+
 @pytest.mark.parametrize("kind", ["flat", "mih", "multi"])
 def test_one_rule_for_every_id_argument(kind):
     codes = np.arange(40, dtype=np.uint8).reshape(5, 8)
