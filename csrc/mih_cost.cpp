@@ -9,6 +9,7 @@
 #include "mih_cost.h"
 #include "mih_index.h"
 #include "parallel.h"
+#include "probe_util.h"
 #include "scan.h"
 
 namespace hashindex {
@@ -60,7 +61,7 @@ bool MihCostModel::skip_probe() {
     using namespace mih;
     const uint32_t recent = gave_up_history.load(std::memory_order_relaxed) & ((1u << kHistory) - 1);
     const uint64_t count = queries.fetch_add(1, std::memory_order_relaxed);
-    return __builtin_popcount(recent) >= kSkipAfter && count % kHistory != 0;
+    return popcount32(recent) >= kSkipAfter && count % kHistory != 0;
 }
 
 void MihCostModel::observe_probe(double elapsed_ns, double modelled_ns, bool done) {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <limits>
 #include <mutex>
 #include <new>
 #include <thread>
@@ -58,9 +59,12 @@ uint64_t code_hash(const uint64_t* words, int n) {
     return h;
 }
 
-int popcount_words(const uint64_t* a, const uint64_t* b, int words) {
-    int d = 0;
-    for (int w = 0; w < words; ++w) d += __builtin_popcountll(a[w] ^ b[w]);
+// popcount(a XOR b) through the active level's filter kernel (one row, no threshold): POPCNT or
+// VPOPCNTQ as the level has them. This translation unit is built without ISA flags, where
+// __builtin_popcountll is a library call per word.
+uint32_t distance(FilterFn filter, const uint64_t* a, const uint64_t* b, int words) {
+    uint32_t slot = 0, d = 0;
+    filter(a, 1, words, b, std::numeric_limits<int32_t>::max(), &slot, &d);
     return d;
 }
 
@@ -185,6 +189,7 @@ void MultiFieldIndex::offer_unindexed(const std::vector<std::vector<uint64_t>>& 
     const Tables& t = *tables_;
     const int64_t n = ids_.size();
     const int64_t exclude = exclude_groups ? exclude_groups[q] : kNoGroup;
+    const FilterFn filter = active_kernels().filter;
     if (n > t.built) scan_range(qwords, queries, q, q + 1, t.built, n, exclude_groups, pass, &top);
     std::vector<uint64_t> row;
     for (const int64_t s : t.dirty_slots) {
@@ -195,7 +200,7 @@ void MultiFieldIndex::offer_unindexed(const std::vector<std::vector<uint64_t>>& 
             const int words = stores_[f].words();
             row.resize(static_cast<std::size_t>(words));
             stores_[f].read_words(s, row.data());
-            d += queries[f].weight * popcount_words(&qwords[f][static_cast<std::size_t>(q) * words], row.data(), words);
+            d += queries[f].weight * distance(filter, &qwords[f][static_cast<std::size_t>(q) * words], row.data(), words);
         }
         const int64_t g = group_at(s);
         if (exclude != kNoGroup && g == exclude) continue;
@@ -208,6 +213,7 @@ bool MultiFieldIndex::probe(const std::vector<std::vector<uint64_t>>& qwords, co
                             MihStats& st) const {
     const Tables& t = *tables_;
     const int64_t n = ids_.size();
+    const FilterFn filter = active_kernels().filter;
     Stamps& stamps = thread_stamps();
     const uint32_t gen = stamps.next(static_cast<std::size_t>(t.built));
     uint32_t* mark = stamps.mark.data();
@@ -249,7 +255,7 @@ bool MultiFieldIndex::probe(const std::vector<std::vector<uint64_t>>& qwords, co
         for (int f = 0; f < nf; ++f)
             if (qf[static_cast<std::size_t>(f)])
                 d += queries[static_cast<std::size_t>(f)].weight *
-                     popcount_words(qf[static_cast<std::size_t>(f)], rows[static_cast<std::size_t>(f)] + static_cast<std::size_t>(slot) * fwords[static_cast<std::size_t>(f)], fwords[static_cast<std::size_t>(f)]);
+                     distance(filter, rows[static_cast<std::size_t>(f)] + static_cast<std::size_t>(slot) * fwords[static_cast<std::size_t>(f)], qf[static_cast<std::size_t>(f)], fwords[static_cast<std::size_t>(f)]);
         if (d > top.bar()) return;
         ++hits;
         const int64_t g = group_at(slot);
@@ -307,7 +313,7 @@ bool MultiFieldIndex::probe(const std::vector<std::vector<uint64_t>>& qwords, co
             if (a.radius == 1 && a.at_radius.empty() && sub.keys.size() <= kCountKeys) {
                 a.at_radius.assign(static_cast<std::size_t>(sub.bits) + 1, 0);
                 for (const uint32_t key : sub.keys)
-                    a.at_radius[static_cast<std::size_t>(__builtin_popcount(key ^ a.key))] += sub.offsets[key + 1] - sub.offsets[key];
+                    a.at_radius[static_cast<std::size_t>(popcount32(key ^ a.key))] += sub.offsets[key + 1] - sub.offsets[key];
             }
             const double own = sub.offsets[a.key + 1] - sub.offsets[a.key];
             // With k exact ties among `own` items in id order, about k * own / ties are read.
@@ -340,7 +346,7 @@ bool MultiFieldIndex::probe(const std::vector<std::vector<uint64_t>>& qwords, co
             for_each_mask(sub.bits, r, [&](uint64_t mask) { return visit(sub, next->key ^ static_cast<uint32_t>(mask), r == 0); });
         } else {
             for (const uint32_t key : sub.keys)
-                if (__builtin_popcount(key ^ next->key) == r && !visit(sub, key, false)) break;
+                if (popcount32(key ^ next->key) == r && !visit(sub, key, false)) break;
         }
         if (proven) break;
         if (spent() > budget_ns) {  // a step the estimate priced too low

@@ -7,6 +7,15 @@
 
 namespace hashindex {
 
+// Bits set in a 32-bit key, portably: translation units outside the kernels are built without
+// ISA flags, where __builtin_popcount is a library call on x86-64 (tests/test_kernels.py checks
+// that no such unit calls it).
+inline int popcount32(uint32_t x) {
+    x = x - ((x >> 1) & 0x55555555u);
+    x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
+    return static_cast<int>((((x + (x >> 4)) & 0x0F0F0F0Fu) * 0x01010101u) >> 24);
+}
+
 // Calls f(mask) for every mask of `bits` bits with exactly rho set (Gosper's
 // hack); stops early when f returns false, and then returns false.
 template <class F>

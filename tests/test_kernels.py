@@ -50,3 +50,21 @@ def test_this_machine_runs_avx512_when_it_has_it():
     if "avx512_vpopcntdq" not in flags:
         pytest.skip("CPU without AVX-512 VPOPCNTDQ")
     assert "avx512" in hashindex.supported_simd_levels()
+
+
+def test_no_popcount_builtin_outside_the_kernels():
+    """Translation units outside the kernel files are built without ISA flags: there a popcount
+    builtin compiles to a library call per word on x86-64, outside the dispatch. Code words go
+    through the active level's kernels; small keys through probe_util.h's popcount32."""
+    import re
+
+    csrc = pathlib.Path(__file__).resolve().parents[1] / "csrc"
+    if not csrc.is_dir():
+        pytest.skip("no csrc/ beside the tests (an installed copy of the tests)")
+    offenders = []
+    for path in sorted(csrc.glob("*.[ch]*")):
+        if path.name.startswith("kernel_"):
+            continue
+        code = re.sub(r"//[^\n]*|/\*.*?\*/", "", path.read_text(), flags=re.S)  # comments may name it
+        offenders += [f"{path.name}: {m}" for m in re.findall(r"__builtin_popcount\w*|_mm\w*popcnt\w*", code)]
+    assert not offenders, offenders
