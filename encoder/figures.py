@@ -1,4 +1,4 @@
-"""The README's pseudo-normal figure: for tumour slices, the query, the model's pseudo-normal image
+"""The pseudo-normal figure of docs/encoder.md: for tumour slices, the query, the model's pseudo-normal image
 and (phantoms) the true healthy counterpart, one contrast, every column of a row in one intensity
 window, with the predicted and true tumour outlines.
 

@@ -1,7 +1,7 @@
-"""Every shell command the README shows: each ``hashindex`` line parses with the installed command
-(its verbs, flags and choices exist), each extra it installs exists, each script it runs answers
-``--help``, and the demo's own commands (``query``, ``montage``) run against a small demo built the
-same way, so none of them can go stale unnoticed."""
+"""Every shell command the README and the pages under docs/ show: each ``hashindex`` line parses with
+the installed command (its verbs, flags and choices exist), each extra it installs exists, each script
+it runs answers ``--help``, and the demo's own commands (``query``, ``montage``) run against a small
+demo built the same way, so none of them can go stale unnoticed. (tests/test_docs.py runs their code.)"""
 import re
 import shlex
 import subprocess
@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def shell_commands() -> list[str]:
-    """The commands of the README's bash blocks: continuation lines joined, comments dropped, each
+    """The commands of the pages' bash blocks: continuation lines joined, comments dropped, each
     `&&`-chained part on its own."""
-    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
+    blocks = [b for page in PAGES if page.is_file() for b in re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.S)]
     commands = []
     for block in blocks:
         for line in block.replace("\\\n", " ").splitlines():
