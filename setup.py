@@ -29,6 +29,7 @@ COMMON_SOURCES = [
     "multi_field_index.cpp",
     "parallel.cpp",
     "results.cpp",
+    "roofline.cpp",
 ]
 X86 = platform.machine().lower() in ("x86_64", "amd64", "x64", "i686", "x86")
 # Flags per kernel file, for GCC/Clang and for MSVC.

@@ -19,6 +19,7 @@
 #include "format.h"
 #include "interrupt.h"
 #include "parallel.h"
+#include "roofline.h"
 #include "scan.h"
 
 namespace py = pybind11;
@@ -145,7 +146,7 @@ void bind_storage(py::class_<Index>& c) {
              py::arg("ids"))
         .def("ids", [](const Index& self) { return to_numpy(self.ids()); })
         .def_property_readonly("next_id", &Index::next_id)
-        .def("__contains__", &Index::contains)
+        .def("__contains__", &Index::contains, py::arg("id"))
         .def("reset", &Index::reset)
         .def("to_bytes",
              [](const Index& self) {
@@ -230,79 +231,6 @@ py::array_t<int32_t> hamming_distances(const Codes& x, const Codes& y, int threa
     return out;
 }
 
-std::atomic<uint64_t> g_bandwidth_sink{0};
-
-// The active level's XOR + popcount + add rate on register-resident data (GB/s of code bytes
-// compared, all `threads` together), median of `repeats` runs of about `seconds` each: the ceiling
-// an exhaustive scan's compared-bytes rate can approach and never pass.
-double popcount_peak(int threads, double seconds, int repeats) {
-    HX_CHECK(seconds > 0 && repeats >= 1, "seconds > 0 and repeats >= 1");
-    py::gil_scoped_release nogil;
-    threads = resolve_threads(threads);
-    const PeakFn peak = active_kernels().peak;
-    uint64_t sink = 0;
-    int64_t iters = 1 << 16;
-    for (;;) {  // calibrate: rounds for about `seconds` on one thread
-        const auto t0 = std::chrono::steady_clock::now();
-        peak(iters, 7, &sink);
-        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (s >= seconds / 4 || iters > (int64_t{1} << 40)) {
-            iters = static_cast<int64_t>(static_cast<double>(iters) * seconds / std::max(s, 1e-9)) + 1;
-            break;
-        }
-        iters *= 4;
-    }
-    std::vector<double> rates;
-    std::vector<uint64_t> sinks(static_cast<std::size_t>(threads) * 8, 0);
-    for (int r = 0; r < repeats; ++r) {
-        std::atomic<int64_t> bytes{0};
-        const auto t0 = std::chrono::steady_clock::now();
-        parallel_for(threads, threads, [&](int64_t t) {
-            bytes += peak(iters, 11 + static_cast<uint64_t>(t), &sinks[static_cast<std::size_t>(t) * 8]);
-        });
-        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        rates.push_back(static_cast<double>(bytes.load()) / s / 1e9);
-    }
-    g_bandwidth_sink.store(std::accumulate(sinks.begin(), sinks.end(), sink), std::memory_order_relaxed);
-    std::sort(rates.begin(), rates.end());
-    return rates[rates.size() / 2];
-}
-
-// Sequential read bandwidth of this machine (GB/s) over a buffer of `nbytes`,
-// median of `repeats`: benchmarks put scan speeds beside it, measured the same way.
-double read_bandwidth(int64_t nbytes, int threads, int repeats) {
-    HX_CHECK(nbytes >= 4096 && repeats >= 1, "nbytes >= 4096 and repeats >= 1");
-    py::gil_scoped_release nogil;
-    threads = resolve_threads(threads);
-    const int64_t words = nbytes / 8;
-    std::vector<uint64_t, CacheAligned<uint64_t>> buf(static_cast<std::size_t>(words));
-    for (int64_t i = 0; i < words; ++i) buf[static_cast<std::size_t>(i)] = static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ULL;
-    std::vector<uint64_t> sums(static_cast<std::size_t>(threads) * 8, 0);
-    std::vector<double> rates;
-    for (int r = 0; r < repeats; ++r) {
-        const auto t0 = std::chrono::steady_clock::now();
-        const int64_t per = (words + threads - 1) / threads;
-        parallel_for(threads, threads, [&](int64_t t) {
-            uint64_t a = 0, b = 0, c = 0, d = 0;
-            const uint64_t* p = buf.data();
-            const int64_t end = std::min(words, (t + 1) * per);
-            for (int64_t i = t * per; i + 4 <= end; i += 4) {
-                a += p[i];
-                b += p[i + 1];
-                c += p[i + 2];
-                d += p[i + 3];
-            }
-            sums[static_cast<std::size_t>(t) * 8] += a ^ b ^ c ^ d;
-        });
-        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        rates.push_back(static_cast<double>(words * 8) / s / 1e9);
-    }
-    // Published so the compiler cannot drop the reads as dead code.
-    g_bandwidth_sink.store(std::accumulate(sums.begin(), sums.end(), uint64_t{0}), std::memory_order_relaxed);
-    std::sort(rates.begin(), rates.end());
-    return rates[rates.size() / 2];
-}
-
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -325,12 +253,18 @@ PYBIND11_MODULE(_core, m) {
     });
 
     m.def("simd_level", [] { return std::string(active_kernels().name); });
-    m.def("popcount_peak", &popcount_peak, py::arg("threads") = 1, py::arg("seconds") = 0.05, py::arg("repeats") = 5);
+    m.def("popcount_peak", [](int threads, double seconds, int repeats) {
+        py::gil_scoped_release nogil;
+        return popcount_peak(threads, seconds, repeats);
+    }, py::arg("threads") = 1, py::arg("seconds") = 0.05, py::arg("repeats") = 5);
     m.def("supported_simd_levels", &supported_level_names);
     m.def("set_simd_level", &set_level, py::arg("name"));
     m.def("available_threads", &available_threads);
     m.def("hamming_distances", &hamming_distances, py::arg("x"), py::arg("y"), py::arg("threads") = 0);
-    m.def("read_bandwidth", &read_bandwidth, py::arg("nbytes"), py::arg("threads") = 0, py::arg("repeats") = 21);
+    m.def("read_bandwidth", [](int64_t nbytes, int threads, int repeats) {
+        py::gil_scoped_release nogil;
+        return read_bandwidth(nbytes, threads, repeats);
+    }, py::arg("nbytes"), py::arg("threads") = 0, py::arg("repeats") = 21);
     m.def("set_mih_budget_scale", &set_mih_budget_scale, py::arg("scale"));
     m.attr("PAD_DISTANCE") = kPadDistance;
     m.attr("FORMAT_VERSION") = kFormatVersion;
@@ -338,16 +272,16 @@ PYBIND11_MODULE(_core, m) {
     m.def("peek_kind", [](const py::bytes& data, const std::string& source) {
         const std::string_view v = data;
         return std::string(kind_name(peek_kind(reinterpret_cast<const uint8_t*>(v.data()), v.size(), source)));
-    });
+    }, py::arg("data"), py::arg("source"));
     py::class_<MappedFile, std::shared_ptr<MappedFile>>(m, "MappedFile")
         .def_property_readonly("size", [](const MappedFile& f) { return f.size; })
         .def("kind", [](const MappedFile& f, const std::string& source) {
             return std::string(kind_name(peek_kind(f.data, f.size, source, false)));
-        });
+        }, py::arg("source"));
     m.def("map_file", [](const std::string& path) {
         py::gil_scoped_release nogil;
         return std::const_pointer_cast<MappedFile>(map_file(path));
-    });
+    }, py::arg("path"));
     m.def("read_file", [](const std::string& path) {
         std::vector<uint8_t> bytes;
         {
@@ -355,7 +289,7 @@ PYBIND11_MODULE(_core, m) {
             bytes = read_file(path);
         }
         return to_pybytes(bytes);
-    });
+    }, py::arg("path"));
 
     py::class_<FlatIndex> flat(m, "FlatIndex");
     flat.def(py::init<int>(), py::arg("nbits"))
