@@ -14,17 +14,14 @@ benchmarks/RESULTS.md). Prints a table and writes a JSON record.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench_mih.py: faiss's spinning threads
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import hashindex  # noqa: E402
-from hashindex.bench import machine_info, median_seconds, timed, write_json  # noqa: E402
+import hashindex
+from hashindex.bench import import_faiss, machine_info, median_seconds, timed, write_json
 
 try:
     import ray
@@ -32,10 +29,8 @@ try:
     from hashindex import distributed as hd
 except ImportError:  # pragma: no cover
     sys.exit("Ray is required: pip install '.[distributed]'")
-try:
-    import faiss
-except ImportError:  # pragma: no cover
-    faiss = None
+faiss = import_faiss()
+if faiss is None:
     print("faiss-cpu is not installed: its rows are left out (pip install '.[bench]')")
 
 

@@ -11,20 +11,23 @@ sub-index's first. Prints a table and a JSON record.
 """
 from __future__ import annotations
 
-import os
 import sys
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench_mih.py
+import numpy as np
 
-import numpy as np  # noqa: E402
+import hashindex
+from hashindex.bench import (
+    import_faiss,
+    machine_info,
+    make_codes,
+    median_each,
+    median_seconds,
+    script_parser,
+    write_json,
+)
 
-import hashindex  # noqa: E402
-from hashindex.bench import machine_info, make_codes, median_each, median_seconds, script_parser, write_json  # noqa: E402
-
-try:
-    import faiss
-except ImportError:  # pragma: no cover
-    faiss = None
+faiss = import_faiss()
+if faiss is None:
     print("faiss-cpu is not installed: its rows are left out (pip install '.[bench]')")
 
 

@@ -12,26 +12,16 @@ machine's own read bandwidth over a buffer as large as the database, measured in
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 
-# faiss's OpenMP threads otherwise spin for a while after each call and take the
-# second core from whatever runs next (our 2-thread searches ran up to 2x slower
-# right after a faiss call). Must be set before faiss loads OpenMP.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numpy as np
 
-import numpy as np  # noqa: E402
+import hashindex
+from hashindex import _core
+from hashindex.bench import POPCOUNT8, import_faiss, machine_info, numba_distances, timed, write_json
 
-import hashindex  # noqa: E402
-from hashindex import _core  # noqa: E402
-from hashindex.bench import POPCOUNT8, machine_info, numba_distances, timed, write_json  # noqa: E402  # noqa: E402
-
-try:
-    import faiss
-except ImportError:  # pragma: no cover
-    sys.exit("faiss-cpu is required: pip install '.[bench]'")
+faiss = import_faiss(required=True)
 
 def numpy_knn(xb: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
     d = POPCOUNT8[np.bitwise_xor(xb, q)].sum(1, dtype=np.int32)

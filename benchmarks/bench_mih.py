@@ -13,24 +13,14 @@ reported for several nflip. Prints a table and writes a JSON record.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 
-# faiss's OpenMP threads otherwise spin for a while after each call and take the
-# second core from whatever runs next (our 2-thread searches ran up to 2x slower
-# right after a faiss call). Must be set before faiss loads OpenMP.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numpy as np
 
-import numpy as np  # noqa: E402
+import hashindex
+from hashindex.bench import import_faiss, machine_info, make_codes, recall_at_k, timed, write_json
 
-import hashindex  # noqa: E402
-from hashindex.bench import machine_info, make_codes, recall_at_k, timed, write_json  # noqa: E402  # noqa: E402
-
-try:
-    import faiss
-except ImportError:  # pragma: no cover
-    sys.exit("faiss-cpu is required: pip install '.[bench]'")
+faiss = import_faiss(required=True)
 
 
 def run_case(args, rng, n: int, nbits: int, kind: str, records: list) -> None:

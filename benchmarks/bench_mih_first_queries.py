@@ -15,11 +15,8 @@ equal to FlatIndex's. Prints a table and a JSON record.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 

@@ -33,21 +33,17 @@ from __future__ import annotations
 import os
 import sys
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench_mih.py
-
 import numpy as np  # noqa: E402
 
 import hashindex  # noqa: E402
 from hashindex import _core  # noqa: E402
-from hashindex.bench import machine_info, medians_interleaved, script_parser, timed, write_json  # noqa: E402
+from hashindex.bench import import_faiss, machine_info, medians_interleaved, script_parser, timed, write_json  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_multi_field import encoder_like  # noqa: E402
 
-try:
-    import faiss
-except ImportError:  # pragma: no cover
-    faiss = None
+faiss = import_faiss()
+if faiss is None:
     print("faiss-cpu is not installed: its rows are left out (pip install '.[bench]')")
 
 MODES = {"normal": ("normal",), "abnormal": ("abnormal",), "both": ("normal", "abnormal")}

@@ -8,14 +8,10 @@ small batches one task per thread (csrc/scan.h); this script is the measurement 
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before faiss loads OpenMP
-
 import numpy as np
 
 import hashindex
-from hashindex.bench import machine_info, medians_interleaved, script_parser, write_json
+from hashindex.bench import import_faiss, machine_info, medians_interleaved, script_parser, write_json
 
 
 def main() -> None:
@@ -23,10 +19,7 @@ def main() -> None:
     p.add_argument("--nbits", type=int, nargs="+", default=[64, 256, 1024])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8, 16, 64, 256])
     args = p.parse_args()
-    try:
-        import faiss
-    except ImportError:
-        faiss = None
+    faiss = import_faiss()
     threads = hashindex.available_threads()
     rng = np.random.default_rng(0)
     print(f"{hashindex.simd_level()}, {threads} threads, k = {args.k}; medians of 9-301 interleaved runs per cell")

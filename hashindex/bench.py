@@ -208,14 +208,19 @@ class Method:
     serialized: Callable[[Any], int] | None = None
 
 
-def _faiss():
+def import_faiss(required: bool = False) -> Any:
+    """faiss, imported the one way every benchmark does: OpenMP told first (it must be, before faiss
+    loads it) to let its idle threads sleep. Spinning, they took the second core from whatever ran
+    next: our 2-thread searches ran up to 2x slower right after a faiss call. None if faiss-cpu is
+    missing, or exit with how to install it when ``required``."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads must not spin against ours
         import faiss
-
-        return faiss
     except ImportError:
+        if required:
+            sys.exit("faiss-cpu is required: pip install '.[bench]'")
         return None
+    return faiss
 
 
 def numba_distances():
@@ -254,7 +259,7 @@ def _topk_distances(d: np.ndarray, k: int) -> np.ndarray:
 def missing_competitors() -> list[str]:
     """What this environment cannot run, and how to get it."""
     out = []
-    if _faiss() is None:
+    if import_faiss() is None:
         out.append("faiss-cpu is not installed: the faiss rows are left out (pip install 'hashindex[bench]')")
     if numba_distances() is None:
         out.append("numba is not installed: the numba row is left out (pip install 'hashindex[bench]')")
@@ -274,7 +279,7 @@ def methods(k: int) -> list[Method]:
                lambda ix, q, k, t: ix.search({"code": q}, k, threads=t).distances, True, True, 10**9,
                serialized=lambda ix: len(ix.to_bytes())),
     ]
-    faiss = _faiss()
+    faiss = import_faiss()
     if faiss is not None:
         def fsearch(ix, q, k, t):
             faiss.omp_set_num_threads(t)
@@ -367,7 +372,7 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     versions = {"numpy": np.__version__, "hashindex": hashindex.__version__}
-    faiss = _faiss()
+    faiss = import_faiss()
     if faiss is not None:
         versions["faiss"] = faiss.__version__
     try:
