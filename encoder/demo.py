@@ -60,7 +60,8 @@ def demo_slices(cache: Path, cfg: DemoConfig, size: int, log: Callable[[str], No
     if path.exists():
         slices = SliceSet.load(path)
     else:
-        slices = load_slices(root, size=size, cases=sorted(_case_names(root, cfg.cases)), progress=True)
+        slices = load_slices(root, size=size, cases=sorted(_case_names(root, cfg.cases)), progress=True,
+                             workers=os.cpu_count() or 1)
         slices.save(path)
     log(f"data: {cfg.cases} phantom cases, {len(slices)} slices ({int((slices.abnormal == 1).sum())} with tumour) "
         f"in {time.perf_counter() - start:.1f} s  [{root}]")
@@ -95,7 +96,7 @@ def run_demo(out: str | os.PathLike = "hashindex-demo", cache: str | os.PathLike
     if data is None:
         slices = demo_slices(cache, config, encoder.image_size, log)
     else:
-        slices = load_slices(data, size=encoder.image_size, progress=True)
+        slices = load_slices(data, size=encoder.image_size, progress=True, workers=os.cpu_count() or 1)
         log(f"data: {len(np.unique(slices.case_ids))} cases, {len(slices)} slices from {data}")
     codes, healthy = encode_slices(encoder, slices, log)
 

@@ -422,7 +422,8 @@ def evaluate_dataset(data: str | os.PathLike, out_json: str | os.PathLike, check
     encoder = CodeEncoder.load(checkpoint)
     data = Path(data)
     slices = (SliceSet.load(data) if data.suffix == ".npz"
-              else load_slices(data, size=encoder.image_size, cases=cases, progress=True, layout=layout))
+              else load_slices(data, size=encoder.image_size, cases=cases, progress=True, layout=layout,
+                                workers=os.cpu_count() or 1))
     if slices.size != encoder.image_size:
         raise ValueError(f"data: slices are {slices.size} px, the model takes {encoder.image_size}")
     if contrasts is not None:
