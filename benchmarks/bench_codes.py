@@ -1,5 +1,5 @@
 """From index maps to bits: which hashing keeps the ranking of the quantised latents, and how fast
-the encoder turns slices into codes (the issue's code-length study).
+the encoder turns slices into codes (a code-length study).
 
 For held-out phantom slices (the demo's seed, not the training seed), each slice's code is an 8 x 8
 map of codebook indices; its quantised latent is the map of codewords. The reference ranking of the

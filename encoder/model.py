@@ -1,5 +1,5 @@
 """The normal/abnormal anatomy decomposition network of Kobayashi et al. (Medical Image Analysis 74,
-2021), as the authors' training code builds it (../shared/DESIGN.md, Encoder):
+2021), as the authors' published training code builds it:
 
     image -> shared stem -> normal branch   -> EMA VQ (NAC codebook) -> SPADE image decoder -> image
                          -> abnormal branch -> EMA VQ (AAC codebook) -> segmentation decoder -> labels
