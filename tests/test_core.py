@@ -114,7 +114,7 @@ def test_unpacked_bits_point_to_pack_bits():
 
 
 def test_bench_names_missing_competitors(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(bench_module, "_faiss", lambda: None)
+    monkeypatch.setattr(bench_module, "import_faiss", lambda required=False: None)
     monkeypatch.setattr(bench_module, "numba_distances", lambda: None)
     out = tmp_path / "b.json"
     assert cli.main(["bench", "--n", "300", "--nbits", "64", "--queries", "5", "--single", "2", "--dataset", "uniform",
