@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     from hashindex.encoder.augment import augment, intensity_jitter
     from hashindex.encoder.codes import CodeEncoder
 
-    hashindex.tune_allocator()  # encoding in bulk: keep torch's freed buffers (RESULTS.md, allocator table)
+    hashindex.tune_allocator()  # encoding in bulk: keep torch's freed buffers (RESULTS.md, "Encoding throughput")
     torch.set_num_threads(args.threads)
     encoder = CodeEncoder.load()
     images, present = [], []

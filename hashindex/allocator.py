@@ -4,7 +4,7 @@ glibc serves every allocation above its mmap threshold (128 KiB, rising to at mo
 fresh ``mmap`` and returns it with ``munmap`` on free, and it trims the top of the heap whenever more
 than the trim threshold is free. A convolution's activations and numpy's temporaries are far larger,
 so every batch of a loop faults its memory in again, 4 KiB at a time where transparent huge pages
-are ``madvise`` (the default on most distributions). ``benchmarks/RESULTS.md`` (allocator table)
+are ``madvise`` (the default on most distributions). ``benchmarks/RESULTS.md`` ("The main job")
 has what that costs the encoder and the demo.
 
 ``tune_allocator()`` raises both thresholds so freed blocks stay in the process and are reused. It
