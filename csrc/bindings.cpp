@@ -10,6 +10,7 @@
 #include <chrono>
 #include <numeric>
 #include <optional>
+#include <type_traits>
 
 #include "dispatch.h"
 #include "errors.h"
@@ -179,10 +180,47 @@ void bind_storage(py::class_<Index>& c) {
             py::arg("file"), py::arg("source"), py::arg("verify"));
 }
 
+// Probing kinds report what each search did (MihStats) as a third (fourth) result.
+template <class Index>
+constexpr bool kProbes = std::is_same_v<Index, MIHIndex>;
+
 // The surface every single-field index kind adds, bound once.
 template <class Index>
 void bind_common(py::class_<Index>& c) {
     bind_storage(c);
+    c.def(
+         "search",
+         [](const Index& self, const Codes& q, int64_t k, int threads, std::optional<Ids> allow,
+            std::optional<Ids> deny) {
+             const IdFilter filter = make_filter(allow, deny);
+             MihStats st;
+             py::tuple r = knn_arrays(self, q, k, [&](const uint8_t* qs, int64_t nq, int32_t* d, int64_t* i) {
+                 if constexpr (kProbes<Index>) self.search(qs, nq, k, threads, d, i, &st, filter);
+                 else self.search(qs, nq, k, threads, d, i, filter);
+             });
+             if constexpr (kProbes<Index>) return py::make_tuple(r[0], r[1], stats_dict(st));
+             else return r;
+         },
+         py::arg("queries"), py::arg("k"), py::arg("threads") = 0, py::arg("allow") = py::none(),
+         py::arg("deny") = py::none())
+        .def(
+            "range_search",
+            [](const Index& self, const Codes& q, int32_t radius, int threads, std::optional<Ids> allow,
+               std::optional<Ids> deny) {
+                check_rows(q, self.code_size(), "queries");
+                const IdFilter filter = make_filter(allow, deny);
+                RangeResult r;
+                MihStats st;
+                run_interruptible([&] {
+                    if constexpr (kProbes<Index>) r = self.range_search(q.data(), q.shape(0), radius, threads, &st, filter);
+                    else r = self.range_search(q.data(), q.shape(0), radius, threads, filter);
+                });
+                py::tuple t = range_arrays(std::move(r));
+                if constexpr (kProbes<Index>) return py::make_tuple(t[0], t[1], t[2], stats_dict(st));
+                else return t;
+            },
+            py::arg("queries"), py::arg("radius"), py::arg("threads") = 0, py::arg("allow") = py::none(),
+            py::arg("deny") = py::none());
     c.def("restore_next_id", &Index::restore_next_id, py::arg("next_id"))
         .def_property_readonly("nbits", &Index::nbits)
         .def_property_readonly("code_size", &Index::code_size)
@@ -292,64 +330,14 @@ PYBIND11_MODULE(_core, m) {
     }, py::arg("path"));
 
     py::class_<FlatIndex> flat(m, "FlatIndex");
-    flat.def(py::init<int>(), py::arg("nbits"))
-        .def(
-            "search",
-            [](const FlatIndex& self, const Codes& q, int64_t k, int threads, std::optional<Ids> allow,
-               std::optional<Ids> deny) {
-                const IdFilter filter = make_filter(allow, deny);
-                return knn_arrays(self, q, k, [&](const uint8_t* qs, int64_t nq, int32_t* d, int64_t* i) {
-                    self.search(qs, nq, k, threads, d, i, filter);
-                });
-            },
-            py::arg("queries"), py::arg("k"), py::arg("threads") = 0, py::arg("allow") = py::none(),
-            py::arg("deny") = py::none())
-        .def(
-            "range_search",
-            [](const FlatIndex& self, const Codes& q, int32_t radius, int threads, std::optional<Ids> allow,
-               std::optional<Ids> deny) {
-                check_rows(q, self.code_size(), "queries");
-                const IdFilter filter = make_filter(allow, deny);
-                RangeResult r;
-                run_interruptible([&] { r = self.range_search(q.data(), q.shape(0), radius, threads, filter); });
-                return range_arrays(std::move(r));
-            },
-            py::arg("queries"), py::arg("radius"), py::arg("threads") = 0, py::arg("allow") = py::none(),
-            py::arg("deny") = py::none());
+    flat.def(py::init<int>(), py::arg("nbits"));
     bind_common(flat);
     flat.def_property_readonly("memory_bytes", &FlatIndex::memory_bytes);
 
     py::class_<MIHIndex> mih(m, "MIHIndex");
     mih.def(py::init<int, int>(), py::arg("nbits"), py::arg("m") = 0)
         .def_property_readonly("m", &MIHIndex::m)
-        .def_property_readonly("m_requested", &MIHIndex::m_requested)
-        .def(
-            "search",
-            [](const MIHIndex& self, const Codes& q, int64_t k, int threads, std::optional<Ids> allow,
-               std::optional<Ids> deny) {
-                const IdFilter filter = make_filter(allow, deny);
-                MihStats st;
-                py::tuple r = knn_arrays(self, q, k, [&](const uint8_t* qs, int64_t nq, int32_t* d, int64_t* i) {
-                    self.search(qs, nq, k, threads, d, i, &st, filter);
-                });
-                return py::make_tuple(r[0], r[1], stats_dict(st));
-            },
-            py::arg("queries"), py::arg("k"), py::arg("threads") = 0, py::arg("allow") = py::none(),
-            py::arg("deny") = py::none())
-        .def(
-            "range_search",
-            [](const MIHIndex& self, const Codes& q, int32_t radius, int threads, std::optional<Ids> allow,
-               std::optional<Ids> deny) {
-                check_rows(q, self.code_size(), "queries");
-                const IdFilter filter = make_filter(allow, deny);
-                RangeResult r;
-                MihStats st;
-                run_interruptible([&] { r = self.range_search(q.data(), q.shape(0), radius, threads, &st, filter); });
-                py::tuple t = range_arrays(std::move(r));
-                return py::make_tuple(t[0], t[1], t[2], stats_dict(st));
-            },
-            py::arg("queries"), py::arg("radius"), py::arg("threads") = 0, py::arg("allow") = py::none(),
-            py::arg("deny") = py::none());
+        .def_property_readonly("m_requested", &MIHIndex::m_requested);
     bind_common(mih);
 
     py::class_<MultiFieldIndex> multi(m, "MultiFieldIndex");
