@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 import hashindex
+from hashindex._validate import int_arg
 
 from .codes import CodeEncoder, Codes, encode_slices
 from .data import PhantomConfig, SliceSet, find_cases, generate_phantoms, load_slices
@@ -38,11 +39,8 @@ class DemoConfig:
 def check_config(cfg: DemoConfig) -> None:
     """Refuses a configuration the demo cannot run, before it writes anything."""
     for name in ("cases", "examples", "max_queries"):
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected a positive int, got {value!r}")
-    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
-        raise ValueError(f"seed: expected a non-negative int, got {cfg.seed!r}")
+        int_arg(getattr(cfg, name), name, minimum=1)
+    int_arg(cfg.seed, "seed", minimum=0)
     if not cfg.spacing > 0:
         raise ValueError(f"spacing: expected millimetres > 0, got {cfg.spacing!r}")
 

@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 
 import hashindex
+from hashindex._validate import int_arg, k_arg
 
 from .codes import CodeEncoder
 from .demo import ITEMS_FILE
@@ -26,9 +27,8 @@ def query(index_path: str | os.PathLike, case: str | os.PathLike, slice_index: i
     weights = {"normal": {"normal": 1.0}, "abnormal": {"abnormal": 1.0}, "both": {"normal": 1.0, "abnormal": 1.0}}
     if mode not in weights:
         raise ValueError(f"mode: expected one of {sorted(weights)}, got {mode!r}")
-    k = _positive(k, "k")
-    if isinstance(per_patient, bool) or not isinstance(per_patient, int) or per_patient < 0:
-        raise ValueError(f"per_patient: expected an int >= 0 (0: no limit), got {per_patient!r}")
+    k = k_arg(k)
+    per_patient = int_arg(per_patient, "per_patient", minimum=0)
     index = hashindex.load(index_path)
     if not isinstance(index, hashindex.MultiFieldIndex) or set(index.fields) != {"normal", "abnormal"}:
         raise ValueError(f"{index_path}: expected the MultiFieldIndex written by `hashindex demo`")
@@ -61,12 +61,6 @@ def query(index_path: str | os.PathLike, case: str | os.PathLike, slice_index: i
                          abnormal=int(items["abnormal"][hit]))
         hits.append(entry)
     return hits
-
-
-def _positive(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: expected a positive int, got {value!r}")
-    return int(value)
 
 
 def _search_per_patient(index: hashindex.MultiFieldIndex, queries: dict, k: int, weights: dict, exclude,

@@ -177,7 +177,7 @@ def test_failed_runs_create_nothing(tmp_path, monkeypatch, capsys):
     assert cli(["demo", "--data", str(empty), "--out", str(tmp_path / "X")]) == 2
     assert "no BraTS cases" in capsys.readouterr().err and not (tmp_path / "X").exists()
     assert cli(["demo", "--cases", "0", "--cache", str(tmp_path / "C"), "--out", str(tmp_path / "Y")]) == 2
-    assert "cases: expected a positive int, got 0" in capsys.readouterr().err
+    assert "cases: expected an integer >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "C").exists() and not (tmp_path / "Y").exists()
     with pytest.raises(SystemExit) as exc:
         cli(["bench", "--n", "0", "--no-plots"])

@@ -1,8 +1,9 @@
 """Exact search over many machines: an index split into shards held by Ray actors.
 
-``pip install 'hashindex[distributed]'`` (Ray pinned). Only ``driver`` imports Ray, when a sharded
-index is first named; ``import hashindex`` never does, and the manifest, the shard logs, routing and
-merging (``manifest``, ``log``, ``merge``, ``shard``) work without it. Uses the Ray the program has
+``pip install 'hashindex[distributed]'`` (Ray pinned). Only ``driver`` imports Ray (``sharded``, the
+public classes, through it), when a sharded index is first named; ``import hashindex`` never does,
+and the manifest, the shard logs, routing and merging (``manifest``, ``log``, ``merge``, ``shard``)
+work without it. Uses the Ray the program has
 already joined (``ray.init(address=...)``) or starts a local one.
 
 Each item lives on one shard, chosen by a hash of its id (so ``get``, ``remove`` and the duplicate
@@ -41,7 +42,7 @@ __all__ = ["MANIFEST_VERSION", "ShardUnavailableError", "merge_knn", "merge_rang
 def __getattr__(name: str) -> Any:
     """The Ray-backed names load Ray on first use: the rest of the package works without it."""
     if name in _NEEDS_RAY:
-        from . import driver
+        from . import driver, sharded
 
-        return getattr(driver, name)
+        return getattr(driver if name == "start_local_ray" else sharded, name)
     raise AttributeError(f"module 'hashindex.distributed' has no attribute {name!r}")
