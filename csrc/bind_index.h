@@ -134,6 +134,7 @@ inline MIHIndex from_mapped<MIHIndex>(const std::shared_ptr<const MappedFile>& f
 template <class Index>
 void bind_storage(py::class_<Index>& c) {
     c.def("__len__", &Index::size)
+        .def_property_readonly("memory_bytes", &Index::memory_bytes)
         .def("remove",
              [](Index& self, const Ids& ids) {
                  py::gil_scoped_release nogil;

@@ -119,7 +119,6 @@ PYBIND11_MODULE(_core, m) {
     py::class_<FlatIndex> flat(m, "FlatIndex");
     flat.def(py::init<int>(), py::arg("nbits"));
     bind_common(flat);
-    flat.def_property_readonly("memory_bytes", &FlatIndex::memory_bytes);
 
     py::class_<MIHIndex> mih(m, "MIHIndex");
     mih.def(py::init<int, int>(), py::arg("nbits"), py::arg("m") = 0)
@@ -130,7 +129,6 @@ PYBIND11_MODULE(_core, m) {
     py::class_<MultiFieldIndex> multi(m, "MultiFieldIndex");
     multi.def(py::init<std::vector<std::string>, std::vector<int>, bool>(), py::arg("names"), py::arg("nbits"),
               py::arg("mih") = false)
-        .def_property_readonly("memory_bytes", &MultiFieldIndex::memory_bytes)
         .def_property_readonly("mih", &MultiFieldIndex::mih)
         .def_property_readonly("names", &MultiFieldIndex::names)
         .def_property_readonly("nbits", &MultiFieldIndex::nbits)

@@ -1,6 +1,7 @@
 // Exact exhaustive Hamming search over packed codes.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <vector>
@@ -8,6 +9,7 @@
 #include "code_store.h"
 #include "id_filter.h"
 #include "id_map.h"
+#include "items.h"
 #include "results.h"
 
 namespace hashindex {
@@ -25,20 +27,16 @@ void knn_scan(const CodeStore& store, const int64_t* slot_ids, const uint8_t* pa
 RangeResult range_scan(const CodeStore& store, const int64_t* slot_ids, const uint8_t* pass, const uint8_t* queries,
                        int64_t nq, int32_t radius, int threads);
 
-// Items copied out of an index for a search restricted to them (a short allow list).
-struct Gathered {
-    CodeStore store;
-    std::vector<int64_t> ids;  // by slot of `store`
-    explicit Gathered(int code_size) : store(code_size) {}
-};
+// Per-query sorted hits as one RangeResult.
+RangeResult ranges_of(const std::vector<std::vector<Hit>>& per_query);
 
-class FlatIndex {
+class FlatIndex : public IndexCore {
 public:
-    explicit FlatIndex(int nbits);
+    explicit FlatIndex(int nbits) : IndexCore({nbits}) {}
+    FlatIndex(FlatIndex&& other) noexcept = default;
 
-    int nbits() const { return nbits_; }
-    int code_size() const { return store_.code_size(); }
-    int64_t size() const;
+    int nbits() const { return code_size() * 8; }
+    int code_size() const { return items_.store(0).code_size(); }
 
     // ids may be null: then ids continue after the largest id ever added.
     void add(const uint8_t* codes, int64_t n, const int64_t* ids);
@@ -50,10 +48,6 @@ public:
     // All or nothing: throws MissingIdError before changing anything if an id is absent.
     void remove(const int64_t* ids, int64_t n);
     void get(const int64_t* ids, int64_t n, uint8_t* out) const;
-    std::vector<int64_t> ids() const;
-    // The first default id: one past the largest id ever added.
-    int64_t next_id() const;
-    bool contains(int64_t id) const;
     void reset();
 
     std::vector<uint8_t> to_bytes() const;
@@ -65,20 +59,11 @@ public:
                                 std::shared_ptr<const void> keep, bool verify);
     // Bytes held in memory (codes and id map; a mapped file's pages are not counted).
     std::size_t memory_bytes() const;
-    // Raises the default-id counter to a saved value; false if below the largest id.
-    bool restore_next_id(int64_t next_id);
-
-    FlatIndex(FlatIndex&& other) noexcept;
-
-private:
-    // The allowed items' codes and ids (the caller holds the lock).
-    Gathered gather(const IdFilter& filter) const;
-
-    int nbits_;
-    CodeStore store_;
-    IdMap ids_;
-    // Searches share; add/remove/reset exclude (searches run with the GIL released).
-    mutable std::shared_mutex mu_;
 };
+
+// A short allow list's items copied out, when scanning the copy pays (gather_pays); the caller's
+// lock is then released. Empty when the search should scan everything with a per-slot mask.
+std::optional<Items> gather(const Items& items, const IdFilter& filter, int64_t nq,
+                            std::shared_lock<std::shared_mutex>& lk);
 
 }  // namespace hashindex

@@ -7,7 +7,6 @@
 
 #include "errors.h"
 #include "mih_cost.h"
-#include "mih_index.h"
 #include "parallel.h"
 #include "probe_util.h"
 #include "scan.h"
@@ -23,11 +22,6 @@ void learn(std::atomic<double>& average, double observed) {
     average.store((1 - kLearnRate) * old + kLearnRate * observed, std::memory_order_relaxed);
 }
 
-double binomial(int n, int r) {
-    double c = 1;
-    for (int i = 1; i <= r; ++i) c = c * (n - r + i) / i;
-    return c;
-}
 }  // namespace
 
 double budget_scale() { return g_budget_scale.load(std::memory_order_relaxed); }
@@ -96,31 +90,9 @@ double MihCostModel::modelled_probe_ns(int64_t buckets, int64_t candidate_words,
     return buckets * kProbeNs + candidate_words * kVerifyNsPerWord + hits * kHitNs;
 }
 
-// Modelled cost (ns, before calibration) of probing table t at radius rho and
-// every later (radius, table) step until the pigeonhole bound exceeds
-// `target`. Checked before each step, so a query that cannot pay gives up
-// before spending, not after. (Predicting with the k-th distance found so far
-// alone gave up on queries that pay: 10M uniform 64-bit, k = 10, went from
-// 34x faiss to 9x; hence the optimistic estimate in target_distance.)
-double MIHIndex::predicted_cost(int rho, int t, int64_t target) const {
-    const int m = static_cast<int>(tables_.size());
-    const double n = static_cast<double>(main_.size());
-    double cost = 0;
-    for (int r = rho;; ++r) {
-        for (int u = (r == rho ? t : 0); u < m; ++u) {
-            const Table& T = tables_[static_cast<std::size_t>(u)];
-            if (r > T.bits) return cost;
-            const double occupancy = T.bits >= 63 ? 0.0 : n / std::ldexp(1.0, T.bits);
-            cost += mih::binomial(T.bits, r) * (mih::kProbeNs + occupancy * words_ * mih::kVerifyNsPerWord);
-            if (target < 0 || r >= T.bits || static_cast<int64_t>(m) * r + u + 1 > target) return cost;
-        }
-    }
-}
-
-double MIHIndex::scan_budget_ns(int64_t nq, int threads) const {
+double MihCostModel::scan_budget_ns(double words, int64_t nq, int threads) const {
     const bool batch = nq >= 2 * resolve_threads(threads);
-    const double per_word = (batch ? cost_.scan_batch_ns : cost_.scan_single_ns).load(std::memory_order_relaxed);
-    return per_word * static_cast<double>(main_.size()) * words_ * mih::budget_scale();
+    return (batch ? scan_batch_ns : scan_single_ns).load(std::memory_order_relaxed) * words * mih::budget_scale();
 }
 
 }  // namespace hashindex

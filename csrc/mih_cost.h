@@ -34,6 +34,12 @@ double budget_scale();
 int64_t uniform_kth_distance(int64_t n, int nbits, int64_t k);
 // Monotonic time in ns.
 double now_ns();
+// n choose r, as a double (the number of keys at substring radius r).
+inline double binomial(int n, int r) {
+    double c = 1;
+    for (int i = 1; i <= r; ++i) c = c * (n - r + i) / i;
+    return c;
+}
 
 // The fastest of 5 timed runs of f, after one untimed: calibration's scan timings. The first scans
 // after a build wake sleeping workers and meet cold lines (1M x 64 bits: 0.47, 0.32, 0.25 ms, then
@@ -52,4 +58,51 @@ double fastest_ns(F&& f) {
 }
 
 }  // namespace mih
+// What one search call did, for tests and benchmarks to check the algorithm.
+struct MihStats {
+    int64_t queries = 0;
+    int64_t by_mih = 0;     // answered by probing the tables
+    int64_t by_scan = 0;    // probing would cost more than a scan (cost model): scanned
+    int64_t candidates = 0; // codes whose full distance was computed while probing
+    int64_t hits = 0;       // candidates within the current threshold
+    int64_t buckets = 0;    // table look-ups
+    int32_t max_radius = -1;  // largest substring radius probed
+    int64_t tail = 0;       // codes added since the last rebuild, scanned per query
+    double probe_scale = 1;      // the cost model's learned measured/modelled probing time
+    double scan_ns_per_word = 0; // and its learned scan cost for this call's mode
+};
+
+// Scales the cost model's probing budget (default 1); for tests and experiments.
+void set_mih_budget_scale(double scale);
+
+// What probing and scanning cost on this machine, learned from timed searches
+// (exponential moving averages), so that the choice between them holds on any
+// CPU and whether the database sits in cache or in DRAM.
+struct MihCostModel {
+    std::atomic<double> probe_scale{1.0};      // measured / modelled probing time
+    std::atomic<double> scan_single_ns{0.40};  // wall ns per code word, one query split over threads
+    std::atomic<double> scan_batch_ns{0.13};   // thread ns per code word per query of a batch
+    std::atomic<uint32_t> gave_up_history{0};  // bit i: the i-th last probe gave up
+    std::atomic<int64_t> workload{0};          // k of the last k-NN call, -1 - radius of the last range call
+    std::atomic<uint64_t> queries{0};
+    // The k-th distance of queries near stored codes over the uniform-data estimate, measured at
+    // calibration: clustered codes have their neighbours far nearer than uniform ones.
+    std::atomic<double> kth_scale{1.0};
+
+    // Whether to skip probing this query: after most of the last probes gave up, only one
+    // query in 16 still tries, so a workload that never pays wastes almost nothing.
+    bool skip_probe();
+    // Learns from one timed probe (measured vs modelled ns) and records whether it gave up.
+    void observe_probe(double elapsed_ns, double modelled_ns, bool done);
+    // Learns from one timed scan of nq queries over `words` code words.
+    void observe_scan(double elapsed_ns, double words, int64_t nq, int threads);
+    // k (or -1 - radius) of this call; a change forgets the give-up history.
+    void set_workload(int64_t workload);
+    // What scanning `words` code words for one query of a batch of nq is predicted to cost (ns): the
+    // most a query may spend probing before it is handed to the scan.
+    double scan_budget_ns(double words, int64_t nq, int threads) const;
+    // The fixed model of probing work, before the learned scale.
+    static double modelled_probe_ns(int64_t buckets, int64_t candidate_words, int64_t hits);
+};
+
 }  // namespace hashindex

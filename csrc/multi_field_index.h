@@ -13,37 +13,34 @@
 #pragma once
 #include <cstdint>
 #include <memory>
-#include <shared_mutex>
 #include <string>
 #include <vector>
 
-#include "code_store.h"
 #include "id_filter.h"
-#include "id_map.h"
-#include "mih_index.h"
+#include "items.h"
+#include "mih_cost.h"
 
 namespace hashindex {
 
-// Groups are ids >= 0; kNoGroup marks an item (or a query) without one.
-constexpr int64_t kNoGroup = -1;
+struct Tables;
 
 struct FieldQuery {
     const uint8_t* rows = nullptr;  // nq rows of the field's code size; null when its weight is 0
     double weight = 0.0;
 };
 
-class MultiFieldIndex {
+class MultiFieldIndex : public IndexCore {
 public:
     // mih: keep substring tables for probing (about 4 bytes per substring and a row-major copy
     // of the codes per item; rebuilt as MIHIndex rebuilds, on load too).
     MultiFieldIndex(std::vector<std::string> names, std::vector<int> nbits, bool mih = false);
+    MultiFieldIndex(MultiFieldIndex&& other) noexcept;
     ~MultiFieldIndex();
 
-    int nfields() const { return static_cast<int>(nbits_.size()); }
+    int nfields() const { return items_.nfields(); }
     const std::vector<std::string>& names() const { return names_; }
     const std::vector<int>& nbits() const { return nbits_; }
-    int code_size(int field) const { return nbits_[static_cast<std::size_t>(field)] / 8; }
-    int64_t size() const;
+    int code_size(int field) const { return items_.store(field).code_size(); }
     bool mih() const { return mih_; }
 
     // fields[f] holds n rows of field f. ids / groups may be null (default ids; no group).
@@ -59,10 +56,6 @@ public:
     void remove(const int64_t* ids, int64_t n);
     void get(int field, const int64_t* ids, int64_t n, uint8_t* out) const;
     void get_groups(const int64_t* ids, int64_t n, int64_t* out) const;
-    std::vector<int64_t> ids() const;
-    // The first default id: one past the largest id ever added.
-    int64_t next_id() const;
-    bool contains(int64_t id) const;
     void reset();
 
     std::vector<uint8_t> to_bytes() const;
@@ -72,64 +65,44 @@ public:
                                       std::shared_ptr<const void> keep, bool verify);
     std::size_t memory_bytes() const;
 
-    MultiFieldIndex(MultiFieldIndex&& other) noexcept;
-
-    // One query's k best (multi_field_index.cpp), named here for the scan's sinks.
+    // One query's k best (multi_field_top.h), named here for the scan's sinks.
     struct Top;
+    // What a search asks (qwords: per field, nq rows of words; empty when unused), in one place.
+    struct Ask {
+        const std::vector<std::vector<uint64_t>>& qwords;
+        const std::vector<FieldQuery>& queries;
+        int64_t k;
+        const int64_t* exclude_groups;
+        bool one_per_group;
+        const uint8_t* pass;
+        int64_t exclude(int64_t q) const { return exclude_groups ? exclude_groups[q] : kNoGroup; }
+    };
 
 private:
+    static constexpr uint32_t kMihFlag = 4;  // format 2's flags, beside Items::flags
+    static MultiFieldIndex from_v1(PayloadReader& r, std::vector<std::string> names, std::vector<int> nbits,
+                                   uint64_t n, int64_t next_id);
     // Queries [q0, q1) against items [slot_begin, slot_end); tops[i] collects query q0 + i.
-    void scan_range(const std::vector<std::vector<uint64_t>>& qwords, const std::vector<FieldQuery>& queries,
-                    int64_t q0, int64_t q1, int64_t slot_begin, int64_t slot_end, const int64_t* exclude_groups,
-                    const uint8_t* pass, Top* tops) const;
-    // The exhaustive search of nq queries (qwords: per field, nq rows of words; empty when unused).
-    void scan_search(const std::vector<std::vector<uint64_t>>& qwords, const std::vector<FieldQuery>& queries,
-                     int64_t nq, int64_t k, const int64_t* exclude_groups, bool one_per_group, int threads,
-                     const uint8_t* pass, double* distances, int64_t* ids) const;
-    // A new index holding these slots' items (the caller holds the lock).
-    MultiFieldIndex subset(const std::vector<int64_t>& slots) const;
+    void scan_range(const Ask& ask, int64_t q0, int64_t q1, int64_t slot_begin, int64_t slot_end, Top* tops) const;
+    // The exhaustive search of nq queries.
+    void scan_search(const Ask& ask, int64_t nq, int threads, double* distances, int64_t* ids) const;
 
     // Substring tables (multi_field_mih.cpp); the caller holds the lock.
-    struct Tables;
     void maybe_rebuild_tables();
-    void rebuild_tables();
-    void calibrate_tables();
-    void tables_moved(int64_t from, int64_t to);  // a removal moved slot `from` into `to`
     // Probing where the cost model expects it to pay, one scan for the queries it hands back.
-    void search_tables(const std::vector<std::vector<uint64_t>>& qwords, const std::vector<FieldQuery>& queries,
-                       int64_t nq, int64_t k, const int64_t* exclude_groups, bool one_per_group, int threads,
-                       const uint8_t* pass, double* distances, int64_t* ids, MihStats& stats) const;
+    void search_tables(const Ask& ask, int64_t nq, int threads, double* distances, int64_t* ids, MihStats& stats) const;
     // Offers the items the tables do not hold (added or moved since the build) to a query's Top.
-    void offer_unindexed(const std::vector<std::vector<uint64_t>>& qwords, const std::vector<FieldQuery>& queries,
-                         int64_t q, const int64_t* exclude_groups, const uint8_t* pass, Top& top) const;
+    void offer_unindexed(const Ask& ask, int64_t q, Top& top) const;
     // Probes query q; false if the cost model gave up (then it must be scanned).
-    bool probe(const std::vector<std::vector<uint64_t>>& qwords, const std::vector<FieldQuery>& queries, int64_t q,
-               int64_t exclude, const uint8_t* pass, Top& top, double budget_ns, MihStats& st) const;
+    bool probe(const Ask& ask, int64_t q, Top& top, double budget_ns, MihStats& st) const;
     // Code words per item of the fields a query asks for (weight > 0).
     int active_words(const std::vector<FieldQuery>& queries) const;
-    double scan_budget_ns(int words, int64_t nq, int threads) const;
-
-    bool mih_ = false;
-    std::unique_ptr<Tables> tables_;
-    mutable MihCostModel cost_;
 
     std::vector<std::string> names_;
     std::vector<int> nbits_;
-    std::vector<CodeStore> stores_;
-    // Groups: owned, or in a mapped file (groups_view_), or none at all (no_groups_: every item's
-    // is kNoGroup and nothing is stored). Changes make them owned first.
-    int64_t group_at(int64_t slot) const {
-        return no_groups_ ? kNoGroup : (groups_view_ ? groups_view_[slot] : groups_[static_cast<std::size_t>(slot)]);
-    }
-    const int64_t* groups_data() const { return no_groups_ ? nullptr : (groups_view_ ? groups_view_ : groups_.data()); }
-    void own_groups();
-
-    std::vector<int64_t> groups_;
-    const int64_t* groups_view_ = nullptr;
-    std::shared_ptr<const void> groups_keep_;
-    bool no_groups_ = false;
-    IdMap ids_;
-    mutable std::shared_mutex mu_;
+    bool mih_ = false;
+    std::unique_ptr<Tables> tables_;
+    mutable MihCostModel cost_;
 };
 
 }  // namespace hashindex

@@ -1,6 +1,5 @@
 // MultiFieldIndex's internals shared by its scan (multi_field_index.cpp) and its table probe
-// (multi_field_mih.cpp): one query's k best, so both rank and apply the group rules the same way,
-// and the substring tables.
+// (multi_field_mih.cpp): one query's k best, so both rank and apply the group rules the same way.
 #pragma once
 #include <cstdint>
 #include <iterator>
@@ -70,36 +69,5 @@ struct MultiFieldIndex::Top {
     }
 };
 
-
-// Substring tables of slots [0, built) of every field. Slots moved by a removal since the build are
-// dirty: the tables still list them under their old codes, so probes skip them and every query
-// checks them one by one, as it scans the items added since the build.
-struct MultiFieldIndex::Tables {
-    struct Sub {
-        int field = 0, bit_lo = 0, bits = 0;
-        std::vector<uint32_t> offsets;  // 2^bits + 1: key k's bucket is slots[offsets[k], offsets[k + 1])
-        std::vector<uint32_t> slots;    // each bucket in id order (at the build)
-        std::vector<uint32_t> keys;     // the keys present, ascending
-    };
-    int64_t built = 0;
-    std::vector<Sub> subs;
-    // Per field, the codes of slots [0, built) row by row: a candidate's code is then one or two
-    // cache lines, where the blocked layout spreads a 1024-bit code over 16.
-    std::vector<std::vector<uint64_t>> rows;
-    std::vector<uint8_t> dirty;       // per slot < built
-    std::vector<int64_t> dirty_slots;  // the slots marked, each once
-    // Per field, a 64-bit hash of every code, sorted: how many items may share the query's code
-    // exactly (hash collisions only overcount), to price a bucket that ties will end early.
-    std::vector<std::vector<uint64_t>> hashes;
-
-    std::size_t memory_bytes() const {
-        std::size_t total = dirty.capacity() + dirty_slots.capacity() * sizeof(int64_t);
-        for (const Sub& sub : subs)
-            total += (sub.offsets.capacity() + sub.slots.capacity() + sub.keys.capacity()) * sizeof(uint32_t);
-        for (const auto& r : rows) total += r.capacity() * sizeof(uint64_t);
-        for (const auto& h : hashes) total += h.capacity() * sizeof(uint64_t);
-        return total;
-    }
-};
 
 }  // namespace hashindex

@@ -69,6 +69,9 @@ private:
     static void on_hits_cb(HitSink* self, int64_t first_slot, uint32_t lanes, const uint32_t* dist);
 };
 
+// A sink's hits, sorted (what the index's own merge of parts takes).
+inline std::vector<Hit> hits_of(const TopKSink& sink) { return sink.best_k(); }
+
 // Merges sorted k-best lists (e.g. of two parts of one index) into the k best.
 void merge_best_k(std::vector<Hit>& into, const std::vector<Hit>& other, int64_t k);
 // Writes k results from a sorted list, padding with kPadDistance / kPadId.
@@ -92,5 +95,7 @@ struct RangeSink : HitSink {
 private:
     static void on_hits_cb(HitSink* self, int64_t first_slot, uint32_t lanes, const uint32_t* dist);
 };
+inline std::vector<Hit> hits_of(const RangeSink& sink) { return sink.sorted(); }
+
 
 }  // namespace hashindex

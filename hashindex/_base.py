@@ -33,6 +33,12 @@ class _Index:
         return len(self._index)
 
     @property
+    def memory_bytes(self) -> int:
+        """Bytes held in memory: codes (not those a mapped file holds), ids (none while they are
+        0..n-1: default ids, no removal), groups if any, and an MIH index's substring tables."""
+        return int(self._index.memory_bytes)
+
+    @property
     def next_id(self) -> int:
         """The id the next ``add`` without ids gives its first code: one past the largest id ever
         added (removals do not lower it)."""

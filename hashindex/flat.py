@@ -26,12 +26,6 @@ class FlatIndex(_SingleFieldIndex):
     def __init__(self, nbits: int) -> None:
         self._index = _core.FlatIndex(nbits_arg(nbits))
 
-    @property
-    def memory_bytes(self) -> int:
-        """Bytes held in memory: codes (not those a mapped file holds) and ids (none while the ids
-        are 0..n-1: default ids, no removal)."""
-        return self._index.memory_bytes
-
     def search(self, queries: np.ndarray, k: int, *, threads: int | None = None, allow: object = None,
                deny: object = None) -> SearchResult:
         """The k nearest codes of each query: int32 distances and int64 ids, both (nq, k).

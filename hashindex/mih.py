@@ -18,9 +18,9 @@ class MIHIndex(_ProbingIndex, _SingleFieldIndex):
     ``m=None`` picks m from the number of codes (about nbits / log2 N, substrings of at
     most 16 bits) and picks again at each rebuild.
 
-    Additions go to an unindexed tail that every query scans; the tables are rebuilt when
-    the tail exceeds 1/64 of the index (or 1024 codes) and when a quarter of the indexed
-    codes are removed. A cost model sends a query to a plain scan when probing would
+    Codes added since the tables were built, and those a removal moved to another slot, are
+    unindexed: every query checks them apart. The tables are rebuilt when they exceed 1/64 of
+    the index (or 1024 codes). A cost model sends a query to a plain scan when probing would
     cost more (uniform codes with a large radius); :attr:`last_search_stats` says which ran.
 
     Memory: besides the codes, each table holds a copy of them in bucket order plus a

@@ -86,11 +86,6 @@ class MultiFieldIndex(_ProbingIndex):
         mih = ", mih=True" if self.mih else ""
         return f"MultiFieldIndex(fields={self.fields}{mih}, ntotal={self.ntotal})"
 
-    @property
-    def memory_bytes(self) -> int:
-        """Bytes held in memory (codes not in a mapped file, ids unless 0..n-1, groups if any)."""
-        return self._index.memory_bytes
-
     # -- content ----------------------------------------------------------------------------------
     def add(self, codes: Mapping[str, np.ndarray], ids: np.ndarray | None = None,
             groups: np.ndarray | None = None) -> None:

@@ -19,22 +19,23 @@ def _stub() -> dict:
     """{name: params} for functions; {class: {member: params or 'property'}} for classes."""
     tree = ast.parse(STUB.read_text())
     out: dict = {}
+    private: dict = {}  # stub-only bases (_Storage: what every kind binds), not in the module
 
     def params(fn: ast.FunctionDef) -> list[tuple[str, bool]]:
         args = fn.args.args
         defaults = [False] * (len(args) - len(fn.args.defaults)) + [True] * len(fn.args.defaults)
-        return [(a.arg, d) for a, d in zip(args, defaults) if a.arg != "self"]
+        return [(a.arg, d) for a, d in zip(args, defaults) if a.arg not in ("self", "cls")]
 
     for node in tree.body:
         if isinstance(node, ast.FunctionDef):
             out[node.name] = params(node)
         elif isinstance(node, ast.ClassDef):
-            members = {}
+            members = {m: v for base in node.bases if isinstance(base, ast.Name) for m, v in private.get(base.id, {}).items()}
             for item in node.body:
                 if isinstance(item, ast.FunctionDef):
                     prop = any(isinstance(d, ast.Name) and d.id == "property" for d in item.decorator_list)
                     members[item.name] = "property" if prop else params(item)
-            out[node.name] = members
+            (private if node.name.startswith("_") else out)[node.name] = members
     return out
 
 
