@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+from harness import script_parser
 
 import hashindex
 from hashindex.bench import (
@@ -22,7 +23,6 @@ from hashindex.bench import (
     make_codes,
     median_each,
     median_seconds,
-    script_parser,
     write_json,
 )
 

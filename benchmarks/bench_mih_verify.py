@@ -10,10 +10,11 @@ through the level's filter kernel).
 from __future__ import annotations
 
 import numpy as np
+from harness import script_parser
 
 import hashindex
 from hashindex import _core
-from hashindex.bench import machine_info, median_seconds, script_parser, write_json
+from hashindex.bench import machine_info, median_seconds, write_json
 
 FIELDS = {"normal": 1024, "abnormal": 1024}
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+from harness import script_parser
 
 import hashindex
-from hashindex.bench import import_faiss, machine_info, median_each, median_seconds, script_parser, write_json
+from hashindex.bench import import_faiss, machine_info, median_each, median_seconds, write_json
 
 faiss = import_faiss()
 if faiss is None:

@@ -34,10 +34,11 @@ import os
 import sys
 
 import numpy as np  # noqa: E402
+from harness import script_parser  # noqa: E402
 
 import hashindex  # noqa: E402
 from hashindex import _core  # noqa: E402
-from hashindex.bench import import_faiss, machine_info, medians_interleaved, script_parser, timed, write_json  # noqa: E402
+from hashindex.bench import import_faiss, machine_info, medians_interleaved, timed, write_json  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_multi_field import encoder_like  # noqa: E402

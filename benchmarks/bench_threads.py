@@ -9,9 +9,10 @@ small batches one task per thread (csrc/scan.h); this script is the measurement 
 from __future__ import annotations
 
 import numpy as np
+from harness import script_parser
 
 import hashindex
-from hashindex.bench import import_faiss, machine_info, medians_interleaved, script_parser, write_json
+from hashindex.bench import import_faiss, machine_info, medians_interleaved, write_json
 
 
 def main() -> None:

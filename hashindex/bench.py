@@ -1,20 +1,19 @@
-"""``hashindex bench``: retrieval latency and recall of this library and its competitors, same process,
-same data.
+"""``hashindex bench``: retrieval latency and recall of this library against faiss, same process, same
+data.
 
 For every dataset x code length x database size: build time, bytes per code (serialised by the index,
 and the process RSS delta), batch throughput, single-query latency percentiles, recall@k against the
 exact answer, and for the exhaustive methods their bytes compared per second against the machine's
-XOR+popcount peak (register-resident data, the active SIMD level) and memory read bandwidth (the
-roofline). Every finished measurement is
-appended to the JSON record at once, so an interrupted run keeps what it measured.
+XOR+popcount peak and memory read bandwidth (the roofline); then thread scaling. Every finished
+measurement is appended to the JSON record at once, so an interrupted run keeps what it measured.
 
-faiss-cpu and numba are optional (``pip install 'hashindex[bench]'``): a missing competitor is
-named in the log and the record. Datasets besides ``uniform``, ``clustered`` and ``npy`` come from
-installed packages through the ``hashindex.bench_datasets`` entry-point group (the encoder adds
-``encoder``, its codes of the demo's phantom slices); this module never imports them otherwise.
+faiss-cpu is optional (``pip install 'hashindex[bench]'``): without it the record says so. Datasets
+besides ``uniform``, ``clustered`` and ``npy`` come from installed packages through the
+``hashindex.bench_datasets`` entry-point group (the encoder adds ``encoder``).
 
-The benchmark scripts in the repository's ``benchmarks/`` folder use the helpers here too (``timed``,
-``machine_info``, ``write_json``): this module is the one home of the harness.
+This module is also the timing helper every script under the repository's ``benchmarks/`` uses
+(warm-up, medians, faiss's OpenMP policy set in one place); ``python -m benchmarks`` adds the other
+competitors (faiss's hashing and HNSW indexes, numba), plots and Markdown (``benchmarks/harness.py``).
 """
 from __future__ import annotations
 
@@ -27,7 +26,6 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,7 +42,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "full": dict(sizes=[10_000, 100_000, 1_000_000, 10_000_000], nbits=[64, 256], datasets=["uniform", "clustered"],
                  queries=1000, single=300, k=10),
 }
-POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -110,10 +107,9 @@ def median_seconds(fn, repeats: int) -> float:
     return float(np.median([timed(fn) for _ in range(repeats)]))
 
 
-def median_each(fn, count: int) -> float:
+def median_each(fn: Callable[[int], Any], count: int) -> float:
     """Median seconds of fn(0), fn(1), ..., fn(count - 1), each timed alone (after an untimed fn(0))."""
-    fn(0)
-    return float(np.median([timed(lambda i=i: fn(i)) for i in range(count)]))
+    return medians_interleaved({"": fn}, count)[""]
 
 
 def medians_interleaved(fns: dict[str, Callable[[int], Any]], count: int, block: int = 10) -> dict[str, float]:
@@ -128,24 +124,6 @@ def medians_interleaved(fns: dict[str, Callable[[int], Any]], count: int, block:
         for name, fn in fns.items():
             times[name] += [timed(lambda i=i, fn=fn: fn(i)) for i in range(start, min(count, start + block))]
     return {name: float(np.median(t)) for name, t in times.items()}
-
-
-def script_parser(description: str, *, n: int | list[int], nq: int = 200, single: int = 100,
-                  repeats: int = 5) -> argparse.ArgumentParser:
-    """The options the scripts in benchmarks/ share: --n (one size, or several when ``n`` is a list),
-    --nq (batch), --single (queries timed alone), --k, --repeats, --quick, --json."""
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    if isinstance(n, list):
-        p.add_argument("--n", type=int, nargs="+", default=n)
-    else:
-        p.add_argument("--n", type=int, default=n)
-    p.add_argument("--nq", type=int, default=nq)
-    p.add_argument("--single", type=int, default=single)
-    p.add_argument("--k", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=repeats)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--json", default=None)
-    return p
 
 
 def write_json(result: dict[str, Any], prefix: str, path: str | None) -> str:
@@ -223,135 +201,47 @@ def import_faiss(required: bool = False) -> Any:
     return faiss
 
 
-def numba_distances():
-    """What a Python user writes with numba: a SWAR popcount loop (None without numba)."""
-    try:
-        import numba
-    except ImportError:
-        return None
-
-    @numba.njit(cache=False)
-    def distances(xb64, q64):  # pragma: no cover - compiled
-        n, w = xb64.shape
-        d = np.empty(n, np.int32)
-        for i in range(n):
-            s = 0
-            for j in range(w):
-                x = xb64[i, j] ^ q64[j]
-                # SWAR popcount: numba exposes no popcount intrinsic.
-                x = x - ((x >> 1) & 0x5555555555555555)
-                x = (x & 0x3333333333333333) + ((x >> 2) & 0x3333333333333333)
-                x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0F
-                s += (x * 0x0101010101010101) >> 56
-            d[i] = s
-        return d
-
-    return distances
-
-
-def _topk_distances(d: np.ndarray, k: int) -> np.ndarray:
-    k2 = min(k, len(d))
-    out = np.full(k, hashindex.PAD_DISTANCE, dtype=np.int64)
-    out[:k2] = np.sort(np.partition(d, k2 - 1)[:k2])
-    return out
-
-
 def missing_competitors() -> list[str]:
     """What this environment cannot run, and how to get it."""
-    out = []
     if import_faiss() is None:
-        out.append("faiss-cpu is not installed: the faiss rows are left out (pip install 'hashindex[bench]')")
-    if numba_distances() is None:
-        out.append("numba is not installed: the numba row is left out (pip install 'hashindex[bench]')")
-    return out
+        return ["faiss-cpu is not installed: the faiss rows are left out (pip install 'hashindex[bench]')"]
+    return []
+
+
+def faiss_search(faiss: Any) -> Callable[[Any, np.ndarray, int, int], np.ndarray]:
+    """A faiss index's search as a Method's: its threads set first, distances out."""
+    def search(ix, q, k, t):
+        faiss.omp_set_num_threads(t)
+        return ix.search(q, k)[0]
+    return search
+
+
+def faiss_bytes(faiss: Any) -> Callable[[Any], int]:
+    return lambda ix: int(faiss.serialize_index_binary(ix).size)
 
 
 def methods(k: int) -> list[Method]:
-    """Every competitor this environment can run (see ``missing_competitors`` for the others)."""
-    out = [
-        Method("hashindex.FlatIndex", lambda x, b: _ours(hashindex.FlatIndex(b), x),
-               lambda ix, q, k, t: ix.search(q, k, threads=t).distances, True, True, 10**9,
-               serialized=lambda ix: len(ix.to_bytes())),
-        Method("hashindex.MIHIndex", lambda x, b: _ours(hashindex.MIHIndex(b), x),
-               lambda ix, q, k, t: ix.search(q, k, threads=t).distances, True, False, 10**9,
-               serialized=lambda ix: len(ix.to_bytes())),
-        Method("hashindex.MultiFieldIndex (1 field)", lambda x, b: _multi(x, b),
-               lambda ix, q, k, t: ix.search({"code": q}, k, threads=t).distances, True, True, 10**9,
-               serialized=lambda ix: len(ix.to_bytes())),
-    ]
+    """This library's indexes, and faiss's exact flat index where installed."""
+    out = [Method(name, build, search, True, exhaustive, 10**9, serialized=lambda ix: len(ix.to_bytes()))
+           for name, build, search, exhaustive in [
+               ("hashindex.FlatIndex", lambda x, b: _added(hashindex.FlatIndex(b), x),
+                lambda ix, q, k, t: ix.search(q, k, threads=t).distances, True),
+               ("hashindex.MIHIndex", lambda x, b: _added(hashindex.MIHIndex(b), x),
+                lambda ix, q, k, t: ix.search(q, k, threads=t).distances, False),
+               ("hashindex.MultiFieldIndex (1 field)", lambda x, b: _added(hashindex.MultiFieldIndex({"code": b}), {"code": x}),
+                lambda ix, q, k, t: ix.search({"code": q}, k, threads=t).distances, True)]]
     faiss = import_faiss()
     if faiss is not None:
-        def fsearch(ix, q, k, t):
-            faiss.omp_set_num_threads(t)
-            return ix.search(q, k)[0]
-
-        ser = lambda ix: int(faiss.serialize_index_binary(ix).size)  # noqa: E731
-        out.append(Method("faiss.IndexBinaryFlat", lambda x, b: _faiss_add(faiss.IndexBinaryFlat(b), x), fsearch,
-                          True, True, 10**9, serialized=ser))
-        out.append(Method("faiss.IndexBinaryHash(b=16,nflip=2)", lambda x, b: _faiss_hash(faiss, x, b, 16, 2), fsearch,
-                          False, False, 10**8, serialized=ser))
-        for nflip in (0, 2):
-            build: Callable[[np.ndarray, int], Any] = partial(_multihash_build, faiss, nflip)
-            out.append(Method(f"faiss.IndexBinaryMultiHash(nflip={nflip})", build, fsearch, False, False,
-                              10**8, serialized=ser))
-        out.append(Method("faiss.IndexBinaryHNSW(M=16)", lambda x, b: _faiss_add(faiss.IndexBinaryHNSW(b, 16), x),
-                          fsearch, False, False, 200_000, serialized=ser))
-    out.append(Method("numpy brute force", lambda x, b: x,
-                      lambda x, q, k, t: np.stack([_topk_distances(POPCOUNT8[x ^ row].sum(1, dtype=np.int32), k) for row in q]),
-                      True, True, 1_000_000, max_queries=20))
-    numba_d = numba_distances()
-    if numba_d is not None:
-        def nb_build(x, b):
-            if b % 64:
-                raise _Skip("numba baseline needs nbits divisible by 64")
-            xb = np.ascontiguousarray(x).view(np.uint64)
-            numba_d(xb[:2], xb[0])  # compile outside the timings
-            return xb
-
-        out.append(Method("numba brute force", nb_build,
-                          lambda xb, q, k, t: np.stack([_topk_distances(numba_d(xb, row), k)
-                                                        for row in np.ascontiguousarray(q).view(np.uint64)]),
-                          True, True, 10_000_000, max_queries=50))
+        out.append(Method("faiss.IndexBinaryFlat", lambda x, b: _added(faiss.IndexBinaryFlat(b), x), faiss_search(faiss),
+                          True, True, 10**9, serialized=faiss_bytes(faiss)))
     return out
 
 
-class _Skip(Exception):
-    pass
+class Skip(Exception):
+    """A method that cannot run on this case (raised by its build)."""
 
 
-def _ours(index, x):
-    index.add(x)
-    return index
-
-
-def _multi(x, b):
-    index = hashindex.MultiFieldIndex({"code": b})
-    index.add({"code": x})
-    return index
-
-
-def _faiss_add(index, x):
-    index.add(x)
-    return index
-
-
-def _faiss_hash(faiss, x, b, hash_bits, nflip):
-    index = faiss.IndexBinaryHash(b, min(hash_bits, b))
-    index.nflip = nflip
-    index.add(x)
-    return index
-
-
-def _multihash_build(faiss, nflip, x, b):
-    return _faiss_multihash(faiss, x, b, nflip)
-
-
-def _faiss_multihash(faiss, x, b, nflip):
-    # The same substring split as our MIH: one table per ~log2(n) bits.
-    bits = max(8, min(32, int(np.log2(max(len(x), 2)))))
-    nhash = max(1, b // bits)
-    index = faiss.IndexBinaryMultiHash(b, nhash, b // nhash)
-    index.nflip = nflip
+def _added(index, x):
     index.add(x)
     return index
 
@@ -375,12 +265,6 @@ def machine_info() -> dict[str, Any]:
     faiss = import_faiss()
     if faiss is not None:
         versions["faiss"] = faiss.__version__
-    try:
-        import numba
-
-        versions["numba"] = numba.__version__
-    except ImportError:
-        pass
     return {"platform": platform.platform(), "cpu": model, "cpu_flags": flags,
             "cpus": os.cpu_count(), "threads": hashindex.available_threads(), "simd_level": hashindex.simd_level(),
             "python": platform.python_version(), "versions": versions}
@@ -434,7 +318,9 @@ def measure(method: Method, xb: np.ndarray, xq: np.ndarray, nbits: int, k: int, 
     return row
 
 
-def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
+def run(args: argparse.Namespace, log: Callable[[str], None] = print, competitors: list[Method] | None = None,
+        notes: list[str] | None = None) -> tuple[dict, Path]:
+    """Runs the preset (as args override it) over methods(k) and ``competitors``; the record and its path."""
     preset = PRESETS[args.preset]
     sizes = args.n or preset["sizes"]
     nbits_list = args.nbits or preset["nbits"]
@@ -453,8 +339,9 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
     record.flush()
     log("roofline: XOR+popcount peak {xor_popcount_peak_gbps_1thread:.1f} GB/s on one thread, "
         "{xor_popcount_peak_gbps:.1f} GB/s on all; memory read {memory_read_gbps:.1f} GB/s".format(**record.data["roofline"]))
-    wanted = [m for m in methods(k) if not args.methods or any(s.lower() in m.name.lower() for s in args.methods)]
-    record.data["missing"] = missing_competitors()
+    wanted = [m for m in methods(k) + (competitors or [])
+              if not args.methods or any(s.lower() in m.name.lower() for s in args.methods)]
+    record.data["missing"] = missing_competitors() + (notes or [])
     for line in record.data["missing"]:
         log(f"note: {line}")
     head = f"{'dataset':<10}{'bits':>5}{'N':>10}  {'method':<38}{'build s':>9}{'q/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'recall':>7}{'B/code':>8}"
@@ -478,7 +365,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
                         continue
                     try:
                         row = measure(method, xb, xq, nbits_here, k, threads, single, truth)
-                    except _Skip as why:
+                    except Skip as why:
                         log(f"  {method.name}: skipped ({why})")
                         continue
                     row.update(dataset=kind, nbits=nbits_here, n=len(xb))
@@ -486,182 +373,18 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
                     log(f"{kind:<10}{nbits_here:>5}{len(xb):>10}  {method.name:<38}{row['build_s']:>9.2f}"
                         f"{row['queries_per_s']:>10.0f}{row['p50_ms']:>9.3f}{row['p99_ms']:>9.3f}"
                         f"{row.get('recall_at_k', float('nan')):>7.3f}{row['index_bytes_per_code'] or float('nan'):>8.1f}")
-    _thread_scaling(record, wanted, max(sizes), nbits_list[0], nq, k, args.seed, log)
     record.data["complete"] = True
     record.flush()
-    if not args.no_plots:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            log("note: matplotlib is not installed: no plots (pip install 'hashindex[bench]')")
-        else:
-            for path in plot(record.data, out.with_suffix("")):
-                log(f"plot: {path}")
-    return record.data
+    return record.data, out
 
 
-def _batch(method: Method, obj: Any, xq: np.ndarray, k: int, threads: int) -> Callable[[int], Any]:
-    return lambda _: method.search(obj, xq, k, threads)
-
-
-def _thread_scaling(record: Record, wanted: list[Method], n: int, nbits: int, nq: int, k: int, seed: int, log) -> None:
-    xb, xq = dataset("uniform", n, nbits, nq, seed)
-    for method in wanted:
-        if not method.exhaustive or method.max_queries is not None or len(xb) > method.max_n:
-            continue
-        obj = method.build(xb, nbits)
-        counts = sorted({1, 2, hashindex.available_threads()})
-        # One batch timed once swung 20 % between runs on a shared host: medians of turns instead.
-        seconds = medians_interleaved({str(t): _batch(method, obj, xq, k, t) for t in counts}, 15, block=3)
-        for t in counts:
-            rate = len(xq) / seconds[str(t)]
-            record.add("scaling", {"method": method.name, "threads": t, "n": n, "nbits": nbits, "queries_per_s": rate})
-            log(f"threads {t}: {method.name:<38} {rate:>10.0f} q/s  (uniform, {nbits} bits, N={n}, median of 15)")
-
-
-def plot(data: dict, stem: Path) -> list[Path]:
-    """latency vs N (p50, per method) and recall vs queries/s, one panel per dataset x nbits."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = data["results"]
-    panels = sorted({(r["dataset"], r["nbits"]) for r in rows})
-    paths: list[Path] = []
-    if not panels:
-        return paths
-    for what, fname in (("latency", "latency_vs_n.png"), ("recall", "recall_vs_qps.png")):
-        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
-        for ax, (kind, nbits) in zip(axes[0], panels):
-            sub = [r for r in rows if r["dataset"] == kind and r["nbits"] == nbits]
-            for name in sorted({r["method"] for r in sub}):
-                mine = sorted((r for r in sub if r["method"] == name), key=lambda r: r["n"])
-                if what == "latency":
-                    ax.plot([r["n"] for r in mine], [r["p50_ms"] for r in mine], marker="o", label=name)
-                else:
-                    ax.scatter([r["queries_per_s"] for r in mine], [r.get("recall_at_k", np.nan) for r in mine], label=name)
-            ax.set_xscale("log")
-            if what == "latency":
-                ax.set_yscale("log")
-                ax.set_xlabel("database size N")
-                ax.set_ylabel("single-query latency p50 (ms)")
-            else:
-                ax.set_xlabel("batch queries / s")
-                ax.set_ylabel(f"recall@{data['k']}")
-                ax.set_ylim(-0.02, 1.02)
-            ax.set_title(f"{kind}, {nbits} bits", fontsize=10)
-            ax.grid(alpha=0.3)
-        axes[0][-1].legend(fontsize=7, loc="best")
-        fig.suptitle(f"{data['machine']['cpu']} ({data['threads']} threads)", fontsize=9)
-        fig.tight_layout()
-        path = Path(f"{stem}_{fname}")
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        paths.append(path)
-    return paths
-
-
-def markdown(data: dict) -> str:
-    """The record as Markdown tables (one per dataset x code length), for benchmarks/RESULTS.md."""
-    m = data["machine"]
-    lines = [f"Machine: {m['cpu']}, {m['cpus']} CPUs, SIMD level {m['simd_level']}, versions {m['versions']}.",
-             f"Command: `{data['command']}` (k = {data['k']}, {data['queries']} batch queries, {data['single']} "
-             f"single queries timed one by one, {data['threads']} threads).", ""]
-    roof = data.get("roofline")
-    if roof:
-        lines += [f"Roofline: XOR+popcount peak (register-resident data, {m['simd_level']}) "
-                  f"{roof['xor_popcount_peak_gbps_1thread']:.1f} GB/s on one thread, {roof['xor_popcount_peak_gbps']:.1f} "
-                  f"on {data['threads']}; memory read {roof['memory_read_gbps']:.1f} GB/s (plain read loop, 256 MiB, all "
-                  "threads). `GB/s` below: database bytes compared per second in the batch run (exhaustive methods).", ""]
-    rows = data["results"]
-    for kind, nbits in sorted({(r["dataset"], r["nbits"]) for r in rows}):
-        lines += [f"### {kind}, {nbits} bits", "",
-                  "| N | method | build s | batch q/s | p50 ms | p95 ms | p99 ms | recall@k | bytes/code (index, RSS) | GB/s |",
-                  "|---:|---|---:|---:|---:|---:|---:|---:|---|---|"]
-        for r in sorted((r for r in rows if r["dataset"] == kind and r["nbits"] == nbits), key=lambda r: r["n"]):
-            ib = r.get("index_bytes_per_code")
-            index_bytes = "-" if ib is None else f"{ib:.1f}"
-            gbps = "-"
-            if "compared_gbps" in r:
-                gbps = f"{r['compared_gbps']:.1f}"
-                if roof and "xor_popcount_peak_gbps" in roof:  # share of memory read and of the popcount peak
-                    gbps += (f" ({r['compared_gbps'] / roof['memory_read_gbps']:.0%} of mem, "
-                             f"{r['compared_gbps'] / roof['xor_popcount_peak_gbps']:.0%} of peak)")
-            lines.append(f"| {r['n']:,} | {r['method']} | {r['build_s']:.2f} | {r['queries_per_s']:,.0f} | "
-                         f"{r['p50_ms']:.3f} | {r['p95_ms']:.3f} | {r['p99_ms']:.3f} | "
-                         f"{r.get('recall_at_k', float('nan')):.3f} | {index_bytes}, {r['rss_bytes_per_code']:.1f} | {gbps} |")
-        lines.append("")
-    if data.get("scaling"):
-        lines += ["### Threads (batch q/s)", "", "| method | N | bits | threads | q/s |", "|---|---:|---:|---:|---:|"]
-        lines += [f"| {r['method']} | {r['n']:,} | {r['nbits']} | {r['threads']} | {r['queries_per_s']:,.0f} |"
-                  for r in data["scaling"]]
-    return "\n".join(lines)
-
-
-def _count(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= minimum, refused while parsing (before anything is written)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
-        return value
-    return parse
-
-
-def _code_length(text: str) -> int:
-    from ._validate import nbits_arg
-
-    try:
-        return nbits_arg(_count(8)(text))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="quick: < 1 min; full: RESULTS.md")
-    p.add_argument("--quick", dest="preset", action="store_const", const="quick")
-    p.add_argument("--full", dest="preset", action="store_const", const="full")
-    p.add_argument("--n", type=_count(1), nargs="+", help="database sizes (default: the preset's)")
-    p.add_argument("--nbits", type=_code_length, nargs="+", help="code lengths in bits (multiples of 8)")
-    p.add_argument("--dataset", nargs="+", choices=sorted(BUILT_IN_DATASETS + tuple(plugin_datasets())),
-                   help="uniform, clustered, npy, or one an installed package adds (the encoder: encoder)")
-    p.add_argument("--npy", help="packed uint8 codes (n, nbits/8) for --dataset npy")
-    p.add_argument("--queries", type=_count(1), help="batch queries")
-    p.add_argument("--single", type=_count(1), help="single queries timed one by one (latency percentiles)")
-    p.add_argument("--k", type=_count(1))
-    p.add_argument("--threads", type=_count(1), help="default: every available core")
-    p.add_argument("--methods", nargs="+", help="only methods whose name contains one of these")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="JSON record (default hashindex-bench/bench-<time>.json); plots beside it")
-    p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--markdown", metavar="RECORD", help="print an existing JSON record as Markdown tables, and exit")
-
-
-def execute(args: argparse.Namespace) -> int:
-    """Runs parsed arguments (shared by ``hashindex bench`` and ``python -m benchmarks``)."""
-    if args.markdown:
-        print(markdown(json.loads(Path(args.markdown).read_text())))
-        return 0
+def execute(args: argparse.Namespace, run_args: Callable[[argparse.Namespace], Any] | None = None) -> int:
+    """Runs parsed arguments (``hashindex bench``; ``python -m benchmarks`` passes its own run)."""
     if args.dataset and "npy" in args.dataset and not args.npy:
         raise ValueError("--dataset npy needs --npy FILE")
     try:
-        run(args)
+        (run_args or run)(args)
     except KeyboardInterrupt:
         print("interrupted: the JSON record holds every finished measurement", file=sys.stderr)
         return 130
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="hashindex bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return execute(args)
-    except ValueError as exc:
-        p.error(str(exc))

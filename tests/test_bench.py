@@ -1,11 +1,23 @@
-"""hashindex bench: the quick preset on tiny sizes writes a valid record and plots (no timing checks)."""
+"""hashindex bench and the harness behind RESULTS.md (``python -m benchmarks``): tiny runs write valid
+records, plots and Markdown (no timing checks)."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from hashindex.bench import make_codes, markdown, recall_at_k
+from hashindex.bench import make_codes, recall_at_k
 from hashindex.cli import main as cli
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def harness(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # as `python benchmarks/<script>.py` and `-m benchmarks` see it
+    import harness
+
+    return harness
 
 
 def test_recall_on_a_hand_made_case():
@@ -27,7 +39,7 @@ def test_clustered_codes_are_near_their_centres():
     assert hamming_matrix(x, centres).min(1).max() <= 4
 
 
-def test_quick_preset_writes_record_and_plots(tmp_path, capsys):
+def test_quick_preset_writes_record(tmp_path, capsys):
     pytest.importorskip("faiss", reason="the competitor rows need faiss-cpu: pip install 'hashindex[bench]'")
     out = tmp_path / "bench.json"
     assert cli(["bench", "--quick", "--n", "300", "2000", "--nbits", "64", "--queries", "20", "--single", "5",
@@ -39,16 +51,37 @@ def test_quick_preset_writes_record_and_plots(tmp_path, capsys):
     roof = record["roofline"]
     assert {"xor_popcount_peak_gbps_1thread", "xor_popcount_peak_gbps", "memory_read_gbps"} <= set(roof)
     methods = {r["method"] for r in record["results"]}
-    assert {"hashindex.FlatIndex", "hashindex.MIHIndex", "faiss.IndexBinaryFlat", "numpy brute force"} <= methods
-    assert "of peak" in markdown(record)
+    assert methods == {"hashindex.FlatIndex", "hashindex.MIHIndex", "hashindex.MultiFieldIndex (1 field)",
+                       "faiss.IndexBinaryFlat"}
     for r in record["results"]:
         assert r["n"] in (300, 2000) and r["p50_ms"] <= r["p99_ms"]
+        assert r["recall_at_k"] == 1.0, r  # every method here is exact: it must agree with the exact answer
+
+
+def test_harness_runs_every_competitor_with_plots_and_markdown(harness, tmp_path, capsys):
+    pytest.importorskip("faiss", reason="the competitor rows need faiss-cpu: pip install 'hashindex[bench]'")
+    out = tmp_path / "bench.json"
+    assert harness.main(["--n", "300", "2000", "--nbits", "64", "--queries", "20", "--single", "5",
+                         "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    methods = {r["method"] for r in record["results"]}
+    assert {"hashindex.FlatIndex", "faiss.IndexBinaryFlat", "faiss.IndexBinaryHNSW(M=16)", "numpy brute force"} <= methods
+    for r in record["results"]:
         if r["exact"]:
-            assert r["recall_at_k"] == 1.0, r  # exact methods must agree with the exact answer
-    assert record["scaling"]
+            assert r["recall_at_k"] == 1.0, r
+    assert record["scaling"] and "of peak" in harness.markdown(record)
+    assert harness.main(["--markdown", str(out)]) == 0
+    assert "### uniform, 64 bits" in capsys.readouterr().out
     pytest.importorskip("matplotlib", reason="plots need matplotlib: pip install 'hashindex[bench]'")
     for name in ("bench_latency_vs_n.png", "bench_recall_vs_qps.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_harness_names_missing_competitors(harness, monkeypatch):
+    monkeypatch.setattr(harness, "numba_distances", lambda: None)
+    monkeypatch.setattr(harness, "import_faiss", lambda required=False: None)
+    more, notes = harness.competitors()
+    assert [m.name for m in more] == ["numpy brute force"] and "numba is not installed" in notes[0]
 
 
 def test_user_npy_dataset(tmp_path):
@@ -56,7 +89,7 @@ def test_user_npy_dataset(tmp_path):
     np.save(tmp_path / "codes.npy", codes)
     out = tmp_path / "b.json"
     assert cli(["bench", "--dataset", "npy", "--npy", str(tmp_path / "codes.npy"), "--n", "300", "--queries", "10",
-                "--single", "3", "--methods", "hashindex.Flat", "--out", str(out), "--no-plots"]) == 0
+                "--single", "3", "--methods", "hashindex.Flat", "--out", str(out)]) == 0
     rows = json.loads(out.read_text())["results"]
     assert rows and rows[0]["nbits"] == 128 and rows[0]["dataset"] == "npy"
     assert cli(["bench", "--dataset", "npy", "--out", str(out)]) == 2

@@ -29,7 +29,7 @@ def shell_commands() -> list[str]:
 
 COMMANDS = shell_commands()
 VERBS = [c for c in COMMANDS if c.startswith("hashindex ")]
-SCRIPTS = [c for c in COMMANDS if c.startswith("python benchmarks/")]
+SCRIPTS = [c for c in COMMANDS if c.startswith(("python benchmarks/", "python -m benchmarks"))]
 INSTALLS = [c for c in COMMANDS if c.startswith("pip install")]
 
 
@@ -63,10 +63,10 @@ def test_every_extra_installed_exists(command):
 
 @pytest.mark.parametrize("command", SCRIPTS)
 def test_every_benchmark_script_answers_help(command):
-    script = ROOT / shlex.split(command)[1]
-    assert script.is_file(), command
+    args = shlex.split(command)[1:3] if " -m " in command else shlex.split(command)[1:2]
+    assert (ROOT / args[-1]).exists(), command
     # from the root, as a user runs it; the script's folder, not the root, starts sys.path
-    out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, *args, "--help"], capture_output=True, text=True, cwd=ROOT)
     missing = (re.search(r"No module named '(numba|matplotlib|torch|nibabel|scipy|nilearn|ray|faiss)'", out.stderr)
                or re.search(r"(\S+) is required: pip install", out.stderr))
     if missing:
