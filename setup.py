@@ -1,8 +1,9 @@
 """Builds hashindex._core from csrc/ with pybind11.
 
 Each SIMD kernel is its own translation unit compiled with its own ISA flags
-(never with flags for the build machine's own CPU); csrc/dispatch.cpp picks one at run time from cpuid, so
-one wheel runs on any x86-64 CPU and uses AVX-512 where the CPU has it.
+(never with flags for the build machine's own CPU); csrc/dispatch.cpp picks one at run time from cpuid
+(or, on AArch64, the kernel's hwcaps), so one wheel runs on any x86-64 CPU and uses AVX-512 where the
+CPU has it, and one AArch64 wheel uses NEON.
 """
 import os
 import platform
@@ -41,6 +42,8 @@ ISA_SOURCES = {
         ["/arch:AVX512"],
     ),
 } if X86 else {}
+if platform.machine().lower() in ("aarch64", "arm64"):
+    ISA_SOURCES = {"kernel_neon.cpp": ([], [])}  # Advanced SIMD is part of ARMv8-A: no flag needed
 
 
 class BuildExt(build_ext):
@@ -56,7 +59,7 @@ class BuildExt(build_ext):
                 output_dir=self.build_temp,
                 include_dirs=ext.include_dirs,
                 extra_postargs=flags,
-                depends=[os.path.join(CSRC, "kernels.h")],
+                depends=[os.path.join(CSRC, "kernels.h"), os.path.join(CSRC, "kernel_impl.h")],
             )
         ext.extra_objects = list(ext.extra_objects or []) + objects
         super().build_extension(ext)

@@ -3,6 +3,9 @@
 #include <atomic>
 #include <stdexcept>
 
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
 #if defined(HASHINDEX_X86)
 #if defined(_MSC_VER)
 #include <intrin.h>
@@ -19,6 +22,8 @@ const Kernels kTable[] = {
 #if defined(HASHINDEX_X86)
     {SimdLevel::AVX2, "avx2", scan_avx2, filter_avx2, peak_avx2, weighted_avx2},
     {SimdLevel::AVX512, "avx512", scan_avx512, filter_avx512, peak_avx512, weighted_avx512},
+#elif defined(__aarch64__)
+    {SimdLevel::NEON, "neon", scan_neon, filter_neon, peak_neon, weighted_neon},
 #endif
 };
 constexpr int kTableSize = sizeof(kTable) / sizeof(kTable[0]);
@@ -62,6 +67,16 @@ SimdLevel detect() {
     if (os_zmm && avx512f && avx512dq && avx512bw && avx512vl && vpopcntdq) return SimdLevel::AVX512;
     if (os_ymm && avx2) return SimdLevel::AVX2;
     return SimdLevel::Scalar;
+}
+#elif defined(__aarch64__)
+// Advanced SIMD is mandatory in ARMv8-A; the kernel's hwcaps say so (bit 1, HWCAP_ASIMD) where it
+// can be asked.
+SimdLevel detect() {
+#if defined(__linux__)
+    return (getauxval(AT_HWCAP) & (1UL << 1)) ? SimdLevel::NEON : SimdLevel::Scalar;
+#else
+    return SimdLevel::NEON;
+#endif
 }
 #else
 SimdLevel detect() { return SimdLevel::Scalar; }

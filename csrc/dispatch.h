@@ -8,7 +8,8 @@
 
 namespace hashindex {
 
-enum class SimdLevel : int { Scalar = 0, AVX2 = 1, AVX512 = 2 };
+// Ranks within one architecture (x86-64: scalar < AVX2 < AVX-512; AArch64: scalar < NEON).
+enum class SimdLevel : int { Scalar = 0, AVX2 = 1, AVX512 = 2, NEON = 1 };
 
 struct Kernels {
     SimdLevel level;

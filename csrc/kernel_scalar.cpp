@@ -1,5 +1,5 @@
-// Portable reference kernel: runs on any CPU and defines what the SIMD
-// variants must report (see kernels.h).
+// Portable reference level: runs on any CPU and defines what the SIMD levels must report
+// (kernels.h); the algorithms are kernel_impl.h's, over plain 64-bit words.
 #include "kernels.h"
 
 namespace hashindex {
@@ -16,57 +16,81 @@ inline uint32_t popcount64(uint64_t x) {
 #endif
 }
 
-#include "kernel_weighted_generic.h"
+struct Ops {
+    static constexpr int kGroup = 1, kHoist = 0, kFlush = 0, kChains = 1;
+    struct Word {
+        uint64_t v[kBlock];
+    };
+    using Query = uint64_t;
+    struct Acc {
+        uint32_t d[kBlock];
+    };
+    using Thr = int64_t;
+    struct Total {
+        double v[kBlock];
+    };
+
+    static Word load(const uint64_t* p) {
+        Word w;
+        for (int l = 0; l < kBlock; ++l) w.v[l] = p[l];
+        return w;
+    }
+    static Query broadcast(uint64_t q) { return q; }
+    static Acc zero() { return Acc{{0, 0, 0, 0, 0, 0, 0, 0}}; }
+    static void add(Acc& acc, const Word& x, Query q) {
+        for (int l = 0; l < kBlock; ++l) acc.d[l] += popcount64(x.v[l] ^ q);
+    }
+    static void flush(Acc&) {}
+    static Thr threshold(int64_t t) { return t; }  // may be negative: then nothing is reported
+    static uint32_t within(const Acc& acc, Thr t) {
+        uint32_t lanes = 0;
+        for (int l = 0; l < kBlock; ++l) lanes |= static_cast<uint32_t>(static_cast<int64_t>(acc.d[l]) <= t) << l;
+        return lanes;
+    }
+    template <int G>
+    static bool any_within(const Acc (&acc)[G], const Thr (&thr)[G]) {
+        uint32_t any = 0;
+        for (int j = 0; j < G; ++j) any |= within(acc[j], thr[j]);
+        return any != 0;
+    }
+    static void store(const Acc& acc, uint32_t* dist) {
+        for (int l = 0; l < kBlock; ++l) dist[l] = acc.d[l];
+    }
+    static Total total_zero() { return Total{{0, 0, 0, 0, 0, 0, 0, 0}}; }
+    static void weigh(Total& total, const Acc& acc, double weight) {
+        for (int l = 0; l < kBlock; ++l) total.v[l] += weight * acc.d[l];
+    }
+    static uint32_t total_within(const Total& total, double bound) {
+        uint32_t lanes = 0;
+        for (int l = 0; l < kBlock; ++l) lanes |= static_cast<uint32_t>(total.v[l] <= bound) << l;
+        return lanes;
+    }
+    static uint32_t row_distance(const uint64_t* a, const uint64_t* b, int words) {
+        uint32_t d = 0;
+        for (int w = 0; w < words; ++w) d += popcount64(a[w] ^ b[w]);
+        return d;
+    }
+    static int64_t filter_head(const uint64_t*, int64_t, int, const uint64_t*, int32_t, uint32_t*, uint32_t*,
+                               int64_t&) {
+        return 0;
+    }
+    static Word peak_word(uint64_t seed) {
+        Word w;
+        for (int l = 0; l < kBlock; ++l) w.v[l] = seed * static_cast<uint64_t>(2 * l + 1);
+        return w;
+    }
+    static Query peak_next(Query q) { return q + 1; }
+    static uint64_t peak_sum(const Acc& acc) {
+        uint64_t s = 0;
+        for (int l = 0; l < kBlock; ++l) s += acc.d[l];
+        return s;
+    }
+};
+
+#include "kernel_impl.h"
 
 }  // namespace
 
-void weighted_scalar(const FieldBlocks* fields, int nfields, int64_t b0, int64_t b1, int64_t nq,
-                     WeightedSink* const* sinks, uint32_t* scratch) {
-    weighted_generic(fields, nfields, b0, b1, nq, sinks, scratch);
-}
-
-int64_t peak_scalar(int64_t iters, uint64_t seed, uint64_t* sink) {
-    uint64_t x[4], acc[4] = {0, 0, 0, 0};
-    for (int i = 0; i < 4; ++i) x[i] = seed * static_cast<uint64_t>(2 * i + 1);
-    uint64_t q = seed ^ 0x5555555555555555ULL;
-    for (int64_t it = 0; it < iters; ++it) {
-        ++q;
-        for (int i = 0; i < 4; ++i) acc[i] += popcount64(x[i] ^ q);
-    }
-    *sink = acc[0] + acc[1] + acc[2] + acc[3];
-    return iters * 4 * 8;
-}
-
-int64_t filter_scalar(const uint64_t* rows, int64_t n, int words, const uint64_t* query, int32_t threshold,
-                      uint32_t* idx, uint32_t* dist) {
-    int64_t found = 0;
-    for (int64_t i = 0; i < n; ++i) {
-        uint32_t d = 0;
-        for (int w = 0; w < words; ++w) d += popcount64(rows[i * words + w] ^ query[w]);
-        if (static_cast<int64_t>(d) <= threshold) {
-            idx[found] = static_cast<uint32_t>(i);
-            dist[found++] = d;
-        }
-    }
-    return found;
-}
-
-void scan_scalar(const uint64_t* blocks, int64_t block_begin, int64_t block_end, int words,
-                 const uint64_t* queries, int64_t nq, HitSink* const* sinks) {
-    for (int64_t q = 0; q < nq; ++q) {
-        const uint64_t* qv = queries + q * words;
-        HitSink* sink = sinks[q];
-        for (int64_t b = block_begin; b < block_end; ++b) {
-            const uint64_t* blk = blocks + b * kBlock * words;
-            uint32_t dist[kBlock] = {0, 0, 0, 0, 0, 0, 0, 0};
-            for (int w = 0; w < words; ++w)
-                for (int l = 0; l < kBlock; ++l) dist[l] += popcount64(blk[w * kBlock + l] ^ qv[w]);
-            const int64_t thr = sink->threshold;  // may be negative: then nothing is reported
-            uint32_t lanes = 0;
-            for (int l = 0; l < kBlock; ++l) lanes |= static_cast<uint32_t>(static_cast<int64_t>(dist[l]) <= thr) << l;
-            if (lanes) sink->on_hits(sink, b * kBlock, lanes, dist);
-        }
-    }
-}
+HASHINDEX_DEFINE_KERNELS(scalar)
 
 }  // namespace hashindex

@@ -1,4 +1,5 @@
-// Hamming scan kernels: one signature, one implementation per instruction set.
+// Hamming scan kernels: one signature per kind, one algorithm each (kernel_impl.h), one set of
+// operations per instruction set.
 //
 // Rule every variant keeps: for each query q and each database slot s in the
 // scanned block range, if popcount(q XOR code[s]) <= sink->threshold at the
@@ -69,20 +70,20 @@ using WeightedScanFn = void (*)(const FieldBlocks* fields, int nfields, int64_t 
 // Returns the code bytes compared; writes a checksum to *sink so the work cannot be dropped.
 using PeakFn = int64_t (*)(int64_t iters, uint64_t seed, uint64_t* sink);
 
-int64_t peak_scalar(int64_t, uint64_t, uint64_t*);
-void weighted_scalar(const FieldBlocks*, int, int64_t, int64_t, int64_t, WeightedSink* const*, uint32_t*);
-void scan_scalar(const uint64_t*, int64_t, int64_t, int, const uint64_t*, int64_t, HitSink* const*);
-int64_t filter_scalar(const uint64_t*, int64_t, int, const uint64_t*, int32_t, uint32_t*, uint32_t*);
+// One level's kernels (kernel_<level>.cpp, each over kernel_impl.h's algorithms).
+#define HASHINDEX_DECLARE_KERNELS(level)                                                                        \
+    void scan_##level(const uint64_t*, int64_t, int64_t, int, const uint64_t*, int64_t, HitSink* const*);     \
+    int64_t filter_##level(const uint64_t*, int64_t, int, const uint64_t*, int32_t, uint32_t*, uint32_t*);    \
+    void weighted_##level(const FieldBlocks*, int, int64_t, int64_t, int64_t, WeightedSink* const*, uint32_t*); \
+    int64_t peak_##level(int64_t, uint64_t, uint64_t*);
+
+HASHINDEX_DECLARE_KERNELS(scalar)
 #if defined(__x86_64__) || defined(_M_X64)
 #define HASHINDEX_X86 1
-int64_t peak_avx2(int64_t, uint64_t, uint64_t*);
-void weighted_avx2(const FieldBlocks*, int, int64_t, int64_t, int64_t, WeightedSink* const*, uint32_t*);
-void weighted_avx512(const FieldBlocks*, int, int64_t, int64_t, int64_t, WeightedSink* const*, uint32_t*);
-int64_t peak_avx512(int64_t, uint64_t, uint64_t*);
-void scan_avx2(const uint64_t*, int64_t, int64_t, int, const uint64_t*, int64_t, HitSink* const*);
-int64_t filter_avx2(const uint64_t*, int64_t, int, const uint64_t*, int32_t, uint32_t*, uint32_t*);
-void scan_avx512(const uint64_t*, int64_t, int64_t, int, const uint64_t*, int64_t, HitSink* const*);
-int64_t filter_avx512(const uint64_t*, int64_t, int, const uint64_t*, int32_t, uint32_t*, uint32_t*);
+HASHINDEX_DECLARE_KERNELS(avx2)
+HASHINDEX_DECLARE_KERNELS(avx512)
+#elif defined(__aarch64__)
+HASHINDEX_DECLARE_KERNELS(neon)
 #endif
 
 }  // namespace hashindex

@@ -21,11 +21,11 @@ import argparse
 import gc
 import json
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,6 +33,19 @@ import numpy as np
 
 import hashindex
 
+from ._measure import (  # noqa: F401  (the scripts' helpers, one import path)
+    import_faiss,
+    machine_info,
+    median_each,
+    median_seconds,
+    medians_interleaved,
+    percentiles,
+    recall_at_k,
+    roofline,
+    rss_bytes,
+    timed,
+    write_json,
+)
 from ._plugins import entry_points
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -94,83 +107,7 @@ def dataset(kind: str, n: int, nbits: int, nq: int, seed: int, npy: str | None =
     return make_codes(rng, n, nbits, kind, centres), make_codes(rng, nq, nbits, kind, centres)
 
 
-def timed(fn) -> float:
-    """Seconds one call of fn takes."""
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
-def median_seconds(fn, repeats: int) -> float:
-    """Median seconds of ``repeats`` calls of fn, after one untimed call (warm caches, pages)."""
-    fn()
-    return float(np.median([timed(fn) for _ in range(repeats)]))
-
-
-def median_each(fn: Callable[[int], Any], count: int) -> float:
-    """Median seconds of fn(0), fn(1), ..., fn(count - 1), each timed alone (after an untimed fn(0))."""
-    return medians_interleaved({"": fn}, count)[""]
-
-
-def medians_interleaved(fns: dict[str, Callable[[int], Any]], count: int, block: int = 10) -> dict[str, float]:
-    """Median seconds of each fn over fn(0) ... fn(count - 1), the methods taking turns every
-    ``block`` calls (after an untimed call each): on a shared host a slow spell then hits every
-    method alike, where timing all of one method's calls before another's put one method at 1.9x
-    its time. Turns of a block, not of one call, leave each method its warm caches."""
-    for fn in fns.values():
-        fn(0)
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for start in range(0, count, block):
-        for name, fn in fns.items():
-            times[name] += [timed(lambda i=i, fn=fn: fn(i)) for i in range(start, min(count, start + block))]
-    return {name: float(np.median(t)) for name, t in times.items()}
-
-
-def write_json(result: dict[str, Any], prefix: str, path: str | None) -> str:
-    """Writes a benchmark script's record (default ./benchmark-results/<prefix>-<time>.json)."""
-    result["when"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    path = path or os.path.join("benchmark-results", f"{prefix}-{datetime.now():%Y%m%d-%H%M%S}.json")
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"JSON record: {path}")
-    return path
-
-
 # --- measures -------------------------------------------------------------------------------
-
-def recall_at_k(found_distances: np.ndarray, exact_distances: np.ndarray) -> float:
-    """Share of the k results that are true k nearest neighbours, a result at the exact k-th distance
-    counting as one (with duplicates, which id the exact answer chose among ties is arbitrary).
-    Padding (a missing result) counts as a miss."""
-    kth = exact_distances[:, -1:]
-    k = exact_distances.shape[1]
-    return float(np.minimum((found_distances <= kth).sum(1), k).mean() / k)
-
-
-def rss_bytes() -> int:
-    """Resident set size of this process (Linux /proc; 0 where unavailable)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        return 0
-
-
-def percentiles(values: list[float]) -> dict[str, float]:
-    a = np.asarray(values) * 1e3
-    return {"p50_ms": float(np.percentile(a, 50)), "p95_ms": float(np.percentile(a, 95)), "p99_ms": float(np.percentile(a, 99))}
-
-
-def roofline(threads: int) -> dict[str, float]:
-    """The ceilings an exhaustive scan's compared-bytes rate is measured against, GB/s: the active
-    SIMD level's XOR+popcount+add rate on register-resident data (no loads: only the popcount unit
-    limits it; one thread and all ``threads``), and memory read bandwidth (a plain read loop over
-    256 MiB). A scan can approach the first and never pass it."""
-    return {"xor_popcount_peak_gbps_1thread": hashindex._core.popcount_peak(1),
-            "xor_popcount_peak_gbps": hashindex._core.popcount_peak(threads),
-            "memory_read_gbps": hashindex._core.read_bandwidth(1 << 28, threads, 5)}
-
 
 # --- competitors ----------------------------------------------------------------------------
 
@@ -184,21 +121,6 @@ class Method:
     max_n: int  # affordable database size
     max_queries: int | None = None  # batch size cap (slow baselines)
     serialized: Callable[[Any], int] | None = None
-
-
-def import_faiss(required: bool = False) -> Any:
-    """faiss, imported the one way every benchmark does: OpenMP told first (it must be, before faiss
-    loads it) to let its idle threads sleep. Spinning, they took the second core from whatever ran
-    next: our 2-thread searches ran up to 2x slower right after a faiss call. None if faiss-cpu is
-    missing, or exit with how to install it when ``required``."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    try:
-        import faiss
-    except ImportError:
-        if required:
-            sys.exit("faiss-cpu is required: pip install '.[bench]'")
-        return None
-    return faiss
 
 
 def missing_competitors() -> list[str]:
@@ -247,28 +169,6 @@ def _added(index, x):
 
 
 # --- the run --------------------------------------------------------------------------------
-
-def machine_info() -> dict[str, Any]:
-    flags: list[str] = []
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = sorted(x for x in line.split(":", 1)[1].split() if x.startswith(("avx", "popcnt", "sse4")))
-                    break
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    versions = {"numpy": np.__version__, "hashindex": hashindex.__version__}
-    faiss = import_faiss()
-    if faiss is not None:
-        versions["faiss"] = faiss.__version__
-    return {"platform": platform.platform(), "cpu": model, "cpu_flags": flags,
-            "cpus": os.cpu_count(), "threads": hashindex.available_threads(), "simd_level": hashindex.simd_level(),
-            "python": platform.python_version(), "versions": versions}
-
 
 class Record:
     """The JSON record, rewritten after every measurement (atomic), so an interrupted run keeps it."""
@@ -373,9 +273,38 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print, competitor
                     log(f"{kind:<10}{nbits_here:>5}{len(xb):>10}  {method.name:<38}{row['build_s']:>9.2f}"
                         f"{row['queries_per_s']:>10.0f}{row['p50_ms']:>9.3f}{row['p99_ms']:>9.3f}"
                         f"{row.get('recall_at_k', float('nan')):>7.3f}{row['index_bytes_per_code'] or float('nan'):>8.1f}")
+    record.data["levels"] = every_level(max(sizes), nbits_list, nq, k, threads, args.seed, log)
     record.data["complete"] = True
     record.flush()
     return record.data, out
+
+
+def every_level(n: int, nbits_list: list[int], nq: int, k: int, threads: int, seed: int,
+                log: Callable[[str], None] = print) -> list[dict]:
+    """FlatIndex's batch search at every SIMD level this host has (forced as HASHINDEX_SIMD forces
+    it), against faiss at its own level and against that level's own XOR+popcount peak: where a user
+    of any machine stands."""
+    faiss, rows, best = import_faiss(), [], hashindex.simd_level()
+    log(f"{'level':<8}{'bits':>5}{'N':>10}{'ms/query':>10}{'x faiss':>9}{'% of peak':>10}  (uniform, batch of {nq})")
+    try:
+        for nbits in nbits_list:
+            xb, xq = dataset("uniform", n, nbits, nq, seed)
+            index = _added(hashindex.FlatIndex(nbits), xb)
+            faiss_s = None
+            if faiss is not None:
+                ref, search = _added(faiss.IndexBinaryFlat(nbits), xb), faiss_search(faiss)
+                faiss_s = median_seconds(partial(search, ref, xq, k, threads), 3)
+            for level in hashindex.supported_simd_levels():
+                hashindex.set_simd_level(level)
+                seconds = median_seconds(partial(index.search, xq, k, threads=threads), 3)
+                share = xb.nbytes * nq / seconds / 1e9 / hashindex._core.popcount_peak(threads)
+                rows.append({"level": level, "nbits": nbits, "n": n, "ms_per_query": seconds / nq * 1e3,
+                             "x_faiss": faiss_s / seconds if faiss_s else None, "peak_share": share})
+                log(f"{level:<8}{nbits:>5}{n:>10}{seconds / nq * 1e3:>10.4f}"
+                    f"{faiss_s / seconds if faiss_s else float('nan'):>9.2f}{share:>10.0%}")
+    finally:
+        hashindex.set_simd_level(best)
+    return rows
 
 
 def execute(args: argparse.Namespace, run_args: Callable[[argparse.Namespace], Any] | None = None) -> int:

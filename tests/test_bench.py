@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import hashindex
 from hashindex.bench import make_codes, recall_at_k
 from hashindex.cli import main as cli
 
@@ -56,6 +57,10 @@ def test_quick_preset_writes_record(tmp_path, capsys):
     for r in record["results"]:
         assert r["n"] in (300, 2000) and r["p50_ms"] <= r["p99_ms"]
         assert r["recall_at_k"] == 1.0, r  # every method here is exact: it must agree with the exact answer
+    levels = [r["level"] for r in record["levels"]]
+    assert levels == hashindex.supported_simd_levels()  # one row per level this host has, at 64 bits
+    assert all(r["x_faiss"] > 0 and 0 < r["peak_share"] for r in record["levels"])
+    assert hashindex.simd_level() == levels[-1]  # the best level is back in force
 
 
 def test_harness_runs_every_competitor_with_plots_and_markdown(harness, tmp_path, capsys):

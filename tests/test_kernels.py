@@ -68,3 +68,19 @@ def test_no_popcount_builtin_outside_the_kernels():
         code = re.sub(r"//[^\n]*|/\*.*?\*/", "", path.read_text(), flags=re.S)  # comments may name it
         offenders += [f"{path.name}: {m}" for m in re.findall(r"__builtin_popcount\w*|_mm\w*popcnt\w*", code)]
     assert not offenders, offenders
+
+
+def test_native_kernel_test_passes_at_every_level_of_this_machine():
+    """tests/native/kernels_test.cpp (every kernel of every level against the scalar one, no Python),
+    built and run by scripts/cross-test.sh for this machine; CI also runs it for AArch64 under qemu."""
+    import platform
+    import shutil
+    import subprocess
+
+    script = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "cross-test.sh"
+    arch = platform.machine().lower()
+    if not script.is_file() or arch not in ("x86_64", "aarch64") or not shutil.which("g++"):
+        pytest.skip("needs the repository's scripts/, g++, and an x86-64 or AArch64 host")
+    out = subprocess.run([str(script), arch], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and " 0 failed" in out.stdout, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "levels: " + ", ".join(hashindex.supported_simd_levels()) in out.stdout
