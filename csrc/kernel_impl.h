@@ -173,7 +173,9 @@ inline void field_distances(const FieldBlocks* fields, int nfields, int64_t b, i
 // asked at weight 1) the fields' counts add up in the integer accumulators and meet floor(bound / w)
 // (nudged up: reporting a slot too many is allowed, the sink re-checks exactly), as fast as one
 // scan of the concatenated codes; other weights sum in double precision per lane.
-template <int G, bool kEqual>
+// WC: every field's words per code when they are all the same (0: not unrolled), or -1 (the fields
+// differ: each is unrolled on its own, choosing per block).
+template <int G, bool kEqual, int WC>
 void weighted_group(const FieldBlocks* fields, int nfields, int64_t b0, int64_t b1, int64_t q0,
                     WeightedSink* const* sinks, uint32_t* scratch) {
     typename Ops::Thr thr[G];
@@ -196,7 +198,8 @@ void weighted_group(const FieldBlocks* fields, int nfields, int64_t b0, int64_t 
             const uint64_t* blk = fb.blocks + b * kBlock * fb.words;
             const uint64_t* q = fb.queries + q0 * fb.words;
             if (!kEqual) zero_all<G>(acc);
-            by_words(fb.words, [&](auto wc) { block_acc<G, decltype(wc)::value>(blk, q, fb.words, acc); });
+            if constexpr (WC >= 0) block_acc<G, WC>(blk, q, fb.words, acc);
+            else by_words(fb.words, [&](auto wc) { block_acc<G, decltype(wc)::value>(blk, q, fb.words, acc); });
             if (!kEqual)
                 for (int j = 0; j < G; ++j) Ops::weigh(total[j], acc[j], fb.weight);
         }
@@ -213,12 +216,20 @@ void weighted_group(const FieldBlocks* fields, int nfields, int64_t b0, int64_t 
 
 void weighted_impl(const FieldBlocks* fields, int nfields, int64_t b0, int64_t b1, int64_t nq,
                    WeightedSink* const* sinks, uint32_t* scratch) {
-    bool equal = true;
-    for (int f = 1; f < nfields; ++f) equal = equal && fields[f].weight == fields[0].weight;
-    by_groups(nq, [&](int64_t q, auto g) {
-        if (equal) weighted_group<decltype(g)::value, true>(fields, nfields, b0, b1, q, sinks, scratch);
-        else weighted_group<decltype(g)::value, false>(fields, nfields, b0, b1, q, sinks, scratch);
-    });
+    bool equal = true, same_words = true;
+    for (int f = 1; f < nfields; ++f) {
+        equal = equal && fields[f].weight == fields[0].weight;
+        same_words = same_words && fields[f].words == fields[0].words;
+    }
+    auto run = [&](auto wc) {
+        constexpr int kWords = decltype(wc)::value;
+        by_groups(nq, [&](int64_t q, auto g) {
+            if (equal) weighted_group<decltype(g)::value, true, kWords>(fields, nfields, b0, b1, q, sinks, scratch);
+            else weighted_group<decltype(g)::value, false, kWords>(fields, nfields, b0, b1, q, sinks, scratch);
+        });
+    };
+    if (same_words) by_words(fields[0].words, run);
+    else run(Int<-1>{});
 }
 
 // The roofline: Ops::kChains independent XOR + popcount + add chains on register-resident data.
@@ -230,18 +241,20 @@ int64_t peak_impl(int64_t iters, uint64_t seed, uint64_t* sink) {
         acc[i] = Ops::zero();
     }
     typename Ops::Query q = Ops::broadcast(seed ^ 0x5555555555555555ULL);
-    for (int64_t it = 0; it < iters; ++it) {
-        q = Ops::peak_next(q);  // a new query word each round: nothing to hoist out of the loop
+    // In runs of kFlush rounds, as the scan folds its counters (a flush tested inside the round
+    // made GCC keep the accumulators in memory: half the AVX2 rate).
+    const int64_t run = Ops::kFlush ? Ops::kFlush : iters;
+    for (int64_t it0 = 0; it0 < iters; it0 += run) {
+        const int64_t end = iters - it0 < run ? iters : it0 + run;
+        for (int64_t it = it0; it < end; ++it) {
+            q = Ops::peak_next(q);  // a new query word each round: nothing to hoist out of the loop
 #pragma GCC unroll 8
-        for (int i = 0; i < Ops::kChains; ++i) Ops::add(acc[i], x[i], q);
-        if (Ops::kFlush && (it + 1) % (Ops::kFlush ? Ops::kFlush : 1) == 0)
-            for (int i = 0; i < Ops::kChains; ++i) Ops::flush(acc[i]);
+            for (int i = 0; i < Ops::kChains; ++i) Ops::add(acc[i], x[i], q);
+        }
+        for (int i = 0; i < Ops::kChains; ++i) Ops::flush(acc[i]);
     }
     uint64_t total = 0;
-    for (int i = 0; i < Ops::kChains; ++i) {
-        Ops::flush(acc[i]);
-        total += Ops::peak_sum(acc[i]);
-    }
+    for (int i = 0; i < Ops::kChains; ++i) total += Ops::peak_sum(acc[i]);
     *sink = total;
     return iters * Ops::kChains * kBlock * 8;  // bytes compared: 8 lanes of 8 bytes per chain per round
 }

@@ -168,8 +168,9 @@ void test_level(const Kernels& k, const Kernels& ref, std::mt19937_64& rng) {
             stores.reserve(weights.size());
             std::vector<std::vector<uint64_t>> qs;
             std::vector<FieldBlocks> fields;
-            for (int f = 0; f < nf; ++f) {
-                const int nbits = 8 * (1 + static_cast<int>(rng() % 256));
+            const int shared_bits = 8 * (1 + static_cast<int>(rng() % 256));
+            for (int f = 0; f < nf; ++f) {  // every third trial, fields of one length (unrolled together)
+                const int nbits = trial % 3 == 0 ? shared_bits : 8 * (1 + static_cast<int>(rng() % 256));
                 stores.emplace_back(rng, nbits, n, 7);
             }
             for (int f = 0; f < nf; ++f) {
