@@ -20,33 +20,33 @@ struct Ops {
     using Thr = __m512i;  // threshold + 1: acc - thr is negative exactly for lanes within
     using Total = __m512d;
 
-    static Word load(const uint64_t* p) { return _mm512_load_si512(reinterpret_cast<const void*>(p)); }
-    static Query broadcast(uint64_t q) { return _mm512_set1_epi64(static_cast<long long>(q)); }
-    static Acc zero() { return _mm512_setzero_si512(); }
-    static void add(Acc& acc, Word x, Query q) { acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(x, q))); }
-    static void flush(Acc&) {}
-    static Thr threshold(int64_t t) { return _mm512_set1_epi64(static_cast<long long>(t) + 1); }
-    static uint32_t within(Acc acc, Thr t) { return _mm512_cmplt_epi64_mask(acc, t); }
+    HX_KERNEL_INLINE static Word load(const uint64_t* p) { return _mm512_load_si512(reinterpret_cast<const void*>(p)); }
+    HX_KERNEL_INLINE static Query broadcast(uint64_t q) { return _mm512_set1_epi64(static_cast<long long>(q)); }
+    HX_KERNEL_INLINE static Acc zero() { return _mm512_setzero_si512(); }
+    HX_KERNEL_INLINE static void add(Acc& acc, Word x, Query q) { acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(x, q))); }
+    HX_KERNEL_INLINE static void flush(Acc&) {}
+    HX_KERNEL_INLINE static Thr threshold(int64_t t) { return _mm512_set1_epi64(static_cast<long long>(t) + 1); }
+    HX_KERNEL_INLINE static uint32_t within(Acc acc, Thr t) { return _mm512_cmplt_epi64_mask(acc, t); }
     // The subtract and OR run on port 0 and VPMOVQ2M tests the sign bits, leaving port 5 to VPOPCNTQ
     // (a compare-into-mask per query would share port 5 with it on Intel).
     template <int G>
-    static bool any_within(const Acc (&acc)[G], const Thr (&thr)[G]) {
+    HX_KERNEL_INLINE static bool any_within(const Acc (&acc)[G], const Thr (&thr)[G]) {
         __m512i below = _mm512_sub_epi64(acc[0], thr[0]);
         for (int j = 1; j < G; ++j) below = _mm512_or_si512(below, _mm512_sub_epi64(acc[j], thr[j]));
         const __mmask8 any = _mm512_movepi64_mask(below);
         return !_kortestz_mask8_u8(any, any);
     }
-    static void store(Acc acc, uint32_t* dist) {
+    HX_KERNEL_INLINE static void store(Acc acc, uint32_t* dist) {
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(dist), _mm512_cvtepi64_epi32(acc));
     }
-    static Total total_zero() { return _mm512_setzero_pd(); }
-    static void weigh(Total& total, Acc acc, double weight) {
+    HX_KERNEL_INLINE static Total total_zero() { return _mm512_setzero_pd(); }
+    HX_KERNEL_INLINE static void weigh(Total& total, Acc acc, double weight) {
         total = _mm512_fmadd_pd(_mm512_cvtepi64_pd(acc), _mm512_set1_pd(weight), total);
     }
-    static uint32_t total_within(Total total, double bound) {
+    HX_KERNEL_INLINE static uint32_t total_within(Total total, double bound) {
         return _mm512_cmp_pd_mask(total, _mm512_set1_pd(bound), _CMP_LE_OQ);
     }
-    static uint32_t row_distance(const uint64_t* a, const uint64_t* b, int words) {
+    HX_KERNEL_INLINE static uint32_t row_distance(const uint64_t* a, const uint64_t* b, int words) {
         __m512i acc = _mm512_setzero_si512();
         int w = 0;
         for (; w + 8 <= words; w += 8)
@@ -60,7 +60,7 @@ struct Ops {
         return static_cast<uint32_t>(_mm512_reduce_add_epi64(acc));
     }
     // 64-bit codes (the common MIH case): 8 rows per VPOPCNTQ, survivors compressed out.
-    static int64_t filter_head(const uint64_t* rows, int64_t n, int words, const uint64_t* query, int32_t threshold,
+    HX_KERNEL_INLINE static int64_t filter_head(const uint64_t* rows, int64_t n, int words, const uint64_t* query, int32_t threshold,
                                uint32_t* idx, uint32_t* dist, int64_t& found) {
         if (words != 1) return 0;
         const __m512i q = broadcast(query[0]);
@@ -78,9 +78,9 @@ struct Ops {
         }
         return i;
     }
-    static Word peak_word(uint64_t seed) { return broadcast(seed); }
-    static Query peak_next(Query q) { return _mm512_add_epi64(q, _mm512_set1_epi64(1)); }
-    static uint64_t peak_sum(Acc acc) { return static_cast<uint64_t>(_mm512_reduce_add_epi64(acc)); }
+    HX_KERNEL_INLINE static Word peak_word(uint64_t seed) { return broadcast(seed); }
+    HX_KERNEL_INLINE static Query peak_next(Query q) { return _mm512_add_epi64(q, _mm512_set1_epi64(1)); }
+    HX_KERNEL_INLINE static uint64_t peak_sum(Acc acc) { return static_cast<uint64_t>(_mm512_reduce_add_epi64(acc)); }
 };
 
 #include "kernel_impl.h"

@@ -41,9 +41,8 @@ struct Int {
 
 // Distances of one block's 8 codes to G queries (q: G rows of `words` words), into acc.
 template <int G, int WC>
-inline void block_acc(const uint64_t* blk, const uint64_t* q, int runtime_words, typename Ops::Acc (&acc)[G]) {
+HX_KERNEL_INLINE void block_acc(const uint64_t* blk, const uint64_t* q, int runtime_words, typename Ops::Acc (&acc)[G]) {
     const int words = WC ? WC : runtime_words;
-#pragma GCC unroll 16
     for (int w = 0; w < words; ++w) {
         const typename Ops::Word x = Ops::load(blk + w * kBlock);
 #pragma GCC unroll 4
@@ -56,7 +55,7 @@ inline void block_acc(const uint64_t* blk, const uint64_t* q, int runtime_words,
 }
 
 template <int G>
-inline void zero_all(typename Ops::Acc (&acc)[G]) {
+HX_KERNEL_INLINE void zero_all(typename Ops::Acc (&acc)[G]) {
 #pragma GCC unroll 4
     for (int j = 0; j < G; ++j) acc[j] = Ops::zero();
 }
@@ -95,7 +94,6 @@ void scan_group(const uint64_t* blocks, int64_t b0, int64_t b1, int runtime_word
         typename Ops::Acc acc[G];
         zero_all<G>(acc);
         if constexpr (kHoist) {
-#pragma GCC unroll 16
             for (int w = 0; w < WC; ++w) {
                 const typename Ops::Word x = Ops::load(blk + w * kBlock);
 #pragma GCC unroll 4

@@ -28,9 +28,9 @@ struct Ops {
         float64x2_t v[4];
     };
 
-    static Word load(const uint64_t* p) { return Word{{vld1q_u64(p), vld1q_u64(p + 2), vld1q_u64(p + 4), vld1q_u64(p + 6)}}; }
-    static Query broadcast(uint64_t q) { return vdupq_n_u64(q); }
-    static Acc zero() {
+    HX_KERNEL_INLINE static Word load(const uint64_t* p) { return Word{{vld1q_u64(p), vld1q_u64(p + 2), vld1q_u64(p + 4), vld1q_u64(p + 6)}}; }
+    HX_KERNEL_INLINE static Query broadcast(uint64_t q) { return vdupq_n_u64(q); }
+    HX_KERNEL_INLINE static Acc zero() {
         Acc a;
         for (int i = 0; i < 4; ++i) {
             a.count[i] = vdupq_n_u8(0);
@@ -38,18 +38,18 @@ struct Ops {
         }
         return a;
     }
-    static void add(Acc& acc, const Word& x, Query q) {
+    HX_KERNEL_INLINE static void add(Acc& acc, const Word& x, Query q) {
         for (int i = 0; i < 4; ++i)
             acc.count[i] = vaddq_u8(acc.count[i], vcntq_u8(vreinterpretq_u8_u64(veorq_u64(x.v[i], q))));
     }
-    static void flush(Acc& acc) {
+    HX_KERNEL_INLINE static void flush(Acc& acc) {
         for (int i = 0; i < 4; ++i) {
             acc.sum[i] = vpadalq_u32(acc.sum[i], vpaddlq_u16(vpaddlq_u8(acc.count[i])));
             acc.count[i] = vdupq_n_u8(0);
         }
     }
-    static Thr threshold(int64_t t) { return vdupq_n_u64(t < 0 ? 0 : static_cast<uint64_t>(t) + 1); }
-    static uint32_t within(const Acc& acc, Thr t) {
+    HX_KERNEL_INLINE static Thr threshold(int64_t t) { return vdupq_n_u64(t < 0 ? 0 : static_cast<uint64_t>(t) + 1); }
+    HX_KERNEL_INLINE static uint32_t within(const Acc& acc, Thr t) {
         uint32_t lanes = 0;
         for (int i = 0; i < 4; ++i) {
             const uint64x2_t below = vcltq_u64(acc.sum[i], t);
@@ -58,24 +58,24 @@ struct Ops {
         return lanes;
     }
     template <int G>
-    static bool any_within(const Acc (&acc)[G], const Thr (&thr)[G]) {
+    HX_KERNEL_INLINE static bool any_within(const Acc (&acc)[G], const Thr (&thr)[G]) {
         uint64x2_t any = vdupq_n_u64(0);
         for (int j = 0; j < G; ++j)
             for (int i = 0; i < 4; ++i) any = vorrq_u64(any, vcltq_u64(acc[j].sum[i], thr[j]));
         return (vgetq_lane_u64(any, 0) | vgetq_lane_u64(any, 1)) != 0;
     }
-    static void store(const Acc& acc, uint32_t* dist) {
+    HX_KERNEL_INLINE static void store(const Acc& acc, uint32_t* dist) {
         for (int i = 0; i < 4; ++i) vst1_u32(dist + 2 * i, vmovn_u64(acc.sum[i]));
     }
-    static Total total_zero() {
+    HX_KERNEL_INLINE static Total total_zero() {
         Total t;
         for (int i = 0; i < 4; ++i) t.v[i] = vdupq_n_f64(0);
         return t;
     }
-    static void weigh(Total& total, const Acc& acc, double weight) {
+    HX_KERNEL_INLINE static void weigh(Total& total, const Acc& acc, double weight) {
         for (int i = 0; i < 4; ++i) total.v[i] = vfmaq_n_f64(total.v[i], vcvtq_f64_u64(acc.sum[i]), weight);
     }
-    static uint32_t total_within(const Total& total, double bound) {
+    HX_KERNEL_INLINE static uint32_t total_within(const Total& total, double bound) {
         uint32_t lanes = 0;
         for (int i = 0; i < 4; ++i) {
             const uint64x2_t le = vcleq_f64(total.v[i], vdupq_n_f64(bound));
@@ -83,7 +83,7 @@ struct Ops {
         }
         return lanes;
     }
-    static uint32_t row_distance(const uint64_t* a, const uint64_t* b, int words) {
+    HX_KERNEL_INLINE static uint32_t row_distance(const uint64_t* a, const uint64_t* b, int words) {
         uint64_t d = 0;
         int w = 0;
         for (; w + 2 <= words; w += 2)
@@ -91,15 +91,15 @@ struct Ops {
         if (w < words) d += vaddv_u8(vcnt_u8(vcreate_u8(a[w] ^ b[w])));
         return static_cast<uint32_t>(d);
     }
-    static int64_t filter_head(const uint64_t*, int64_t, int, const uint64_t*, int32_t, uint32_t*, uint32_t*,
+    HX_KERNEL_INLINE static int64_t filter_head(const uint64_t*, int64_t, int, const uint64_t*, int32_t, uint32_t*, uint32_t*,
                                int64_t&) {
         return 0;
     }
-    static Word peak_word(uint64_t seed) {
+    HX_KERNEL_INLINE static Word peak_word(uint64_t seed) {
         return Word{{vdupq_n_u64(seed), vdupq_n_u64(seed * 3), vdupq_n_u64(seed * 5), vdupq_n_u64(seed * 7)}};
     }
-    static Query peak_next(Query q) { return vaddq_u64(q, vdupq_n_u64(1)); }
-    static uint64_t peak_sum(const Acc& acc) {
+    HX_KERNEL_INLINE static Query peak_next(Query q) { return vaddq_u64(q, vdupq_n_u64(1)); }
+    HX_KERNEL_INLINE static uint64_t peak_sum(const Acc& acc) {
         uint64_t s = 0;
         for (int i = 0; i < 4; ++i) s += vaddvq_u64(acc.sum[i]);
         return s;

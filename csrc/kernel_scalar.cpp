@@ -30,57 +30,57 @@ struct Ops {
         double v[kBlock];
     };
 
-    static Word load(const uint64_t* p) {
+    HX_KERNEL_INLINE static Word load(const uint64_t* p) {
         Word w;
         for (int l = 0; l < kBlock; ++l) w.v[l] = p[l];
         return w;
     }
-    static Query broadcast(uint64_t q) { return q; }
-    static Acc zero() { return Acc{{0, 0, 0, 0, 0, 0, 0, 0}}; }
-    static void add(Acc& acc, const Word& x, Query q) {
+    HX_KERNEL_INLINE static Query broadcast(uint64_t q) { return q; }
+    HX_KERNEL_INLINE static Acc zero() { return Acc{{0, 0, 0, 0, 0, 0, 0, 0}}; }
+    HX_KERNEL_INLINE static void add(Acc& acc, const Word& x, Query q) {
         for (int l = 0; l < kBlock; ++l) acc.d[l] += popcount64(x.v[l] ^ q);
     }
-    static void flush(Acc&) {}
-    static Thr threshold(int64_t t) { return t; }  // may be negative: then nothing is reported
-    static uint32_t within(const Acc& acc, Thr t) {
+    HX_KERNEL_INLINE static void flush(Acc&) {}
+    HX_KERNEL_INLINE static Thr threshold(int64_t t) { return t; }  // may be negative: then nothing is reported
+    HX_KERNEL_INLINE static uint32_t within(const Acc& acc, Thr t) {
         uint32_t lanes = 0;
         for (int l = 0; l < kBlock; ++l) lanes |= static_cast<uint32_t>(static_cast<int64_t>(acc.d[l]) <= t) << l;
         return lanes;
     }
     template <int G>
-    static bool any_within(const Acc (&acc)[G], const Thr (&thr)[G]) {
+    HX_KERNEL_INLINE static bool any_within(const Acc (&acc)[G], const Thr (&thr)[G]) {
         uint32_t any = 0;
         for (int j = 0; j < G; ++j) any |= within(acc[j], thr[j]);
         return any != 0;
     }
-    static void store(const Acc& acc, uint32_t* dist) {
+    HX_KERNEL_INLINE static void store(const Acc& acc, uint32_t* dist) {
         for (int l = 0; l < kBlock; ++l) dist[l] = acc.d[l];
     }
-    static Total total_zero() { return Total{{0, 0, 0, 0, 0, 0, 0, 0}}; }
-    static void weigh(Total& total, const Acc& acc, double weight) {
+    HX_KERNEL_INLINE static Total total_zero() { return Total{{0, 0, 0, 0, 0, 0, 0, 0}}; }
+    HX_KERNEL_INLINE static void weigh(Total& total, const Acc& acc, double weight) {
         for (int l = 0; l < kBlock; ++l) total.v[l] += weight * acc.d[l];
     }
-    static uint32_t total_within(const Total& total, double bound) {
+    HX_KERNEL_INLINE static uint32_t total_within(const Total& total, double bound) {
         uint32_t lanes = 0;
         for (int l = 0; l < kBlock; ++l) lanes |= static_cast<uint32_t>(total.v[l] <= bound) << l;
         return lanes;
     }
-    static uint32_t row_distance(const uint64_t* a, const uint64_t* b, int words) {
+    HX_KERNEL_INLINE static uint32_t row_distance(const uint64_t* a, const uint64_t* b, int words) {
         uint32_t d = 0;
         for (int w = 0; w < words; ++w) d += popcount64(a[w] ^ b[w]);
         return d;
     }
-    static int64_t filter_head(const uint64_t*, int64_t, int, const uint64_t*, int32_t, uint32_t*, uint32_t*,
+    HX_KERNEL_INLINE static int64_t filter_head(const uint64_t*, int64_t, int, const uint64_t*, int32_t, uint32_t*, uint32_t*,
                                int64_t&) {
         return 0;
     }
-    static Word peak_word(uint64_t seed) {
+    HX_KERNEL_INLINE static Word peak_word(uint64_t seed) {
         Word w;
         for (int l = 0; l < kBlock; ++l) w.v[l] = seed * static_cast<uint64_t>(2 * l + 1);
         return w;
     }
-    static Query peak_next(Query q) { return q + 1; }
-    static uint64_t peak_sum(const Acc& acc) {
+    HX_KERNEL_INLINE static Query peak_next(Query q) { return q + 1; }
+    HX_KERNEL_INLINE static uint64_t peak_sum(const Acc& acc) {
         uint64_t s = 0;
         for (int l = 0; l < kBlock; ++l) s += acc.d[l];
         return s;

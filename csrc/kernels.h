@@ -15,6 +15,10 @@
 #include <cstddef>
 #include <cstdint>
 
+// The per-level operations and the helpers over them are always inlined into the loops: left to
+// itself GCC called some out of line (AVX2 scans ran 12 % slower).
+#define HX_KERNEL_INLINE __attribute__((always_inline)) inline
+
 namespace hashindex {
 
 // Codes are stored in blocks of kBlock codes, word-major inside a block:
