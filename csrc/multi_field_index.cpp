@@ -20,17 +20,6 @@
 #include "scan.h"
 
 namespace hashindex {
-namespace {
-
-// Items scanned per pass of a query block: 1024 codes of a few hundred bytes per field stay in L2
-// while every query of the block passes over them.
-constexpr int64_t kChunkSlots = 1024;
-// Queries sharing the passes over one chunk (the kernel takes them 4 at a time): the chunk comes
-// from memory once per block of queries, so larger blocks cut memory traffic (32 left "both fields"
-// at 1.30x FlatIndex's time at 200k items; see benchmarks/RESULTS.md).
-constexpr int64_t kQueryBlock = 256;
-
-}  // namespace
 
 MultiFieldIndex::MultiFieldIndex(std::vector<std::string> names, std::vector<int> nbits, bool mih)
     : IndexCore(nbits), names_(std::move(names)), nbits_(std::move(nbits)), mih_(mih) {
@@ -125,13 +114,9 @@ void MultiFieldIndex::scan_range(const Ask& ask, int64_t q0, int64_t q1, int64_t
         ptrs[static_cast<std::size_t>(i)] = &s;
     }
     std::vector<uint32_t> scratch(fields.size() * kBlock);
-    // Chunks of items whose codes stay in L2 while every query of the block passes over them.
-    for (int64_t c0 = slot_begin; c0 < slot_end; c0 += kChunkSlots) {
-        interruption_point();
-        const int64_t c1 = std::min(slot_end, c0 + kChunkSlots);
-        kern.weighted(fields.data(), static_cast<int>(fields.size()), c0 / kBlock, (c1 + kBlock - 1) / kBlock, nqb,
-                      ptrs.data(), scratch.data());
-    }
+    // The driver (scan.h) hands over L2-sized chunks; a range from elsewhere is scanned in one call.
+    kern.weighted(fields.data(), static_cast<int>(fields.size()), slot_begin / kBlock, (slot_end + kBlock - 1) / kBlock,
+                  nqb, ptrs.data(), scratch.data());
 }
 
 void MultiFieldIndex::search(const std::vector<FieldQuery>& queries, int64_t nq, int64_t k,
@@ -170,29 +155,13 @@ void MultiFieldIndex::search(const std::vector<FieldQuery>& queries, int64_t nq,
 
 void MultiFieldIndex::scan_search(const Ask& ask, int64_t nq, int threads, double* distances, int64_t* ids) const {
     const int64_t n = items_.size(), k = ask.k;
-    threads = resolve_threads(threads);
-    if (nq >= threads || n < 4 * kChunkSlots) {
-        // Blocks of queries, at least one block per thread.
-        const int64_t block = std::clamp<int64_t>((nq + threads - 1) / threads, 1, kQueryBlock);
-        parallel_for(threads, (nq + block - 1) / block, [&](int64_t t) {
-            const int64_t q0 = t * block, q1 = std::min(nq, q0 + block);
-            std::vector<Top> tops(static_cast<std::size_t>(q1 - q0), Top{k, ask.one_per_group, {}, {}});
-            scan_range(ask, q0, q1, 0, n, tops.data());
-            for (int64_t q = q0; q < q1; ++q) tops[static_cast<std::size_t>(q - q0)].write(distances + q * k, ids + q * k);
-        });
-        return;
-    }
-    // Few queries: each thread takes a block-aligned part of the items; the parts' results merge exactly.
-    const int64_t parts = threads;
-    const int64_t per = (n / parts + kBlock) / kBlock * kBlock;
-    for (int64_t q = 0; q < nq; ++q) {
-        std::vector<Top> tops(static_cast<std::size_t>(parts), Top{k, ask.one_per_group, {}, {}});
-        parallel_for(threads, parts, [&](int64_t t) {
-            scan_range(ask, q, q + 1, std::min(n, t * per), std::min(n, (t + 1) * per), &tops[static_cast<std::size_t>(t)]);
-        });
-        for (int64_t t = 1; t < parts; ++t) tops[0].absorb(tops[static_cast<std::size_t>(t)]);
-        tops[0].write(distances + q * k, ids + q * k);
-    }
+    drive_scan<Top>(
+        (n + kBlock - 1) / kBlock, int64_t{kBlock} * 8 * active_words(ask.queries), nq, threads,
+        [&](int64_t) { return Top{k, ask.one_per_group, {}, {}}; },
+        [&](int64_t b0, int64_t b1, int64_t q0, int64_t nqs, Top* tops) {
+            scan_range(ask, q0, q0 + nqs, b0 * kBlock, std::min(n, b1 * kBlock), tops);
+        },
+        [&](int64_t q, Top& top) { top.write(distances + q * k, ids + q * k); });
 }
 
 void MultiFieldIndex::remove(const int64_t* ids, int64_t n) {

@@ -18,11 +18,6 @@ namespace hashindex {
 constexpr int64_t kChunkBytes = 256 * 1024;
 // Queries that share one pass over the database within a task.
 constexpr int64_t kMaxQueryBatch = 256;
-// The widest query group a kernel scans per load (AVX-512: 4). Each task reads the whole database
-// for its queries, in groups of at most this many: over a database larger than a chunk, 4 one-query tasks on 2 threads were
-// slower than one thread (benchmarks/RESULTS.md, "Threads on small searches"), so there small
-// batches get one task per thread instead of two. A database within a chunk reloads from L1/L2.
-constexpr int64_t kQueryGroup = 4;
 // A search that compares fewer code bytes than this (all queries together) runs on one thread:
 // below it a second thread's hand-off costs what it saves (same table).
 constexpr int64_t kMinBytesForThreads = 24 * 1024;
@@ -39,51 +34,45 @@ inline int resolve_threads(int threads) {
     return threads <= 0 ? available : std::min(threads, 4 * available);
 }
 
-// make_sink(q) builds the sink of query q; finish(q, sink) consumes it once
-// every block has been scanned. Sink must have absorb(Sink&) to merge the
-// partial results of database ranges scanned on different threads.
-template <class Sink, class MakeSink, class Finish>
-void scan_store(const CodeStore& store, const uint64_t* query_words, int64_t nq, int threads,
-                MakeSink make_sink, Finish finish) {
+// The one scan driver: how nq queries over nblocks blocks of block_bytes each are cut into tasks
+// on the worker pool. make_sink(q) builds query q's sink; run(b0, b1, q0, nqs, sinks) scans blocks
+// [b0, b1) for queries q0 .. q0 + nqs - 1 into sinks[0 .. nqs); finish(q, sink) takes a query's
+// sink once every block has been scanned. Sink must have absorb(Sink&) to merge the partial results
+// of database ranges scanned on different threads. FlatIndex, MIH's scans and MultiFieldIndex's
+// weighted scan all run through it.
+template <class Sink, class MakeSink, class Run, class Finish>
+void drive_scan(int64_t nblocks, int64_t block_bytes, int64_t nq, int threads, MakeSink make_sink, Run run,
+                Finish finish) {
     if (nq <= 0) return;
-    const Kernels& kern = active_kernels();
-    const int words = store.words();
-    const int64_t nblocks = store.nblocks();
     threads = resolve_threads(threads);
-
-    const int64_t block_bytes = int64_t{kBlock} * 8 * words;
     const int64_t compared = nblocks * block_bytes * nq;
     if (compared < kMinBytesForThreads) threads = 1;
     const int64_t max_parts = nblocks * block_bytes / kMinBytesPerTask;
     if (threads == 1 || nq >= 2 * threads || max_parts < 2) {
-        // Split the queries: each task takes a batch and walks the database in L2-sized chunks.
-        // Two tasks per thread balance the load, unless that leaves tasks smaller than a query group.
+        // Split the queries: each task takes a batch and walks the database in L2-sized chunks. One
+        // task per thread: each task reads the whole database, and two per thread read it twice as
+        // often for no better balance (benchmarks/RESULTS.md, "One scan driver").
         const int64_t chunk = std::max<int64_t>(1, kChunkBytes / block_bytes);
-        const int64_t per_thread = (nq + threads - 1) / threads;
-        const bool one_task_each = per_thread < 2 * kQueryGroup && nblocks * block_bytes > kChunkBytes;
-        const int64_t batch = std::min(kMaxQueryBatch, one_task_each ? per_thread : (per_thread + 1) / 2);
+        const int64_t batch = std::min(kMaxQueryBatch, (nq + threads - 1) / threads);
         const int64_t ntasks = (nq + batch - 1) / batch;
         parallel_for(threads, ntasks, [&](int64_t t) {
             const int64_t q0 = t * batch, q1 = std::min(nq, q0 + batch);
             std::vector<Sink> sinks;
             sinks.reserve(static_cast<std::size_t>(q1 - q0));
-            std::vector<HitSink*> ptrs;
-            for (int64_t q = q0; q < q1; ++q) {
-                sinks.push_back(make_sink(q));
-                ptrs.push_back(&sinks.back());
-            }
+            for (int64_t q = q0; q < q1; ++q) sinks.push_back(make_sink(q));
             for (int64_t c = 0; c < nblocks; c += chunk) {
                 interruption_point();
-                kern.scan(store.blocks(), c, std::min(nblocks, c + chunk), words, query_words + q0 * words,
-                          q1 - q0, ptrs.data());
+                run(c, std::min(nblocks, c + chunk), q0, q1 - q0, sinks.data());
             }
             for (int64_t q = q0; q < q1; ++q) finish(q, sinks[static_cast<std::size_t>(q - q0)]);
         });
         return;
     }
 
-    // Few queries: split the database so that even one query uses every thread.
-    const int64_t ntasks = std::min<int64_t>(4 * threads, max_parts);
+    // Few queries: split the database so that even one query uses every thread, one contiguous part
+    // per thread (four parts per thread, each with its own sinks to merge, were 1.4x slower: same
+    // section).
+    const int64_t ntasks = std::min<int64_t>(threads, max_parts);
     const int64_t per_task = (nblocks + ntasks - 1) / ntasks;
     std::vector<std::vector<Sink>> sinks(static_cast<std::size_t>(ntasks));
     for (auto& row : sinks) {
@@ -91,14 +80,12 @@ void scan_store(const CodeStore& store, const uint64_t* query_words, int64_t nq,
         for (int64_t q = 0; q < nq; ++q) row.push_back(make_sink(q));
     }
     parallel_for(threads, ntasks, [&](int64_t t) {
-        std::vector<HitSink*> ptrs;
-        for (auto& s : sinks[static_cast<std::size_t>(t)]) ptrs.push_back(&s);
         const int64_t b0 = t * per_task, b1 = std::min(nblocks, b0 + per_task);
         // In chunks only so that an interrupt is seen within one chunk's scan.
         const int64_t step = std::max<int64_t>(1, 16 * kChunkBytes / block_bytes);
         for (int64_t c = b0; c < b1; c += step) {
             interruption_point();
-            kern.scan(store.blocks(), c, std::min(b1, c + step), words, query_words, nq, ptrs.data());
+            run(c, std::min(b1, c + step), 0, nq, sinks[static_cast<std::size_t>(t)].data());
         }
     });
     for (int64_t q = 0; q < nq; ++q) {
@@ -106,6 +93,22 @@ void scan_store(const CodeStore& store, const uint64_t* query_words, int64_t nq,
         for (int64_t t = 1; t < ntasks; ++t) into.absorb(sinks[static_cast<std::size_t>(t)][static_cast<std::size_t>(q)]);
         finish(q, into);
     }
+}
+
+// A store's scan through the active kernel (queries: nq rows of the store's words).
+template <class Sink, class MakeSink, class Finish>
+void scan_store(const CodeStore& store, const uint64_t* query_words, int64_t nq, int threads, MakeSink make_sink,
+                Finish finish) {
+    const Kernels& kern = active_kernels();
+    const int words = store.words();
+    drive_scan<Sink>(
+        store.nblocks(), int64_t{kBlock} * 8 * words, nq, threads, make_sink,
+        [&](int64_t b0, int64_t b1, int64_t q0, int64_t nqs, Sink* sinks) {
+            std::vector<HitSink*> ptrs(static_cast<std::size_t>(nqs));
+            for (int64_t i = 0; i < nqs; ++i) ptrs[static_cast<std::size_t>(i)] = &sinks[i];
+            kern.scan(store.blocks(), b0, b1, words, query_words + q0 * words, nqs, ptrs.data());
+        },
+        finish);
 }
 
 }  // namespace hashindex
