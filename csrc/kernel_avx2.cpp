@@ -94,9 +94,27 @@ struct Ops {
         for (int w = 0; w < words; ++w) d += static_cast<uint64_t>(_mm_popcnt_u64(a[w] ^ b[w]));
         return static_cast<uint32_t>(d);
     }
-    HX_KERNEL_INLINE static int64_t filter_head(const uint64_t*, int64_t, int, const uint64_t*, int32_t, uint32_t*, uint32_t*,
-                               int64_t&) {
-        return 0;
+    // 64-bit codes (the common MIH case): 4 rows per register, counted as the scan counts, the
+    // survivors written out lane by lane.
+    HX_KERNEL_INLINE static int64_t filter_head(const uint64_t* rows, int64_t n, int words, const uint64_t* query,
+                                                int32_t threshold, uint32_t* idx, uint32_t* dist, int64_t& found) {
+        if (words != 1) return 0;
+        const __m256i q = broadcast(query[0]), thr = _mm256_set1_epi64x(threshold), zero = _mm256_setzero_si256();
+        int64_t i = 0;
+        for (; i + 4 <= n; i += 4) {
+            const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows + i));
+            const __m256i d = _mm256_sad_epu8(popcount_bytes(_mm256_xor_si256(x, q)), zero);
+            int keep = ~_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(d, thr))) & 0xF;
+            if (!keep) continue;
+            alignas(32) uint64_t lanes[4];
+            _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), d);
+            for (; keep; keep &= keep - 1) {
+                const int l = __builtin_ctz(static_cast<unsigned>(keep));
+                idx[found] = static_cast<uint32_t>(i + l);
+                dist[found++] = static_cast<uint32_t>(lanes[l]);
+            }
+        }
+        return i;
     }
     HX_KERNEL_INLINE static Word peak_word(uint64_t seed) {
         return Word{broadcast(seed), broadcast(seed ^ 0xAAAAAAAAAAAAAAAAULL)};
