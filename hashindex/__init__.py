@@ -26,7 +26,7 @@ from ._results import PAD_DISTANCE, PAD_ID, RangeSearchResult, SearchResult
 from .allocator import tune_allocator
 from .bits import pack_bits, unpack_bits
 from .flat import FlatIndex
-from .io import load
+from .io import load, loads
 from .mih import MIHIndex
 from .multi_field import MultiFieldIndex
 from .simd import hamming_distances, set_simd_level, simd_level, supported_simd_levels
@@ -47,6 +47,7 @@ __all__ = [
     "available_threads",
     "hamming_distances",
     "load",
+    "loads",
     "pack_bits",
     "set_simd_level",
     "simd_level",

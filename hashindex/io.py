@@ -40,8 +40,16 @@ def load(path: str | os.PathLike[str], *, mmap: bool = False, verify: bool | Non
         if kind not in INDEX_KINDS:
             raise _core.FormatError(f"{path}: index kind {kind!r} is not supported by this build")
         return INDEX_KINDS[kind]._from_mapping(mapped, path, verify)
-    data = _core.read_file(path)
-    kind = _core.peek_kind(data, path)
+    return loads(_core.read_file(path), source=path)
+
+
+def loads(data: bytes, *, source: str = "<bytes>") -> _Index:
+    """An index from the bytes ``index.to_bytes()`` returned, whatever its kind (checked as load checks
+    a file; ``source`` names it in errors)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data: expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    kind = _core.peek_kind(data, source)
     if kind not in INDEX_KINDS:
-        raise _core.FormatError(f"{path}: index kind {kind!r} is not supported by this build")
-    return INDEX_KINDS[kind].from_bytes(data, source=path)
+        raise _core.FormatError(f"{source}: index kind {kind!r} is not supported by this build")
+    return INDEX_KINDS[kind].from_bytes(data, source=source)

@@ -115,3 +115,137 @@ def test_bad_input_names_the_argument():
         wrapped = hx.IndexBinaryFlat(64)
         wrapped.add(np.zeros((1, 8), np.uint8))
         hx.IndexBinaryIDMap(wrapped)
+
+
+@pytest.mark.parametrize("description", ["BFlat", "IDMap,BFlat", "IDMap2,BFlat", "BHash16", "BHash2x16"])
+def test_factory_serialize_and_downcast_like_faiss(description):
+    rng = np.random.default_rng(4)
+    codes, queries = random_codes(rng, 1500, 8, pool=60), random_codes(rng, 15, 8, pool=60)
+    ours, theirs = hx.index_binary_factory(64, description), faiss.index_binary_factory(64, description)
+    assert type(ours).__name__ == type(faiss.downcast_IndexBinary(theirs)).__name__
+    assert hx.downcast_IndexBinary(ours) is ours
+    ids = np.arange(5000, 6500, dtype=np.int64)
+    for ix in (ours, theirs):
+        ix.add_with_ids(codes, ids) if "IDMap" in description else ix.add(codes)
+    by_id = dict(zip((ids if "IDMap" in description else np.arange(1500)).tolist(), codes))
+    lookup = lambda i: np.array([by_id[int(x)] for x in i]).reshape(-1, 8)  # noqa: E731
+    if "Hash" in description:  # ours exact, faiss's approximate: ours answer as the flat index does
+        exact = faiss.IndexBinaryFlat(64)
+        exact.add(codes)
+        np.testing.assert_array_equal(ours.search(queries, 6)[0], exact.search(queries, 6)[0])
+    else:
+        _same_up_to_ties(ours.search(queries, 6), theirs.search(queries, 6), queries, lookup)
+    blob = hx.serialize_index_binary(ours)
+    assert blob.dtype == np.uint8 and blob.ndim == 1
+    again = hx.deserialize_index_binary(blob)
+    for a, b in zip(again.search(queries, 6), ours.search(queries, 6)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(hashindex.FormatError):
+        hx.deserialize_index_binary(faiss.serialize_index_binary(faiss.IndexBinaryFlat(64)))
+
+
+def test_factory_refuses_what_it_does_not_build():
+    for description in ("BIVF8", "BHNSW16", "IDMap,BIVF8", "Flat", "Shards,BFlat"):
+        with pytest.raises(ValueError, match="description"):
+            hx.index_binary_factory(64, description)
+    with pytest.raises(TypeError, match="description"):
+        hx.index_binary_factory(64, 3)
+
+
+@pytest.mark.parametrize("n", [1001, 7])
+def test_shards_and_replicas_like_faiss(n):
+    rng = np.random.default_rng(5)
+    codes, queries = random_codes(rng, n, 16, pool=30), random_codes(rng, 12, 16, pool=30)
+    ours, theirs = hx.IndexBinaryShards(128), faiss.IndexBinaryShards(128)
+    shards = []
+    for m, ix in ((hx, ours), (faiss, theirs)):
+        for _ in range(3):
+            shards.append(m.IndexBinaryFlat(128))
+            ix.add_shard(shards[-1])
+        ix.add(codes)
+        with pytest.raises(RuntimeError):
+            ix.add(codes[:2])  # successive ids: one add only, in both
+    assert ours.ntotal == theirs.ntotal == n and ours.count() == theirs.count() == 3
+    assert [ours.at(i).ntotal for i in range(3)] == [theirs.at(i).ntotal for i in range(3)]
+    _same_up_to_ties(ours.search(queries, 8), theirs.search(queries, 8), queries, lambda i: codes[i])
+    flat = faiss.IndexBinaryFlat(128)  # faiss's shards have no range search; ours answer as one index
+    flat.add(codes)
+    lims, d, i = ours.range_search(queries, 50)
+    rl, rd, ri = flat.range_search(queries, 50)
+    np.testing.assert_array_equal(lims, rl)
+    for q in range(len(queries)):
+        s = slice(int(lims[q]), int(lims[q + 1]))
+        assert sorted(zip(d[s], i[s])) == sorted(zip(rd[s], ri[s]))
+    # A selector names the shards' global ids here; faiss hands it to each shard, which reads its own
+    # local ids (a documented difference): ours answer as one flat index with the selector does.
+    sel = np.arange(0, n, 3, dtype=np.int64)
+    _same_up_to_ties(ours.search(queries, 5, params=hx.SearchParameters(sel=hx.IDSelectorBatch(sel))),
+                     flat.search(queries, 5, params=faiss.SearchParameters(sel=faiss.IDSelectorBatch(sel))),
+                     queries, lambda i: codes[i])
+    reps, theirs_r = hx.IndexBinaryReplicas(128), faiss.IndexBinaryReplicas(128)
+    kept = []  # faiss keeps raw pointers: its sub-indexes must outlive it
+    for m, ix in ((hx, reps), (faiss, theirs_r)):
+        for _ in range(2):
+            kept.append(m.IndexBinaryFlat(128))
+            ix.add_replica(kept[-1])
+        ix.add(codes)
+    with pytest.raises(ValueError, match="already"):
+        reps.add_replica(reps.at(0))
+    assert reps.ntotal == theirs_r.ntotal == n
+    _same_up_to_ties(reps.search(queries, 8), theirs_r.search(queries, 8), queries, lambda i: codes[i])
+
+
+def test_shards_of_idmaps_keep_their_ids():
+    rng = np.random.default_rng(6)
+    codes, queries = random_codes(rng, 300, 8), random_codes(rng, 5, 8)
+    ids = rng.permutation(10**6)[:300].astype(np.int64)
+    ours, theirs = hx.IndexBinaryShards(64, False, False), faiss.IndexBinaryShards(64, False, False)
+    kept = []
+    for m, ix in ((hx, ours), (faiss, theirs)):
+        for _ in range(2):
+            kept.append(m.IndexBinaryFlat(64))
+            kept.append(m.IndexBinaryIDMap(kept[-1]))
+            ix.add_shard(kept[-1])
+        ix.add_with_ids(codes, ids)
+    by_id = dict(zip(ids.tolist(), codes))
+    _same_up_to_ties(ours.search(queries, 4), theirs.search(queries, 4), queries,
+                     lambda i: np.array([by_id[int(x)] for x in i]).reshape(-1, 8))
+
+
+def test_assign_metric_threads_and_sized_selectors():
+    rng = np.random.default_rng(7)
+    codes, queries = random_codes(rng, 500, 8), random_codes(rng, 9, 8)
+    ours, theirs = hx.IndexBinaryFlat(64), faiss.IndexBinaryFlat(64)
+    for ix in (ours, theirs):
+        ix.add(codes)
+    assert ours.metric_type == theirs.metric_type == faiss.METRIC_L2 == hx.METRIC_L2
+    labels = ours.assign(queries, 3)
+    np.testing.assert_array_equal(hamming_matrix(queries, codes)[np.arange(9)[:, None], labels],
+                                  theirs.search(queries, 3)[0])
+    hx.omp_set_num_threads(1)
+    try:
+        assert hx.omp_get_max_threads() == 1
+        _same_up_to_ties(ours.search(queries, 4), theirs.search(queries, 4), queries, lambda i: codes[i])
+    finally:
+        hx._threads[0] = None
+    chosen = np.arange(100, 200, dtype=np.int64)
+    # faiss honours n in the pointer form; ours in the array form, as the same selection
+    want = theirs.search(queries, 4, params=faiss.SearchParameters(
+        sel=faiss.IDSelectorBatch(10, faiss.swig_ptr(chosen))))
+    got = ours.search(queries, 4, params=hx.SearchParameters(sel=hx.IDSelectorBatch(10, chosen)))
+    _same_up_to_ties(got, want, queries, lambda i: codes[i])
+    assert set(got[1].ravel()) <= set(range(100, 110))
+    bitmap = np.packbits(np.ones(500, bool), bitorder="little")
+    got = ours.search(queries, 4, params=hx.SearchParameters(sel=hx.IDSelectorBitmap(40, bitmap)))
+    assert (got[1] < 40).all()
+    with pytest.raises(ValueError, match="n"):
+        hx.IDSelectorBatch(11, np.arange(10))
+    with pytest.raises(ValueError, match="n"):
+        hx.IDSelectorBitmap(81, np.zeros(10, np.uint8))
+
+
+def test_other_faiss_names_come_from_faiss(monkeypatch):
+    assert hx.IndexFlatL2 is faiss.IndexFlatL2 and hx.normalize_L2 is faiss.normalize_L2
+    monkeypatch.setitem(__import__("sys").modules, "faiss", None)  # as if faiss-cpu were not installed
+    with pytest.raises(ImportError, match="IndexFlatL2.*pip install faiss-cpu"):
+        hx.IndexFlatL2  # noqa: B018

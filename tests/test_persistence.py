@@ -202,3 +202,21 @@ def test_format1_fixtures_load():
     np.testing.assert_array_equal(np.sort(multi.ids()), rows)
     np.testing.assert_array_equal(multi.get(rows, "abnormal"), abnormal[rows])
     np.testing.assert_array_equal(multi.groups(rows), rows // 4)
+
+
+def test_loads_opens_every_kind_from_bytes():
+    rng = np.random.default_rng(11)
+    codes = rng.integers(0, 256, (50, 8), dtype=np.uint8)
+    flat, mih = hashindex.FlatIndex(64), hashindex.MIHIndex(64)
+    multi = hashindex.MultiFieldIndex({"a": 64, "b": 64})
+    flat.add(codes)
+    mih.add(codes, np.arange(100, 150))
+    multi.add({"a": codes, "b": codes[::-1]}, groups=np.arange(50) % 5)
+    for index in (flat, mih, multi):
+        again = hashindex.loads(index.to_bytes())
+        assert type(again) is type(index) and len(again) == len(index)
+        np.testing.assert_array_equal(again.ids(), index.ids())
+    with pytest.raises(TypeError, match="data"):
+        hashindex.loads("not bytes")
+    with pytest.raises(hashindex.FormatError, match="<bytes>"):
+        hashindex.loads(flat.to_bytes()[:-3])

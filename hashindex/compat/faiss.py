@@ -18,256 +18,82 @@ result types and padding as faiss-cpu 1.15 (tested side by side with it). Where 
 - **files**: write_index_binary / read_index_binary write and read hashindex's format (versioned,
   CRC-checked), not faiss's; a file from faiss raises hashindex.FormatError. A read IndexBinaryFlat
   whose ids are not 0..n-1 comes back as an IndexBinaryIDMap.
+- **IndexBinaryHash** is exact too (the multi-index hashing engine); ``b`` and ``nflip`` are kept as
+  attributes. **index_binary_factory** builds "BFlat", "BHash<b>", "BHash<nhash>x<b>" (MultiHash) and
+  their "IDMap," / "IDMap2," forms; binary IVF and HNSW are not built here and raise ValueError.
+- **serialize_index_binary** returns hashindex's format as a uint8 array (not faiss's bytes).
+- **IndexBinaryShards / IndexBinaryReplicas** run their sub-indexes one after another (``threaded`` is
+  kept and ignored) and merge by (distance, id). A selector on shards with successive ids selects
+  global ids (faiss hands it to each shard, which reads its own local ids), and shards answer
+  range_search (faiss's raise).
+- **omp_set_num_threads** sets the threads of this module's searches (hashindex's pool, not OpenMP).
+- Names this module lacks (``IndexFlatL2``, ``normalize_L2``, ...) come from faiss itself when it is
+  installed, so a script that uses them beside its binary index still swaps with one import; without
+  faiss they raise ImportError naming the package.
 - **bad input** raises TypeError / ValueError naming the argument (faiss raises AssertionError or
   RuntimeError).
 """
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import numpy as np
 
 from .. import _core
-from .._validate import codes_arg, ids_arg, int_arg, k_arg, nbits_arg
+from .._validate import codes_arg, ids_arg, int_arg
 from ..flat import FlatIndex
-from ..io import load
+from ..io import load, loads
 from ..mih import MIHIndex
+from ._faiss_classes import (
+    METRIC_INNER_PRODUCT,
+    METRIC_L2,
+    IDSelector,
+    IDSelectorArray,
+    IDSelectorBatch,
+    IDSelectorBitmap,
+    IDSelectorNot,
+    IDSelectorRange,
+    IndexBinary,
+    IndexBinaryFlat,
+    IndexBinaryHash,
+    IndexBinaryIDMap,
+    IndexBinaryIDMap2,
+    IndexBinaryMultiHash,
+    SearchParameters,
+    _Positional,
+    _threads,
+)
 
 __all__ = [
     "IDSelector", "IDSelectorArray", "IDSelectorBatch", "IDSelectorBitmap", "IDSelectorNot", "IDSelectorRange",
-    "IndexBinary", "IndexBinaryFlat", "IndexBinaryIDMap", "IndexBinaryIDMap2", "IndexBinaryMultiHash",
-    "SearchParameters", "read_index_binary", "write_index_binary",
+    "IndexBinary", "IndexBinaryFlat", "IndexBinaryHash", "IndexBinaryIDMap", "IndexBinaryIDMap2",
+    "IndexBinaryMultiHash", "IndexBinaryReplicas", "IndexBinaryShards", "METRIC_INNER_PRODUCT", "METRIC_L2",
+    "SearchParameters", "deserialize_index_binary", "downcast_IndexBinary", "index_binary_factory",
+    "omp_get_max_threads", "omp_set_num_threads", "read_index_binary", "serialize_index_binary",
+    "write_index_binary",
 ]
 
-
-# --- selectors --------------------------------------------------------------------------------
-
-class IDSelector:
-    """Which ids a search may return or remove_ids removes (faiss.IDSelector)."""
-
-    def is_member(self, id: int) -> bool:
-        return bool(self.mask(np.asarray([id], np.int64))[0])
-
-    def mask(self, ids: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def allow_list(self, ids: np.ndarray) -> np.ndarray:
-        """The selected ids among ``ids`` (what hashindex's ``allow=`` takes)."""
-        return ids[self.mask(ids)]
-
-
-class IDSelectorBatch(IDSelector):
-    """These ids (faiss.IDSelectorBatch(ids) / IDSelectorBatch(n, ids))."""
-
-    def __init__(self, *args: Any) -> None:
-        ids = args[-1] if len(args) in (1, 2) else None
-        if ids is None:
-            raise TypeError("IDSelectorBatch(ids) or IDSelectorBatch(n, ids)")
-        self.ids = np.unique(ids_arg(ids, "ids"))
-
-    def mask(self, ids: np.ndarray) -> np.ndarray:
-        return np.isin(ids, self.ids)
-
-    def allow_list(self, ids: np.ndarray) -> np.ndarray:
-        return self.ids  # the index ignores ids it does not hold: no scan of its ids needed
-
-
-class IDSelectorArray(IDSelectorBatch):
-    """These ids (faiss.IDSelectorArray)."""
-
-
-class IDSelectorRange(IDSelector):
-    """imin <= id < imax (faiss.IDSelectorRange)."""
-
-    def __init__(self, imin: int, imax: int, assume_sorted: bool = False) -> None:
-        self.imin, self.imax = int(imin), int(imax)
-
-    def mask(self, ids: np.ndarray) -> np.ndarray:
-        return (ids >= self.imin) & (ids < self.imax)
-
-
-class IDSelectorNot(IDSelector):
-    """Every id the other selector does not select (faiss.IDSelectorNot)."""
-
-    def __init__(self, sel: IDSelector) -> None:
-        if not isinstance(sel, IDSelector):
-            raise TypeError(f"sel: expected an IDSelector, got {type(sel).__name__}")
-        self.sel = sel
-
-    def mask(self, ids: np.ndarray) -> np.ndarray:
-        return ~self.sel.mask(ids)
-
-
-class IDSelectorBitmap(IDSelector):
-    """Bit ``id`` of a packed little-endian bitmap (faiss.IDSelectorBitmap(bitmap) or (n, bitmap))."""
-
-    def __init__(self, *args: Any) -> None:
-        bitmap = np.ascontiguousarray(args[-1], dtype=np.uint8)
-        self.bits = np.unpackbits(bitmap, bitorder="little").astype(bool)
-
-    def mask(self, ids: np.ndarray) -> np.ndarray:
-        inside = ids < len(self.bits)
-        out = np.zeros(len(ids), bool)
-        out[inside] = self.bits[ids[inside]]
-        return out
-
-
-class SearchParameters:
-    """faiss.SearchParameters(sel=...): the selector a search applies."""
-
-    def __init__(self, sel: IDSelector | None = None, **_ignored: Any) -> None:
-        if sel is not None and not isinstance(sel, IDSelector):
-            raise TypeError(f"sel: expected an IDSelector, got {type(sel).__name__}")
-        self.sel = sel
-
-
-def _selector(value: Any) -> IDSelector:
-    if isinstance(value, IDSelector):
-        return value
-    return IDSelectorBatch(value)  # faiss's Python layer turns an id array into IDSelectorBatch
-
-
-# --- indexes ----------------------------------------------------------------------------------
-
-class IndexBinary:
-    """What the binary index classes share (faiss.IndexBinary)."""
-
-    _index: Any
-
-    def __init__(self, d: int) -> None:
-        self.d = nbits_arg(d)
-        self.code_size = self.d // 8
-        self.is_trained = True
-        self.verbose = False
-
-    @property
-    def ntotal(self) -> int:
-        return len(self._index)
-
-    def train(self, x: np.ndarray) -> None:
-        """Nothing to train (exact indexes)."""
-
-    def _filter(self, params: SearchParameters | None) -> dict[str, np.ndarray]:
-        if params is None or params.sel is None:
-            return {}
-        return {"allow": params.sel.allow_list(self._index.ids())}
-
-    def search(self, x: np.ndarray, k: int, *, params: SearchParameters | None = None,
-               D: np.ndarray | None = None, I: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:  # noqa: E741
-        """(D int32, I int64), both (n, k): faiss's padding (2^31 - 1, -1); D / I filled if given."""
-        x = codes_arg(x, self.code_size, "x")
-        distances, ids = self._index.search(x, k_arg(k), **self._filter(params))
-        ids = self._to_user_ids(ids)
-        for out, value, name in ((D, distances, "D"), (I, ids, "I")):
-            if out is not None:
-                if out.shape != value.shape or out.dtype != value.dtype:
-                    raise ValueError(f"{name}: expected {value.dtype} of shape {value.shape}, got {out.dtype} {out.shape}")
-                out[...] = value
-        return distances, ids
-
-    def range_search(self, x: np.ndarray, thresh: int, *,
-                     params: SearchParameters | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(lims uint64, D float32, I int64) of every code with distance < thresh, as faiss returns them."""
-        x = codes_arg(x, self.code_size, "x")
-        thresh = int_arg(thresh, "thresh", minimum=-(1 << 31))
-        if thresh <= 0:
-            return np.zeros(len(x) + 1, np.uint64), np.zeros(0, np.float32), np.zeros(0, np.int64)
-        lims, distances, ids = self._index.range_search(x, thresh - 1, **self._filter(params))
-        return lims.astype(np.uint64), distances.astype(np.float32), self._to_user_ids(ids)
-
-    def reset(self) -> None:
-        self._index.reset()
-
-    def _to_user_ids(self, ids: np.ndarray) -> np.ndarray:
-        return ids
-
-
-class _Positional(IndexBinary):
-    """Ids are positions 0..ntotal-1 (faiss's flat and hash indexes)."""
-
-    def add(self, x: np.ndarray) -> None:
-        x = codes_arg(x, self.code_size, "x")
-        self._index.add(x, np.arange(self.ntotal, self.ntotal + len(x), dtype=np.int64))
-
-    def add_with_ids(self, x: np.ndarray, ids: np.ndarray) -> None:
-        raise RuntimeError(f"add_with_ids not implemented for {type(self).__name__}: wrap it in IndexBinaryIDMap")
-
-    def reconstruct(self, key: int) -> np.ndarray:
-        return self._index.reconstruct(key)
-
-    def reconstruct_n(self, i0: int, ni: int) -> np.ndarray:
-        return self._index.get(np.arange(int(i0), int(i0) + int(ni), dtype=np.int64))
-
-    def remove_ids(self, sel: Any) -> int:
-        ids = np.sort(self._index.ids())
-        gone = _selector(sel).mask(ids)
-        if not gone.any():
-            return 0
-        keep = self._index.get(ids[~gone])
-        self._index.reset()
-        self._index.add(keep, np.arange(len(keep), dtype=np.int64))
-        return int(gone.sum())
-
-
-class IndexBinaryFlat(_Positional):
-    """Exhaustive search (faiss.IndexBinaryFlat) on hashindex.FlatIndex."""
-
-    def __init__(self, d: int) -> None:
-        super().__init__(d)
-        self._index = FlatIndex(self.d)
-
-
-class IndexBinaryMultiHash(_Positional):
-    """faiss.IndexBinaryMultiHash(d, nhash, b) on hashindex.MIHIndex with nhash substrings: exact."""
-
-    def __init__(self, d: int, nhash: int, b: int) -> None:
-        super().__init__(d)
-        self.nhash = int_arg(nhash, "nhash", minimum=1)
-        self.b = int_arg(b, "b", minimum=1)
-        if self.nhash * self.b > self.d:
-            raise ValueError(f"nhash x b: expected at most d={self.d} bits, got {self.nhash} x {self.b}")
-        self.nflip = 0  # faiss's approximation knob; this index is exact
-        # hashindex's substrings are at most 64 bits, so a short-code nhash may be raised to d / 64
-        self._index = MIHIndex(self.d, max(self.nhash, -(-self.d // 64)))
-
-
-class IndexBinaryIDMap(IndexBinary):
-    """User ids over another binary index (faiss.IndexBinaryIDMap(index)); add_with_ids only."""
-
-    def __init__(self, index: IndexBinary) -> None:
-        if not isinstance(index, _Positional):
-            raise TypeError(f"index: expected an IndexBinaryFlat or IndexBinaryMultiHash, got {type(index).__name__}")
-        if index.ntotal:
-            raise ValueError("index: must be empty when wrapped (faiss asserts the same)")
-        super().__init__(index.d)
-        self.index = index
-        self._index = index._index  # ids live in the hashindex index itself
-
-    def add(self, x: np.ndarray) -> None:
-        raise RuntimeError("add not implemented for IndexBinaryIDMap: use add_with_ids")
-
-    def add_with_ids(self, x: np.ndarray, ids: np.ndarray) -> None:
-        x = codes_arg(x, self.code_size, "x")
-        self._index.add(x, ids_arg(ids, "ids", count=len(x)))
-
-    def remove_ids(self, sel: Any) -> int:
-        gone = _selector(sel).allow_list(self._index.ids())
-        gone = gone[np.fromiter((int(i) in self._index for i in gone), bool, len(gone))]
-        if len(gone):
-            self._index.remove(gone)
-        return len(gone)
-
-    @property
-    def id_map(self) -> np.ndarray:
-        return self._index.ids()
-
-
-class IndexBinaryIDMap2(IndexBinaryIDMap):
-    """IndexBinaryIDMap with reconstruct by id (faiss.IndexBinaryIDMap2)."""
-
-    def reconstruct(self, key: int) -> np.ndarray:
-        return self._index.reconstruct(key)
+def omp_set_num_threads(n: int) -> None:
+    """Threads for this module's searches (faiss sets OpenMP's; here hashindex's pool takes them)."""
+    _threads[0] = int_arg(n, "n", minimum=1)
+
+
+def omp_get_max_threads() -> int:
+    return _threads[0] or _core.available_threads()
+
+
+def __getattr__(name: str) -> Any:
+    """faiss's other names (float indexes, utilities) from faiss itself, so a script keeps working."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    try:
+        import faiss as real
+    except ImportError:
+        raise ImportError(f"hashindex.compat.faiss has no {name!r}, and faiss itself, which has it, is not "
+                          "installed: pip install faiss-cpu") from None
+    return getattr(real, name)
 
 
 # --- files ------------------------------------------------------------------------------------
@@ -281,14 +107,37 @@ def write_index_binary(index: IndexBinary, fname: str | os.PathLike[str]) -> Non
 
 def read_index_binary(fname: str | os.PathLike[str]) -> IndexBinary:
     """Reads a file written by write_index_binary (hashindex's format; faiss's files raise FormatError)."""
-    inner = load(fname)
+    return _wrap(load(fname), os.fspath(fname))
+
+
+def serialize_index_binary(index: IndexBinary) -> np.ndarray:
+    """The index as a uint8 array of hashindex's file format (what write_index_binary writes)."""
+    if not isinstance(index, IndexBinary) or isinstance(index, _Composite):
+        raise TypeError(f"index: expected a hashindex.compat.faiss index, got {type(index).__name__}")
+    return np.frombuffer(index._index.to_bytes(), np.uint8).copy()
+
+
+def deserialize_index_binary(data: np.ndarray) -> IndexBinary:
+    """An index from serialize_index_binary's array."""
+    return _wrap(loads(np.ascontiguousarray(data, dtype=np.uint8).tobytes(), source="<serialized>"), "<serialized>")
+
+
+def downcast_IndexBinary(index: IndexBinary) -> IndexBinary:
+    """The index itself: these classes are never handed out as a base class."""
+    if not isinstance(index, IndexBinary):
+        raise TypeError(f"index: expected a hashindex.compat.faiss index, got {type(index).__name__}")
+    return index
+
+
+def _wrap(inner: Any, source: str) -> IndexBinary:
+    """The compat class of a loaded hashindex index (an IDMap around it when its ids are not 0..n-1)."""
     if isinstance(inner, FlatIndex):
         out: _Positional = IndexBinaryFlat.__new__(IndexBinaryFlat)
     elif isinstance(inner, MIHIndex):
         out = IndexBinaryMultiHash.__new__(IndexBinaryMultiHash)
         out.nhash, out.b, out.nflip = inner.m or 1, inner.nbits // max(inner.m, 1), 0
     else:
-        raise _core.FormatError(f"{os.fspath(fname)}: holds a {type(inner).__name__}, which faiss has no class for")
+        raise _core.FormatError(f"{source}: holds a {type(inner).__name__}, which faiss has no class for")
     IndexBinary.__init__(out, inner.nbits)
     out._index = inner
     ids = inner.ids()
@@ -298,3 +147,188 @@ def read_index_binary(fname: str | os.PathLike[str]) -> IndexBinary:
     IndexBinary.__init__(wrapped, inner.nbits)
     wrapped.index, wrapped._index = out, inner
     return wrapped
+
+
+def index_binary_factory(d: int, description: str) -> IndexBinary:
+    """faiss.index_binary_factory for the kinds built here: "BFlat", "BHash<b>", "BHash<nhash>x<b>",
+    each optionally behind "IDMap," or "IDMap2,"."""
+    if not isinstance(description, str):
+        raise TypeError(f"description: expected a string, got {type(description).__name__}")
+    wrap, _, core = description.rpartition(",")
+    inner: IndexBinary
+    match = re.fullmatch(r"BHash(\d+)(?:x(\d+))?", core)
+    if core == "BFlat":
+        inner = IndexBinaryFlat(d)
+    elif match and match.group(2):
+        inner = IndexBinaryMultiHash(d, int(match.group(1)), int(match.group(2)))
+    elif match:
+        inner = IndexBinaryHash(d, int(match.group(1)))
+    else:
+        raise ValueError(f"description: {core!r} is not built by hashindex.compat.faiss (BFlat, BHash<b> and "
+                         "BHash<nhash>x<b> are; binary IVF and HNSW are not)")
+    if wrap in ("", "IDMap", "IDMap2"):
+        return {"": lambda: inner, "IDMap": lambda: IndexBinaryIDMap(inner), "IDMap2": lambda: IndexBinaryIDMap2(inner)}[wrap]()
+    raise ValueError(f"description: expected an optional 'IDMap,' or 'IDMap2,' prefix, got {wrap!r}")
+
+
+# --- several indexes as one -------------------------------------------------------------------
+
+class _Composite(IndexBinary):
+    """Sub-indexes searched one after another, results merged by (distance, id)."""
+
+    def __init__(self, d: int, threaded: bool = False) -> None:
+        super().__init__(d)
+        self.threaded = threaded  # kept for faiss's signature; sub-indexes run one after another
+        self._subs: list[IndexBinary] = []
+
+    def _attach(self, index: IndexBinary) -> None:
+        if not isinstance(index, IndexBinary):
+            raise TypeError(f"index: expected a hashindex.compat.faiss index, got {type(index).__name__}")
+        if index.d != self.d:
+            raise ValueError(f"index: expected d={self.d}, got d={index.d}")
+        if any(sub is index for sub in self._subs):
+            raise ValueError("index: already in the collection")
+        self._subs.append(index)
+
+    def count(self) -> int:
+        return len(self._subs)
+
+    def at(self, i: int) -> IndexBinary:
+        return self._subs[int_arg(i, "i", minimum=0, maximum=max(0, len(self._subs) - 1))]
+
+    def reset(self) -> None:
+        for sub in self._subs:
+            sub.reset()
+
+    def _merge(self, parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+        distances = np.concatenate([p[0] for p in parts], axis=1)
+        ids = np.concatenate([p[1] for p in parts], axis=1)
+        # padding (-1 at 2^31 - 1) sorts after every result: by distance, then id
+        order = np.lexsort((np.where(ids < 0, np.iinfo(np.int64).max, ids), distances))[:, :k]
+        return np.take_along_axis(distances, order, 1), np.take_along_axis(ids, order, 1)
+
+
+class IndexBinaryShards(_Composite):
+    """faiss.IndexBinaryShards(d, threaded=False, successive_ids=True): items split across sub-indexes.
+    With successive_ids, one add() cuts the batch into consecutive parts, and a sub-index's ids are
+    offset by the items of the ones before it."""
+
+    def __init__(self, d: int, threaded: bool = False, successive_ids: bool = True) -> None:
+        super().__init__(d, threaded)
+        self.successive_ids = bool(successive_ids)
+
+    @property
+    def ntotal(self) -> int:
+        return sum(sub.ntotal for sub in self._subs)
+
+    def add_shard(self, index: IndexBinary) -> None:
+        self._attach(index)
+
+    def remove_shard(self, index: IndexBinary) -> None:
+        self._subs = [sub for sub in self._subs if sub is not index]
+
+    def _split(self, n: int) -> list[slice]:
+        if not self._subs:
+            raise RuntimeError("no shards: add_shard first")
+        bounds = [i * n // len(self._subs) for i in range(len(self._subs) + 1)]
+        return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+    def add(self, x: np.ndarray) -> None:
+        x = codes_arg(x, self.code_size, "x")
+        if self.successive_ids and self.ntotal:
+            raise RuntimeError("when adding to IndexBinaryShards with successive_ids, only add() in a single pass "
+                               "is supported")
+        for sub, part in zip(self._subs, self._split(len(x))):
+            sub.add(x[part])
+
+    def add_with_ids(self, x: np.ndarray, ids: np.ndarray) -> None:
+        x = codes_arg(x, self.code_size, "x")
+        ids = ids_arg(ids, "ids", count=len(x))
+        for sub, part in zip(self._subs, self._split(len(x))):
+            sub.add_with_ids(x[part], ids[part])
+
+    def _offsets(self) -> list[int]:
+        sizes = [sub.ntotal if self.successive_ids else 0 for sub in self._subs]
+        return [int(v) for v in np.cumsum([0] + sizes[:-1])]
+
+    def _knn(self, x: np.ndarray, k: int, params: SearchParameters | None) -> tuple[np.ndarray, np.ndarray]:
+        parts = []
+        for sub, offset in zip(self._subs, self._offsets()):
+            distances, ids = sub.search(x, k, params=self._shifted(params, offset))
+            parts.append((distances, np.where(ids >= 0, ids + offset, ids)))
+        return self._merge(parts, k) if parts else (np.full((len(x), k), _core.PAD_DISTANCE, np.int32),
+                                                     np.full((len(x), k), -1, np.int64))
+
+    def _range(self, x: np.ndarray, thresh: int,
+               params: SearchParameters | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows: list[list[tuple[float, int]]] = [[] for _ in range(len(x))]
+        for sub, offset in zip(self._subs, self._offsets()):
+            lims, distances, ids = sub.range_search(x, thresh, params=self._shifted(params, offset))
+            for q in range(len(x)):
+                s = slice(int(lims[q]), int(lims[q + 1]))
+                rows[q] += zip(distances[s].tolist(), (ids[s] + offset).tolist())
+        lims = np.cumsum([0] + [len(r) for r in rows]).astype(np.uint64)
+        hits = [h for r in rows for h in sorted(r)]
+        return (lims, np.array([h[0] for h in hits], np.float32), np.array([h[1] for h in hits], np.int64))
+
+    @staticmethod
+    def _shifted(params: SearchParameters | None, offset: int) -> SearchParameters | None:
+        """A selector over global ids, asked about a shard's own (offset) ids."""
+        if params is None or params.sel is None or not offset:
+            return params
+        return SearchParameters(sel=_Offset(params.sel, offset))
+
+
+class _Offset(IDSelector):
+    def __init__(self, sel: IDSelector, offset: int) -> None:
+        self.sel, self.offset = sel, offset
+
+    def mask(self, ids: np.ndarray) -> np.ndarray:
+        return self.sel.mask(ids + self.offset)
+
+
+class IndexBinaryReplicas(_Composite):
+    """faiss.IndexBinaryReplicas(d, threaded=False): every sub-index holds every item; a search's
+    queries are split across them."""
+
+    @property
+    def ntotal(self) -> int:
+        return self._subs[0].ntotal if self._subs else 0
+
+    def add_replica(self, index: IndexBinary) -> None:
+        self._attach(index)
+
+    def remove_replica(self, index: IndexBinary) -> None:
+        self._subs = [sub for sub in self._subs if sub is not index]
+
+    def add(self, x: np.ndarray) -> None:
+        for sub in self._subs:
+            sub.add(x)
+
+    def add_with_ids(self, x: np.ndarray, ids: np.ndarray) -> None:
+        for sub in self._subs:
+            sub.add_with_ids(x, ids)
+
+    def _parts(self, n: int) -> list[tuple[IndexBinary, slice]]:
+        if not self._subs:
+            raise RuntimeError("no replicas: add_replica first")
+        bounds = [i * n // len(self._subs) for i in range(len(self._subs) + 1)]
+        return [(sub, slice(a, b)) for sub, a, b in zip(self._subs, bounds, bounds[1:])]
+
+    def _knn(self, x: np.ndarray, k: int, params: SearchParameters | None) -> tuple[np.ndarray, np.ndarray]:
+        parts = [sub.search(x[s], k, params=params) for sub, s in self._parts(len(x))]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def _range(self, x: np.ndarray, thresh: int,
+               params: SearchParameters | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        parts = [sub.range_search(x[s], thresh, params=params) for sub, s in self._parts(len(x))]
+        lims = [np.zeros(1, np.uint64)]
+        for p in parts:
+            lims.append(p[0][1:] + lims[-1][-1])
+        return np.concatenate(lims), np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
+
+
+for _cls in (IDSelector, IDSelectorArray, IDSelectorBatch, IDSelectorBitmap, IDSelectorNot, IDSelectorRange,
+             IndexBinary, IndexBinaryFlat, IndexBinaryHash, IndexBinaryIDMap, IndexBinaryIDMap2, IndexBinaryMultiHash,
+             SearchParameters):
+    _cls.__module__ = __name__  # they are this module's API, defined in _faiss_classes
