@@ -23,6 +23,8 @@ COMMON_SOURCES = [
     "id_map.cpp",
     "interrupt.cpp",
     "items.cpp",
+    "ivf_index.cpp",
+    "ivf_train.cpp",
     "kernel_scalar.cpp",
     "mih_cost.cpp",
     "mih_index.cpp",

@@ -17,6 +17,7 @@
 #include "format.h"
 #include "id_filter.h"
 #include "interrupt.h"
+#include "ivf_index.h"
 #include "mih_index.h"
 
 namespace hashindex::binding {
@@ -68,6 +69,14 @@ inline py::dict stats_dict(const MihStats& st) {
     d["tail"] = st.tail;
     d["probe_scale"] = st.probe_scale;
     d["scan_ns_per_word"] = st.scan_ns_per_word;
+    return d;
+}
+
+inline py::dict ivf_stats(const IvfStats& st) {
+    py::dict d;
+    d["queries"] = st.queries;
+    d["lists_probed"] = st.lists_probed;
+    d["codes_compared"] = st.codes_compared;
     return d;
 }
 
@@ -129,6 +138,10 @@ template <>
 inline MIHIndex from_mapped<MIHIndex>(const std::shared_ptr<const MappedFile>& file, const std::string& source, bool) {
     return MIHIndex::from_bytes(file->data, file->size, source);
 }
+template <>
+inline IVFIndex from_mapped<IVFIndex>(const std::shared_ptr<const MappedFile>& file, const std::string& source, bool) {
+    return IVFIndex::from_bytes(file->data, file->size, source);
+}
 
 // Content and persistence, shared by every index kind (single- or multi-field).
 template <class Index>
@@ -180,6 +193,32 @@ void bind_storage(py::class_<Index>& c) {
 template <class Index>
 constexpr bool kProbes = std::is_same_v<Index, MIHIndex>;
 
+// Single-field content by rows: add, get, the id counter, the code length (every kind but the
+// multi-field one).
+template <class Index>
+void bind_rows(py::class_<Index>& c) {
+    c.def("restore_next_id", &Index::restore_next_id, py::arg("next_id"))
+        .def_property_readonly("nbits", &Index::nbits)
+        .def_property_readonly("code_size", &Index::code_size)
+        .def("add",
+             [](Index& self, const Codes& codes, std::optional<Ids> ids) {
+                 check_rows(codes, self.code_size(), "codes");
+                 if (ids && ids->size() != codes.shape(0)) throw std::invalid_argument("ids: expected one id per code");
+                 py::gil_scoped_release nogil;
+                 self.add(codes.data(), codes.shape(0), ids ? ids->data() : nullptr);
+             },
+             py::arg("codes"), py::arg("ids") = py::none())
+        .def("get",
+             [](const Index& self, const Ids& ids) {
+                 Codes out({static_cast<py::ssize_t>(ids.size()), static_cast<py::ssize_t>(self.code_size())});
+                 uint8_t* dst = out.mutable_data();
+                 py::gil_scoped_release nogil;
+                 self.get(ids.data(), ids.size(), dst);
+                 return out;
+             },
+             py::arg("ids"));
+}
+
 // The surface every single-field index kind adds, bound once.
 template <class Index>
 void bind_common(py::class_<Index>& c) {
@@ -217,26 +256,7 @@ void bind_common(py::class_<Index>& c) {
             },
             py::arg("queries"), py::arg("radius"), py::arg("threads") = 0, py::arg("allow") = py::none(),
             py::arg("deny") = py::none());
-    c.def("restore_next_id", &Index::restore_next_id, py::arg("next_id"))
-        .def_property_readonly("nbits", &Index::nbits)
-        .def_property_readonly("code_size", &Index::code_size)
-        .def("add",
-             [](Index& self, const Codes& codes, std::optional<Ids> ids) {
-                 check_rows(codes, self.code_size(), "codes");
-                 if (ids && ids->size() != codes.shape(0)) throw std::invalid_argument("ids: expected one id per code");
-                 py::gil_scoped_release nogil;
-                 self.add(codes.data(), codes.shape(0), ids ? ids->data() : nullptr);
-             },
-             py::arg("codes"), py::arg("ids") = py::none())
-        .def("get",
-             [](const Index& self, const Ids& ids) {
-                 Codes out({static_cast<py::ssize_t>(ids.size()), static_cast<py::ssize_t>(self.code_size())});
-                 uint8_t* dst = out.mutable_data();
-                 py::gil_scoped_release nogil;
-                 self.get(ids.data(), ids.size(), dst);
-                 return out;
-             },
-             py::arg("ids"));
+    bind_rows(c);
 }
 
 }  // namespace hashindex::binding

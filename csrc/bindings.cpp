@@ -15,6 +15,7 @@
 #include "dispatch.h"
 #include "errors.h"
 #include "flat_index.h"
+#include "ivf_index.h"
 #include "mih_index.h"
 #include "multi_field_index.h"
 #include "format.h"
@@ -125,6 +126,68 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("m", &MIHIndex::m)
         .def_property_readonly("m_requested", &MIHIndex::m_requested);
     bind_common(mih);
+
+    py::class_<IVFIndex> ivf(m, "IVFIndex");
+    ivf.def(py::init<int, int>(), py::arg("nbits"), py::arg("nlist"))
+        .def_property_readonly("nlist", &IVFIndex::nlist)
+        .def_property_readonly("trained", &IVFIndex::trained)
+        .def("train",
+             [](IVFIndex& self, const Codes& codes, int iterations, uint64_t seed) {
+                 check_rows(codes, self.code_size(), "codes");
+                 run_interruptible([&] { self.train(codes.data(), codes.shape(0), iterations, seed); });
+             },
+             py::arg("codes"), py::arg("iterations") = 10, py::arg("seed") = 0)
+        .def("centroids",
+             [](const IVFIndex& self) {
+                 std::vector<uint8_t> rows = self.centroids();
+                 return to_numpy(std::move(rows)).reshape({static_cast<py::ssize_t>(self.nlist()),
+                                                          static_cast<py::ssize_t>(self.code_size())});
+             })
+        .def("set_centroids",
+             [](IVFIndex& self, const Codes& rows) {
+                 check_rows(rows, self.code_size(), "centroids");
+                 if (rows.shape(0) != self.nlist()) throw std::invalid_argument("centroids: expected nlist rows");
+                 self.set_centroids(rows.data());
+             },
+             py::arg("centroids"))
+        .def("assign",
+             [](const IVFIndex& self, const Codes& codes) {
+                 check_rows(codes, self.code_size(), "codes");
+                 std::vector<int64_t> lists;
+                 run_interruptible([&] { lists = self.assign(codes.data(), codes.shape(0)); });
+                 return to_numpy(std::move(lists));
+             },
+             py::arg("codes"))
+        .def("list_sizes", [](const IVFIndex& self) { return to_numpy(self.list_sizes()); })
+        .def(
+            "search",
+            [](const IVFIndex& self, const Codes& q, int64_t k, int nprobe, int threads, std::optional<Ids> allow,
+               std::optional<Ids> deny) {
+                const IdFilter filter = make_filter(allow, deny);
+                IvfStats st;
+                py::tuple r = knn_arrays(self, q, k, [&](const uint8_t* qs, int64_t nq, int32_t* d, int64_t* i) {
+                    self.search(qs, nq, k, nprobe, threads, d, i, &st, filter);
+                });
+                return py::make_tuple(r[0], r[1], ivf_stats(st));
+            },
+            py::arg("queries"), py::arg("k"), py::arg("nprobe"), py::arg("threads") = 0,
+            py::arg("allow") = py::none(), py::arg("deny") = py::none())
+        .def(
+            "range_search",
+            [](const IVFIndex& self, const Codes& q, int32_t radius, int nprobe, int threads, std::optional<Ids> allow,
+               std::optional<Ids> deny) {
+                check_rows(q, self.code_size(), "queries");
+                const IdFilter filter = make_filter(allow, deny);
+                IvfStats st;
+                RangeResult r;
+                run_interruptible([&] { r = self.range_search(q.data(), q.shape(0), radius, nprobe, threads, &st, filter); });
+                py::tuple t = range_arrays(std::move(r));
+                return py::make_tuple(t[0], t[1], t[2], ivf_stats(st));
+            },
+            py::arg("queries"), py::arg("radius"), py::arg("nprobe"), py::arg("threads") = 0,
+            py::arg("allow") = py::none(), py::arg("deny") = py::none());
+    bind_storage(ivf);
+    bind_rows(ivf);
 
     py::class_<MultiFieldIndex> multi(m, "MultiFieldIndex");
     multi.def(py::init<std::vector<std::string>, std::vector<int>, bool>(), py::arg("names"), py::arg("nbits"),

@@ -95,6 +95,7 @@ const char* kind_name(uint32_t kind) {
         case static_cast<uint32_t>(IndexKind::Flat): return "FlatIndex";
         case static_cast<uint32_t>(IndexKind::MIH): return "MIHIndex";
         case static_cast<uint32_t>(IndexKind::MultiField): return "MultiFieldIndex";
+        case static_cast<uint32_t>(IndexKind::IVF): return "IVFIndex";
         default: return "unknown";
     }
 }

@@ -22,7 +22,7 @@
 
 namespace hashindex {
 
-enum class IndexKind : uint32_t { Flat = 1, MIH = 2, MultiField = 3 };
+enum class IndexKind : uint32_t { Flat = 1, MIH = 2, MultiField = 3, IVF = 4 };
 // 2: FlatIndex and MultiFieldIndex store codes in the kernels' blocked layout at 64-byte aligned
 // offsets (so a mapped file is searched in place) and omit ids 0..n-1 and absent groups; MIH's
 // payload is as in 1. Files of version 1 still load.

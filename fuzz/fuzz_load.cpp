@@ -15,6 +15,7 @@
 
 #include "flat_index.h"
 #include "format.h"
+#include "ivf_index.h"
 #include "mih_index.h"
 #include "multi_field_index.h"
 
@@ -54,8 +55,8 @@ void map_and_probe(const std::vector<uint8_t>& image, Probe probe) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size < 1) return 0;
-    const IndexKind kind = static_cast<IndexKind>(1 + data[0] % 3);
-    const uint32_t version = (data[0] / 3) % 2 == 0 ? 1 : 2;
+    const IndexKind kind = static_cast<IndexKind>(1 + data[0] % 4);
+    const uint32_t version = (data[0] / 4) % 2 == 0 ? 1 : 2;
     PayloadWriter w;
     w.put_bytes(data + 1, size - 1);
     const std::vector<uint8_t> image = w.finish(kind, version);
@@ -89,5 +90,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     };
     load_and_probe<MultiFieldIndex>(image, multi_probe);
     map_and_probe<MultiFieldIndex>(image, multi_probe);
+    load_and_probe<IVFIndex>(image, [](const IVFIndex& ix) {
+        if (!ix.trained()) return;
+        std::vector<uint8_t> q(static_cast<std::size_t>(ix.code_size()), 0x5a);
+        int32_t d[3];
+        int64_t i[3];
+        ix.search(q.data(), 1, 3, 2, 1, d, i, nullptr);
+        ix.range_search(q.data(), 1, 4, 2, 1, nullptr);
+    });
     return 0;
 }

@@ -27,6 +27,7 @@ from .allocator import tune_allocator
 from .bits import pack_bits, unpack_bits
 from .flat import FlatIndex
 from .io import load, loads
+from .ivf import IVFIndex
 from .mih import MIHIndex
 from .multi_field import MultiFieldIndex
 from .simd import hamming_distances, set_simd_level, simd_level, supported_simd_levels
@@ -36,6 +37,7 @@ FORMAT_VERSION: int = _core.FORMAT_VERSION
 
 __all__ = [
     "FlatIndex",
+    "IVFIndex",
     "MIHIndex",
     "MultiFieldIndex",
     "FormatError",

@@ -7,12 +7,13 @@ from . import _core
 from ._base import _Index
 from ._validate import mmap_arg
 from .flat import FlatIndex
+from .ivf import IVFIndex
 from .mih import MIHIndex
 from .multi_field import MultiFieldIndex
 
 # Header kind name -> class with from_bytes; new index kinds register here.
 INDEX_KINDS: dict[str, type[_Index]] = {
-    "FlatIndex": FlatIndex, "MIHIndex": MIHIndex, "MultiFieldIndex": MultiFieldIndex,
+    "FlatIndex": FlatIndex, "MIHIndex": MIHIndex, "MultiFieldIndex": MultiFieldIndex, "IVFIndex": IVFIndex,
 }
 
 

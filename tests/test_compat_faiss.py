@@ -145,7 +145,7 @@ def test_factory_serialize_and_downcast_like_faiss(description):
 
 
 def test_factory_refuses_what_it_does_not_build():
-    for description in ("BIVF8", "BHNSW16", "IDMap,BIVF8", "Flat", "Shards,BFlat"):
+    for description in ("BHNSW16", "IDMap,BIVF8", "Flat", "Shards,BFlat", "BIVF8_HNSW8"):
         with pytest.raises(ValueError, match="description"):
             hx.index_binary_factory(64, description)
     with pytest.raises(TypeError, match="description"):
@@ -249,3 +249,50 @@ def test_other_faiss_names_come_from_faiss(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "faiss", None)  # as if faiss-cpu were not installed
     with pytest.raises(ImportError, match="IndexFlatL2.*pip install faiss-cpu"):
         hx.IndexFlatL2  # noqa: B018
+
+
+def test_ivf_like_faiss_on_the_same_centroids(tmp_path):
+    rng = np.random.default_rng(8)
+    centres = rng.integers(0, 256, (60, 16), dtype=np.uint8)
+    codes = centres[rng.integers(0, 60, 4000)] ^ (rng.random((4000, 16)) < 0.03).astype(np.uint8)
+    queries = centres[rng.integers(0, 60, 30)] ^ (rng.random((30, 16)) < 0.03).astype(np.uint8)
+    trainer = hx.IndexBinaryIVF(hx.IndexBinaryFlat(128), 128, 32)
+    trainer.train(codes[:2000])
+    assert trainer.is_trained and trainer.quantizer.ntotal == 32
+    ours_q, theirs_q = hx.IndexBinaryFlat(128), faiss.IndexBinaryFlat(128)
+    for q in (ours_q, theirs_q):
+        q.add(trainer.quantizer.reconstruct_n(0, 32))  # the same centroids in both quantizers
+    ours, theirs = hx.IndexBinaryIVF(ours_q, 128, 32), faiss.IndexBinaryIVF(theirs_q, 128, 32)
+    theirs.is_trained = True
+    for ix in (ours, theirs):
+        ix.add(codes)
+    for nprobe in (1, 3, 32):
+        ours.nprobe = theirs.nprobe = nprobe
+        _same_up_to_ties(ours.search(queries, 6), theirs.search(queries, 6), queries, lambda i: codes[i])
+    _same_up_to_ties(ours.search(queries, 6, params=hx.SearchParametersIVF(nprobe=2)),
+                     theirs.search(queries, 6, params=faiss.SearchParametersIVF(nprobe=2)), queries, lambda i: codes[i])
+    # faiss's binary IVF refuses selectors; ours apply them in the lists (all of them here: exact)
+    sel = np.arange(0, 4000, 5, dtype=np.int64)
+    flat = faiss.IndexBinaryFlat(128)
+    flat.add(codes)
+    _same_up_to_ties(ours.search(queries, 6, params=hx.SearchParametersIVF(nprobe=32, sel=hx.IDSelectorBatch(sel))),
+                     flat.search(queries, 6, params=faiss.SearchParameters(sel=faiss.IDSelectorBatch(sel))),
+                     queries, lambda i: codes[i])
+    assert ours.remove_ids(np.arange(100)) == theirs.remove_ids(np.arange(100)) == 100
+    assert ours.ntotal == theirs.ntotal
+    path = tmp_path / "ivf.hx"
+    hx.write_index_binary(ours, str(path))
+    again = hx.read_index_binary(str(path))
+    assert type(again).__name__ == "IndexBinaryIVF" and again.quantizer.ntotal == 32
+    again.nprobe = ours.nprobe
+    for a, b in zip(again.search(queries, 6), ours.search(queries, 6)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(RuntimeError, match="not trained"):
+        hx.IndexBinaryIVF(hx.IndexBinaryFlat(128), 128, 32).add(codes)
+    built = hx.index_binary_factory(128, "BIVF16")
+    built.train(codes)
+    built.add(codes)
+    built.nprobe = 16  # every list: exact
+    exact = faiss.IndexBinaryFlat(128)
+    exact.add(codes)
+    np.testing.assert_array_equal(built.search(queries, 5)[0], exact.search(queries, 5)[0])

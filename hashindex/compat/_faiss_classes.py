@@ -8,6 +8,7 @@ import numpy as np
 
 from .._validate import codes_arg, ids_arg, int_arg, k_arg, nbits_arg
 from ..flat import FlatIndex
+from ..ivf import IVFIndex
 from ..mih import MIHIndex
 
 METRIC_INNER_PRODUCT, METRIC_L2 = 0, 1  # faiss's values; binary indexes report METRIC_L2
@@ -108,6 +109,23 @@ class SearchParameters:
         if sel is not None and not isinstance(sel, IDSelector):
             raise TypeError(f"sel: expected an IDSelector, got {type(sel).__name__}")
         self.sel = sel
+
+
+class SearchParametersIVF(SearchParameters):
+    """faiss.SearchParametersIVF(nprobe=..., sel=...): a search's lists to probe, and its selector."""
+
+    def __init__(self, sel: IDSelector | None = None, nprobe: int | None = None, **ignored: Any) -> None:
+        super().__init__(sel, **ignored)
+        self.nprobe = None if nprobe is None else int_arg(nprobe, "nprobe", minimum=1)
+
+
+def _remove_selected(index: Any, sel: Any) -> int:
+    """Removes the selected ids that the index holds (faiss ignores absent ones); how many."""
+    gone = _selector(sel).allow_list(index.ids())
+    gone = gone[np.fromiter((int(i) in index for i in gone), bool, len(gone))]
+    if len(gone):
+        index.remove(gone)
+    return len(gone)
 
 
 def _selector(value: Any) -> IDSelector:
@@ -268,11 +286,7 @@ class IndexBinaryIDMap(IndexBinary):
         self._index.add(x, ids_arg(ids, "ids", count=len(x)))
 
     def remove_ids(self, sel: Any) -> int:
-        gone = _selector(sel).allow_list(self._index.ids())
-        gone = gone[np.fromiter((int(i) in self._index for i in gone), bool, len(gone))]
-        if len(gone):
-            self._index.remove(gone)
-        return len(gone)
+        return _remove_selected(self._index, sel)
 
     @property
     def id_map(self) -> np.ndarray:
@@ -286,3 +300,62 @@ class IndexBinaryIDMap2(IndexBinaryIDMap):
         return self._index.reconstruct(key)
 
 
+class IndexBinaryIVF(IndexBinary):
+    """faiss.IndexBinaryIVF(quantizer, d, nlist) on hashindex.IVFIndex. train() sets the centroids by
+    k-majority and adds them to the quantizer; a quantizer filled beforehand (with nlist codes) gives
+    them instead, as in faiss. ``nprobe`` per index, or per search with SearchParametersIVF."""
+
+    def __init__(self, quantizer: IndexBinary, d: int, nlist: int) -> None:
+        super().__init__(d)
+        if not isinstance(quantizer, IndexBinary):
+            raise TypeError(f"quantizer: expected a hashindex.compat.faiss index, got {type(quantizer).__name__}")
+        if quantizer.d != self.d:
+            raise ValueError(f"quantizer: expected d={self.d}, got d={quantizer.d}")
+        self.quantizer, self.nlist, self.nprobe = quantizer, int_arg(nlist, "nlist", minimum=1), 1
+        self._index = IVFIndex(self.d, self.nlist)
+        self.is_trained = False
+
+    def train(self, x: np.ndarray) -> None:
+        self._index.train(codes_arg(x, self.code_size, "x"))
+        self.quantizer.reset()
+        self.quantizer.add(self._index.centroids)
+        self.is_trained = True
+
+    def _centroids(self) -> None:
+        if self._index.is_trained:
+            return
+        if self.quantizer.ntotal != self.nlist:
+            raise RuntimeError("the index is not trained: call train(x), or fill the quantizer with nlist codes")
+        self._index.centroids = self.quantizer._index.get(np.sort(self.quantizer._index.ids())[:self.nlist])
+        self.is_trained = True
+
+    def add(self, x: np.ndarray) -> None:
+        self._centroids()
+        x = codes_arg(x, self.code_size, "x")
+        self._index.add(x, np.arange(self._index.next_id, self._index.next_id + len(x), dtype=np.int64))
+
+    def add_with_ids(self, x: np.ndarray, ids: np.ndarray) -> None:
+        self._centroids()
+        x = codes_arg(x, self.code_size, "x")
+        self._index.add(x, ids_arg(ids, "ids", count=len(x)))
+
+    def _nprobe(self, params: SearchParameters | None) -> int:
+        self._centroids()
+        chosen = getattr(params, "nprobe", None)
+        return int_arg(self.nprobe if chosen is None else chosen, "nprobe", minimum=1)
+
+    def _knn(self, x: np.ndarray, k: int, params: SearchParameters | None) -> tuple[np.ndarray, np.ndarray]:
+        result = self._index.search(x, k, nprobe=self._nprobe(params), threads=_threads[0], **self._filter(params))
+        return result.distances, result.ids
+
+    def _range(self, x: np.ndarray, thresh: int,
+               params: SearchParameters | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        r = self._index.range_search(x, thresh - 1, nprobe=self._nprobe(params), threads=_threads[0],
+                                     **self._filter(params))
+        return r.lims.astype(np.uint64), r.distances.astype(np.float32), r.ids
+
+    def remove_ids(self, sel: Any) -> int:
+        return _remove_selected(self._index, sel)
+
+    def reconstruct(self, key: int) -> np.ndarray:
+        return self._index.reconstruct(key)

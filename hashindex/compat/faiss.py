@@ -20,7 +20,9 @@ result types and padding as faiss-cpu 1.15 (tested side by side with it). Where 
   whose ids are not 0..n-1 comes back as an IndexBinaryIDMap.
 - **IndexBinaryHash** is exact too (the multi-index hashing engine); ``b`` and ``nflip`` are kept as
   attributes. **index_binary_factory** builds "BFlat", "BHash<b>", "BHash<nhash>x<b>" (MultiHash) and
-  their "IDMap," / "IDMap2," forms; binary IVF and HNSW are not built here and raise ValueError.
+  "BIVF<nlist>" and their "IDMap," / "IDMap2," forms; HNSW is not built here and raises ValueError.
+- **IndexBinaryIVF** trains its centroids by k-majority (binary k-means), faiss by k-means on the
+  bits as floats; on the same centroids (a quantizer filled beforehand) both probe the same lists.
 - **serialize_index_binary** returns hashindex's format as a uint8 array (not faiss's bytes).
 - **IndexBinaryShards / IndexBinaryReplicas** run their sub-indexes one after another (``threaded`` is
   kept and ignored) and merge by (distance, id). A selector on shards with successive ids selects
@@ -45,6 +47,7 @@ from .. import _core
 from .._validate import codes_arg, ids_arg, int_arg
 from ..flat import FlatIndex
 from ..io import load, loads
+from ..ivf import IVFIndex
 from ..mih import MIHIndex
 from ._faiss_classes import (
     METRIC_INNER_PRODUCT,
@@ -60,8 +63,10 @@ from ._faiss_classes import (
     IndexBinaryHash,
     IndexBinaryIDMap,
     IndexBinaryIDMap2,
+    IndexBinaryIVF,
     IndexBinaryMultiHash,
     SearchParameters,
+    SearchParametersIVF,
     _Positional,
     _threads,
 )
@@ -69,8 +74,8 @@ from ._faiss_classes import (
 __all__ = [
     "IDSelector", "IDSelectorArray", "IDSelectorBatch", "IDSelectorBitmap", "IDSelectorNot", "IDSelectorRange",
     "IndexBinary", "IndexBinaryFlat", "IndexBinaryHash", "IndexBinaryIDMap", "IndexBinaryIDMap2",
-    "IndexBinaryMultiHash", "IndexBinaryReplicas", "IndexBinaryShards", "METRIC_INNER_PRODUCT", "METRIC_L2",
-    "SearchParameters", "deserialize_index_binary", "downcast_IndexBinary", "index_binary_factory",
+    "IndexBinaryIVF", "IndexBinaryMultiHash", "IndexBinaryReplicas", "IndexBinaryShards", "METRIC_INNER_PRODUCT", "METRIC_L2",
+    "SearchParameters", "SearchParametersIVF", "deserialize_index_binary", "downcast_IndexBinary", "index_binary_factory",
     "omp_get_max_threads", "omp_set_num_threads", "read_index_binary", "serialize_index_binary",
     "write_index_binary",
 ]
@@ -133,6 +138,13 @@ def _wrap(inner: Any, source: str) -> IndexBinary:
     """The compat class of a loaded hashindex index (an IDMap around it when its ids are not 0..n-1)."""
     if isinstance(inner, FlatIndex):
         out: _Positional = IndexBinaryFlat.__new__(IndexBinaryFlat)
+    elif isinstance(inner, IVFIndex):
+        ivf = IndexBinaryIVF(IndexBinaryFlat(inner.nbits), inner.nbits, inner.nlist)
+        ivf._index = inner
+        if inner.is_trained:
+            ivf.quantizer.add(inner.centroids)
+            ivf.is_trained = True
+        return ivf
     elif isinstance(inner, MIHIndex):
         out = IndexBinaryMultiHash.__new__(IndexBinaryMultiHash)
         out.nhash, out.b, out.nflip = inner.m or 1, inner.nbits // max(inner.m, 1), 0
@@ -151,21 +163,26 @@ def _wrap(inner: Any, source: str) -> IndexBinary:
 
 def index_binary_factory(d: int, description: str) -> IndexBinary:
     """faiss.index_binary_factory for the kinds built here: "BFlat", "BHash<b>", "BHash<nhash>x<b>",
-    each optionally behind "IDMap," or "IDMap2,"."""
+    "BIVF<nlist>", each optionally behind "IDMap," or "IDMap2,"."""
     if not isinstance(description, str):
         raise TypeError(f"description: expected a string, got {type(description).__name__}")
     wrap, _, core = description.rpartition(",")
     inner: IndexBinary
     match = re.fullmatch(r"BHash(\d+)(?:x(\d+))?", core)
+    ivf = re.fullmatch(r"BIVF(\d+)", core)
     if core == "BFlat":
         inner = IndexBinaryFlat(d)
+    elif ivf:
+        inner = IndexBinaryIVF(IndexBinaryFlat(d), d, int(ivf.group(1)))
     elif match and match.group(2):
         inner = IndexBinaryMultiHash(d, int(match.group(1)), int(match.group(2)))
     elif match:
         inner = IndexBinaryHash(d, int(match.group(1)))
     else:
-        raise ValueError(f"description: {core!r} is not built by hashindex.compat.faiss (BFlat, BHash<b> and "
-                         "BHash<nhash>x<b> are; binary IVF and HNSW are not)")
+        raise ValueError(f"description: {core!r} is not built by hashindex.compat.faiss (BFlat, BHash<b>, "
+                         "BHash<nhash>x<b> and BIVF<nlist> are; HNSW is not)")
+    if wrap and isinstance(inner, IndexBinaryIVF):
+        raise ValueError(f"description: IVF lists keep their ids: use {core!r} without {wrap + ','!r}")
     if wrap in ("", "IDMap", "IDMap2"):
         return {"": lambda: inner, "IDMap": lambda: IndexBinaryIDMap(inner), "IDMap2": lambda: IndexBinaryIDMap2(inner)}[wrap]()
     raise ValueError(f"description: expected an optional 'IDMap,' or 'IDMap2,' prefix, got {wrap!r}")
@@ -329,6 +346,6 @@ class IndexBinaryReplicas(_Composite):
 
 
 for _cls in (IDSelector, IDSelectorArray, IDSelectorBatch, IDSelectorBitmap, IDSelectorNot, IDSelectorRange,
-             IndexBinary, IndexBinaryFlat, IndexBinaryHash, IndexBinaryIDMap, IndexBinaryIDMap2, IndexBinaryMultiHash,
-             SearchParameters):
+             IndexBinary, IndexBinaryFlat, IndexBinaryHash, IndexBinaryIDMap, IndexBinaryIDMap2, IndexBinaryIVF,
+             IndexBinaryMultiHash, SearchParameters, SearchParametersIVF):
     _cls.__module__ = __name__  # they are this module's API, defined in _faiss_classes

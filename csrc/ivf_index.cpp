@@ -1,0 +1,389 @@
+#include "ivf_index.h"
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+#include <numeric>
+#include <limits>
+#include <random>
+
+#include "errors.h"
+#include "dispatch.h"
+#include "format.h"
+#include "interrupt.h"
+#include "parallel.h"
+#include "scan.h"
+
+namespace hashindex {
+
+IVFIndex::IVFIndex(int nbits, int nlist) : code_size_(nbits / 8), nlist_(nlist), centroids_(nbits > 0 ? nbits / 8 : 1) {
+    check_nbits(nbits);
+    HX_CHECK(nlist >= 1 && nlist <= (1 << 24), "nlist must be between 1 and 2^24, got " + std::to_string(nlist));
+    lists_.reserve(static_cast<std::size_t>(nlist));
+    for (int l = 0; l < nlist; ++l) lists_.emplace_back(std::vector<int>{nbits});
+}
+
+IVFIndex::IVFIndex(IVFIndex&& o) noexcept
+    : code_size_(o.code_size_), nlist_(o.nlist_), centroids_(std::move(o.centroids_)), trained_(o.trained_),
+      lists_(std::move(o.lists_)), ids_(std::move(o.ids_)), list_by_slot_(std::move(o.list_by_slot_)) {}
+
+bool IVFIndex::trained() const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    return trained_;
+}
+
+int64_t IVFIndex::size() const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    return ids_.size();
+}
+
+void IVFIndex::check_trained() const {
+    if (!trained_) throw std::invalid_argument("the index is not trained: call train(codes) or set its centroids first");
+}
+
+void IVFIndex::train(const uint8_t* codes, int64_t n, int iterations, uint64_t seed) {
+    HX_CHECK(n >= nlist_, "codes: training needs at least nlist = " + std::to_string(nlist_) + " codes, got " +
+                              std::to_string(n));
+    HX_CHECK(iterations >= 1, "iterations must be >= 1, got " + std::to_string(iterations));
+    std::unique_lock<std::shared_mutex> lk(mu_);
+    HX_CHECK(ids_.size() == 0, "the index holds codes: train it while empty (reset() first)");
+    const std::vector<uint8_t> cent = k_majority(codes, n, code_size_, nlist_, iterations, seed);
+    centroids_.clear();
+    centroids_.append(cent.data(), nlist_);
+    trained_ = true;
+}
+
+std::vector<uint8_t> IVFIndex::centroids() const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    check_trained();
+    std::vector<uint8_t> out(static_cast<std::size_t>(nlist_) * code_size_);
+    for (int l = 0; l < nlist_; ++l) centroids_.read_row(l, &out[static_cast<std::size_t>(l) * code_size_]);
+    return out;
+}
+
+void IVFIndex::set_centroids(const uint8_t* rows) {
+    std::unique_lock<std::shared_mutex> lk(mu_);
+    HX_CHECK(ids_.size() == 0, "the index holds codes: set its centroids while empty (reset() first)");
+    centroids_.clear();
+    centroids_.append(rows, nlist_);
+    trained_ = true;
+}
+
+std::vector<int64_t> IVFIndex::assign(const uint8_t* codes, int64_t n) const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    check_trained();
+    std::vector<int32_t> d(static_cast<std::size_t>(n));
+    std::vector<int64_t> a(static_cast<std::size_t>(n));
+    knn_scan(centroids_, nullptr, nullptr, codes, n, 1, 0, d.data(), a.data());
+    return a;
+}
+
+std::vector<int64_t> IVFIndex::list_sizes() const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    std::vector<int64_t> out;
+    for (const Items& list : lists_) out.push_back(list.size());
+    return out;
+}
+
+void IVFIndex::add(const uint8_t* codes, int64_t n, const int64_t* ids) {
+    HX_CHECK(n >= 0, "number of codes must be >= 0");
+    std::vector<int64_t> lists;
+    {
+        std::shared_lock<std::shared_mutex> lk(mu_);
+        check_trained();
+    }
+    lists = assign(codes, n);
+    std::unique_lock<std::shared_mutex> lk(mu_);
+    if (ids)
+        ids_.check_new(ids, n);
+    else
+        check_default_ids(ids_.next_id(), n);
+    std::vector<int64_t> assigned(static_cast<std::size_t>(n));
+    for (int64_t i = 0; i < n; ++i) assigned[static_cast<std::size_t>(i)] = ids ? ids[i] : ids_.next_id() + i;
+    // Grouped by list, so that each list grows once; all or nothing as every kind's add.
+    std::vector<std::vector<int64_t>> rows(static_cast<std::size_t>(nlist_));
+    for (int64_t i = 0; i < n; ++i) rows[static_cast<std::size_t>(lists[static_cast<std::size_t>(i)])].push_back(i);
+    std::vector<int64_t> grown;
+    try {
+        list_by_slot_.reserve(list_by_slot_.size() + static_cast<std::size_t>(n));
+        for (int l = 0; l < nlist_; ++l) {
+            const auto& r = rows[static_cast<std::size_t>(l)];
+            if (r.empty()) continue;
+            std::vector<uint8_t> block(r.size() * static_cast<std::size_t>(code_size_));
+            std::vector<int64_t> block_ids;
+            for (std::size_t j = 0; j < r.size(); ++j) {
+                std::memcpy(&block[j * static_cast<std::size_t>(code_size_)], codes + r[j] * code_size_, static_cast<std::size_t>(code_size_));
+                block_ids.push_back(assigned[static_cast<std::size_t>(r[j])]);
+            }
+            lists_[static_cast<std::size_t>(l)].add({block.data()}, static_cast<int64_t>(r.size()), block_ids.data(), nullptr);
+            grown.push_back(l);
+        }
+        ids_.append(assigned.data(), n);
+    } catch (...) {
+        for (const int64_t l : grown) {  // undo: the new items are the last of each list they went to
+            Items& list = lists_[static_cast<std::size_t>(l)];
+            const auto& r = rows[static_cast<std::size_t>(l)];
+            std::vector<int64_t> back;
+            for (const int64_t i : r) back.push_back(assigned[static_cast<std::size_t>(i)]);
+            list.remove(back.data(), static_cast<int64_t>(back.size()), [](int64_t, int64_t) {});
+        }
+        throw;
+    }
+    for (int64_t i = 0; i < n; ++i) list_by_slot_.push_back(static_cast<int32_t>(lists[static_cast<std::size_t>(i)]));
+}
+
+namespace {
+
+// One query's results over the lists it probes: ids resolved as a list reports (the list's slot ->
+// id map is set before its scan), and the k-th distance carried from list to list, so that later
+// lists report only what can still enter. keep = 0: range search (every hit within the radius).
+struct ListSink : HitSink {
+    int64_t keep;
+    const int64_t* slot_ids = nullptr;
+    int64_t n = 0;
+    const uint8_t* pass = nullptr;
+    std::vector<Hit> hits;
+
+    ListSink(int32_t threshold, int64_t keep_) : HitSink{threshold, &ListSink::cb}, keep(keep_) {
+        if (keep) hits.reserve(static_cast<std::size_t>(4 * keep + 64 + kBlock));
+    }
+    static void cb(HitSink* self, int64_t first, uint32_t lanes, const uint32_t* dist) {
+        auto* s = static_cast<ListSink*>(self);
+        for (; lanes; lanes &= lanes - 1) {
+            const int64_t slot = first + __builtin_ctz(lanes);
+            if (slot >= s->n || (s->pass && !s->pass[slot])) continue;
+            s->hits.push_back(Hit{static_cast<int32_t>(dist[__builtin_ctz(lanes)]), slot_id(s->slot_ids, slot)});
+        }
+        // The first k hits set a threshold at once; then the buffer takes 4k + 64 between cuts.
+        const int64_t limit = s->threshold == std::numeric_limits<int32_t>::max() ? s->keep : 4 * s->keep + 64;
+        if (s->keep && static_cast<int64_t>(s->hits.size()) >= limit) s->cut();
+    }
+    void cut() {  // the k best by (distance, id); later codes must be at most the k-th distance
+        std::nth_element(hits.begin(), hits.begin() + (keep - 1), hits.end());
+        hits.resize(static_cast<std::size_t>(keep));
+        threshold = std::max_element(hits.begin(), hits.end())->distance;
+    }
+    std::vector<Hit> result() {
+        if (keep && static_cast<int64_t>(hits.size()) > keep) cut();
+        std::sort(hits.begin(), hits.end());
+        return std::move(hits);
+    }
+};
+
+}  // namespace
+
+std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64_t nq, int nprobe, int threads,
+                                                   const IdFilter& filter, int64_t keep, int32_t threshold,
+                                                   IvfStats& stats) const {
+    check_trained();
+    HX_CHECK(nprobe >= 1, "nprobe must be >= 1, got " + std::to_string(nprobe));
+    nprobe = std::min(nprobe, nlist_);
+    std::vector<int64_t> probes;
+    std::vector<int32_t> pd(static_cast<std::size_t>(nq * nprobe));
+    probes.assign(static_cast<std::size_t>(nq * nprobe), 0);
+    knn_scan(centroids_, nullptr, nullptr, queries, nq, nprobe, threads, pd.data(), probes.data());
+    std::vector<std::vector<uint8_t>> masks(static_cast<std::size_t>(filter.active() ? nlist_ : 0));
+    if (filter.active())
+        for (const int64_t l : probes)
+            if (masks[static_cast<std::size_t>(l)].empty() && lists_[static_cast<std::size_t>(l)].size() > 0)
+                masks[static_cast<std::size_t>(l)] = slot_mask(filter, lists_[static_cast<std::size_t>(l)].ids(), lists_[static_cast<std::size_t>(l)].size(), nullptr);
+    const std::vector<uint64_t> qwords = rows_to_words(queries, nq, code_size_);
+    const int words = words_for(code_size_);
+    const Kernels& kern = active_kernels();
+    // Tasks: a block of queries each (their probes grouped by list, so that a list read once
+    // serves every query of the block that probes it); fewer queries than threads also split each
+    // query's lists across tasks, whose results merge at the end.
+    const int nthreads = resolve_threads(threads);
+    const int64_t per = std::max<int64_t>(1, (nq + nthreads - 1) / nthreads);
+    const int64_t chunks = (nq + per - 1) / per;
+    const int64_t parts = nq < nthreads ? std::min<int64_t>(nthreads, nprobe) : 1;
+    std::vector<std::vector<std::vector<Hit>>> found(static_cast<std::size_t>(chunks * parts));
+    parallel_for(nthreads, chunks * parts, [&](int64_t task) {
+        const int64_t c = task / parts, part = task % parts;
+        const int64_t q0 = c * per, q1 = std::min(nq, q0 + per);
+        std::vector<ListSink> sinks;
+        for (int64_t q = q0; q < q1; ++q) sinks.emplace_back(threshold, keep);
+        std::vector<std::pair<int64_t, int64_t>> pairs;  // (list, query)
+        for (int64_t q = q0; q < q1; ++q)
+            for (int r = static_cast<int>(part); r < nprobe; r += static_cast<int>(parts))
+                pairs.emplace_back(probes[static_cast<std::size_t>(q * nprobe + r)], q);
+        std::sort(pairs.begin(), pairs.end());
+        std::vector<uint64_t> rq;
+        std::vector<HitSink*> ptrs;
+        for (std::size_t i = 0; i < pairs.size();) {
+            const auto l = static_cast<std::size_t>(pairs[i].first);
+            const Items& list = lists_[l];
+            rq.clear();
+            ptrs.clear();
+            for (; i < pairs.size() && static_cast<std::size_t>(pairs[i].first) == l; ++i) {
+                const int64_t q = pairs[i].second;
+                ListSink& s = sinks[static_cast<std::size_t>(q - q0)];
+                s.slot_ids = list.ids().slot_ids();
+                s.n = list.size();
+                s.pass = masks.empty() ? nullptr : masks[l].data();
+                rq.insert(rq.end(), &qwords[static_cast<std::size_t>(q * words)], &qwords[static_cast<std::size_t>((q + 1) * words)]);
+                ptrs.push_back(&s);
+            }
+            if (list.size() == 0) continue;
+            interruption_point();
+            kern.scan(list.store(0).blocks(), 0, list.store(0).nblocks(), words, rq.data(),
+                      static_cast<int64_t>(ptrs.size()), ptrs.data());
+        }
+        auto& out = found[static_cast<std::size_t>(task)];
+        for (ListSink& s : sinks) out.push_back(s.result());
+    });
+    std::vector<std::vector<Hit>> out(static_cast<std::size_t>(nq));
+    for (int64_t task = 0; task < chunks * parts; ++task) {
+        const int64_t q0 = task / parts * per;
+        for (std::size_t i = 0; i < found[static_cast<std::size_t>(task)].size(); ++i) {
+            std::vector<Hit>& into = out[static_cast<std::size_t>(q0) + i];
+            if (parts == 1) into = std::move(found[static_cast<std::size_t>(task)][i]);
+            else merge_best_k(into, found[static_cast<std::size_t>(task)][i], keep ? keep : std::numeric_limits<int64_t>::max());
+        }
+    }
+    for (const int64_t l : probes) stats.codes_compared += lists_[static_cast<std::size_t>(l)].size();
+    stats.queries = nq;
+    stats.lists_probed = nq * nprobe;
+    return out;
+}
+
+void IVFIndex::search(const uint8_t* queries, int64_t nq, int64_t k, int nprobe, int threads, int32_t* distances,
+                      int64_t* ids, IvfStats* stats, const IdFilter& filter) const {
+    HX_CHECK(k > 0, "k must be > 0, got " + std::to_string(k));
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    IvfStats st;
+    const auto found = scan_lists(queries, nq, nprobe, threads, filter, k, std::numeric_limits<int32_t>::max(), st);
+    for (int64_t q = 0; q < nq; ++q) write_padded(found[static_cast<std::size_t>(q)], k, distances + q * k, ids + q * k);
+    if (stats) *stats = st;
+}
+
+RangeResult IVFIndex::range_search(const uint8_t* queries, int64_t nq, int32_t radius, int nprobe, int threads,
+                                   IvfStats* stats, const IdFilter& filter) const {
+    HX_CHECK(radius >= 0, "radius must be >= 0, got " + std::to_string(radius));
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    IvfStats st;
+    RangeResult r = ranges_of(scan_lists(queries, nq, nprobe, threads, filter, 0, radius, st));
+    if (stats) *stats = st;
+    return r;
+}
+
+void IVFIndex::remove(const int64_t* ids, int64_t n) {
+    std::unique_lock<std::shared_mutex> lk(mu_);
+    ids_.check_present(ids, n);
+    for (int64_t i = 0; i < n; ++i) {
+        const int64_t slot = ids_.slot_of(ids[i]), last = ids_.size() - 1;
+        lists_[static_cast<std::size_t>(list_by_slot_[static_cast<std::size_t>(slot)])].remove(ids + i, 1, [](int64_t, int64_t) {});
+        list_by_slot_[static_cast<std::size_t>(slot)] = list_by_slot_[static_cast<std::size_t>(last)];
+        list_by_slot_.pop_back();
+        ids_.remove_by_moving_last(slot);
+    }
+}
+
+void IVFIndex::get(const int64_t* ids, int64_t n, uint8_t* out) const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    for (int64_t i = 0; i < n; ++i) ids_.slot_of(ids[i]);
+    for (int64_t i = 0; i < n; ++i)
+        lists_[static_cast<std::size_t>(list_by_slot_[static_cast<std::size_t>(ids_.slot_of(ids[i]))])].get(0, ids + i, 1, out + i * code_size_);
+}
+
+std::vector<int64_t> IVFIndex::ids() const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    return ids_.all();
+}
+
+int64_t IVFIndex::next_id() const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    return ids_.next_id();
+}
+
+bool IVFIndex::contains(int64_t id) const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    return ids_.contains(id);
+}
+
+bool IVFIndex::restore_next_id(int64_t next_id) {
+    std::unique_lock<std::shared_mutex> lk(mu_);
+    if (next_id < ids_.next_id()) return false;
+    ids_.bump_next_id(next_id);
+    return true;
+}
+
+void IVFIndex::reset() {
+    std::unique_lock<std::shared_mutex> lk(mu_);
+    for (Items& list : lists_) list.clear();
+    ids_.clear();
+    list_by_slot_.clear();
+}
+
+std::size_t IVFIndex::memory_bytes() const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    std::size_t total = centroids_.memory_bytes() + ids_.memory_bytes() + list_by_slot_.capacity() * sizeof(int32_t);
+    for (const Items& list : lists_) total += list.memory_bytes();
+    return total;
+}
+
+// Payload of kind IVF: nbits u32, nlist u32, flags u32 (bit 0: trained), 4 zero bytes, next_id i64;
+// if trained, nlist centroid rows; then per list its count u64, its code rows and its int64 ids.
+std::vector<uint8_t> IVFIndex::to_bytes() const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    PayloadWriter w;
+    w.reserve(static_cast<std::size_t>(ids_.size() * (code_size_ + 8) + nlist_ * (code_size_ + 8) + 32));
+    w.put<uint32_t>(static_cast<uint32_t>(nbits()));
+    w.put<uint32_t>(static_cast<uint32_t>(nlist_));
+    w.put<uint32_t>(trained_ ? 1u : 0u);
+    w.put<uint32_t>(0);
+    w.put<int64_t>(ids_.next_id());
+    std::vector<uint8_t> row(static_cast<std::size_t>(code_size_));
+    if (trained_)
+        for (int l = 0; l < nlist_; ++l) {
+            centroids_.read_row(l, row.data());
+            w.put_bytes(row.data(), row.size());
+        }
+    for (const Items& list : lists_) {
+        w.put<uint64_t>(static_cast<uint64_t>(list.size()));
+        for (int64_t s = 0; s < list.size(); ++s) {
+            list.store(0).read_row(s, row.data());
+            w.put_bytes(row.data(), row.size());
+        }
+        for (int64_t s = 0; s < list.size(); ++s) w.put<int64_t>(list.ids().id_of(s));
+    }
+    return w.finish(IndexKind::IVF);
+}
+
+IVFIndex IVFIndex::from_bytes(const uint8_t* data, std::size_t size, const std::string& source) {
+    PayloadReader r(data, size, IndexKind::IVF, source);
+    const uint32_t nbits = r.get<uint32_t>("nbits");
+    if (nbits == 0 || nbits % 8 != 0 || nbits > (1u << 24)) r.fail("invalid nbits " + std::to_string(nbits));
+    const uint32_t nlist = r.get<uint32_t>("nlist");
+    if (nlist == 0 || nlist > (1u << 24)) r.fail("invalid nlist " + std::to_string(nlist));
+    const uint32_t flags = r.get<uint32_t>("flags");
+    if (flags & ~1u) r.fail("unknown flags " + std::to_string(flags));
+    if (r.get<uint32_t>("reserved") != 0) r.fail("reserved bytes are not zero");
+    const int64_t next_id = r.get<int64_t>("next_id");
+    const std::size_t cs = nbits / 8;
+    if (nlist > r.remaining() / (8 + ((flags & 1u) ? cs : 0))) r.fail("nlist " + std::to_string(nlist) + " does not fit in the file");
+    IVFIndex index(static_cast<int>(nbits), static_cast<int>(nlist));
+    if (flags & 1u) index.set_centroids(r.take(nlist * cs, "centroids"));
+    for (uint32_t l = 0; l < nlist; ++l) {
+        const uint64_t n = r.get<uint64_t>("list size");
+        if (n > r.remaining() / (cs + 8)) r.fail("list " + std::to_string(l) + " does not fit in the file");
+        if (n && !(flags & 1u)) r.fail("list " + std::to_string(l) + " holds codes but the index is not trained");
+        const uint8_t* codes = r.take(n * cs, "codes");
+        std::vector<int64_t> ids(n);
+        if (n) std::memcpy(ids.data(), r.take(n * 8, "ids"), n * 8);
+        try {  // the same checks as add, then the codes in this list (they are not re-assigned)
+            index.ids_.check_new(ids.data(), static_cast<int64_t>(n));
+            index.lists_[l].add({codes}, static_cast<int64_t>(n), ids.data(), nullptr);
+            index.ids_.append(ids.data(), static_cast<int64_t>(n));
+        } catch (const std::invalid_argument& e) {
+            r.fail(std::string("invalid ids: ") + e.what());
+        }
+        index.list_by_slot_.insert(index.list_by_slot_.end(), n, static_cast<int32_t>(l));
+    }
+    r.expect_end();
+    if (!index.ids_.size() && next_id < 0) r.fail("invalid next_id " + std::to_string(next_id));
+    if (!index.restore_next_id(next_id)) r.fail("next_id " + std::to_string(next_id) + " is below the largest id");
+    return index;
+}
+
+}  // namespace hashindex

@@ -1,0 +1,90 @@
+// Inverted-file search of binary codes (as faiss's IndexBinaryIVF): nlist binary centroids trained by
+// k-majority (binary k-means: each centroid bit the majority of its members'), every code in the
+// list of its nearest centroid, and a query scanning the lists of its nprobe nearest centroids.
+// Approximate for nprobe < nlist, exact at nprobe = nlist. Each list is stored as an index's items
+// are (items.h: the kernels' blocked layout, ids, no groups), so a probed list is scanned by the
+// same SIMD kernels and driver as FlatIndex; the queries probing one list share its pass.
+#pragma once
+#include <cstdint>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "code_store.h"
+#include "flat_index.h"
+#include "id_filter.h"
+#include "items.h"
+
+namespace hashindex {
+
+struct IvfStats {
+    int64_t queries = 0;
+    int64_t lists_probed = 0;     // (query, list) pairs scanned
+    int64_t codes_compared = 0;   // codes in those lists
+};
+
+// nlist centroids of n codes by k-majority: nlist distinct codes of a seeded shuffle to start; then,
+// until nothing changes or `iterations` have run, each code to its nearest centroid and each
+// centroid bit to its members' majority (a tie keeps the bit; an empty list takes a random code).
+std::vector<uint8_t> k_majority(const uint8_t* codes, int64_t n, int code_size, int nlist, int iterations,
+                                uint64_t seed);
+
+class IVFIndex {
+public:
+    IVFIndex(int nbits, int nlist);
+    IVFIndex(IVFIndex&& other) noexcept;
+
+    int nbits() const { return code_size_ * 8; }
+    int code_size() const { return code_size_; }
+    int nlist() const { return nlist_; }
+    bool trained() const;
+    int64_t size() const;
+
+    // k-majority from n training codes (at least nlist); seeded, so the same codes give the same
+    // centroids. Only while the index is empty.
+    void train(const uint8_t* codes, int64_t n, int iterations, uint64_t seed);
+    // The centroids (nlist rows), or sets them (an index trained elsewhere, e.g. faiss's).
+    std::vector<uint8_t> centroids() const;
+    void set_centroids(const uint8_t* rows);
+
+    void add(const uint8_t* codes, int64_t n, const int64_t* ids);
+    void search(const uint8_t* queries, int64_t nq, int64_t k, int nprobe, int threads, int32_t* distances,
+                int64_t* ids, IvfStats* stats, const IdFilter& filter = {}) const;
+    RangeResult range_search(const uint8_t* queries, int64_t nq, int32_t radius, int nprobe, int threads,
+                             IvfStats* stats, const IdFilter& filter = {}) const;
+    // The list each query's codes would go to (nearest centroid), as faiss's quantizer assigns.
+    std::vector<int64_t> assign(const uint8_t* codes, int64_t n) const;
+    std::vector<int64_t> list_sizes() const;
+
+    void remove(const int64_t* ids, int64_t n);
+    void get(const int64_t* ids, int64_t n, uint8_t* out) const;
+    std::vector<int64_t> ids() const;
+    int64_t next_id() const;
+    bool contains(int64_t id) const;
+    bool restore_next_id(int64_t next_id);
+    void reset();  // keeps the centroids
+    std::size_t memory_bytes() const;
+
+    std::vector<uint8_t> to_bytes() const;
+    static IVFIndex from_bytes(const uint8_t* data, std::size_t size, const std::string& source);
+
+private:
+    void check_trained() const;
+    // Each query's hits, sorted, in the lists of its nprobe nearest centroids: its k best (keep = k),
+    // or every one within `threshold` (keep = 0).
+    std::vector<std::vector<Hit>> scan_lists(const uint8_t* queries, int64_t nq, int nprobe, int threads,
+                                             const IdFilter& filter, int64_t keep, int32_t threshold,
+                                             IvfStats& stats) const;
+
+    int code_size_, nlist_;
+    CodeStore centroids_;
+    bool trained_ = false;
+    std::vector<Items> lists_;
+    // Every id (in no particular slot order: a removal moves the last into the hole) and, by the same
+    // slot, its list: the checks and default ids of every other kind, and id -> list.
+    IdMap ids_;
+    std::vector<int32_t> list_by_slot_;
+    mutable std::shared_mutex mu_;
+};
+
+}  // namespace hashindex

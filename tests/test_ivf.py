@@ -1,0 +1,164 @@
+"""IVFIndex: exact at nprobe = nlist (against FlatIndex and the numpy oracle), the same recall as faiss's
+IndexBinaryIVF on the same centroids, filters inside the scan, and the index's lifecycle."""
+import numpy as np
+import pytest
+from oracle import hamming_matrix, random_codes
+
+import hashindex
+from hashindex.bench import make_codes, recall_at_k
+
+
+def clustered(rng, n, nbits, centres):
+    return make_codes(rng, n, nbits, "clustered", centres)
+
+
+@pytest.fixture
+def trained():
+    rng = np.random.default_rng(0)
+    centres = rng.integers(0, 256, (40, 16), dtype=np.uint8)
+    xb, xq = clustered(rng, 3001, 128, centres), clustered(rng, 25, 128, centres)
+    ivf = hashindex.IVFIndex(128, 16)
+    ivf.train(xb[:1000])
+    return ivf, xb, xq
+
+
+def test_exact_when_every_list_is_probed(trained, simd):
+    ivf, xb, xq = trained
+    ids = np.random.default_rng(1).permutation(10**6)[:len(xb)].astype(np.int64)
+    ivf.add(xb, ids)
+    flat = hashindex.FlatIndex(128)
+    flat.add(xb, ids)
+    for k in (1, 7, 5000):  # k > n pads
+        got, want = ivf.search(xq, k, nprobe=16), flat.search(xq, k)
+        np.testing.assert_array_equal(got.distances, want.distances)
+        np.testing.assert_array_equal(got.ids, want.ids)  # ties by id too
+    r, w = ivf.range_search(xq, 40, nprobe=16), flat.range_search(xq, 40)
+    np.testing.assert_array_equal(r.lims, w.lims)
+    np.testing.assert_array_equal(r.ids, w.ids)
+    assert ivf.last_search_stats == {"queries": 25, "lists_probed": 25 * 16, "codes_compared": 25 * len(xb)}
+
+
+def test_probing_fewer_lists_finds_what_those_lists_hold(trained):
+    ivf, xb, xq = trained
+    ivf.add(xb)
+    lists = ivf.assign(xb)
+    centroids = ivf.centroids
+    got = ivf.search(xq, 5, nprobe=3)
+    d = hamming_matrix(xq, centroids)
+    for q in range(len(xq)):  # the oracle: an exact search of the 3 nearest lists (ties by list id)
+        probed = np.lexsort((np.arange(16), d[q]))[:3]
+        members = np.flatnonzero(np.isin(lists, probed))
+        dist = hamming_matrix(xq[q:q + 1], xb[members])[0]
+        order = np.lexsort((members, dist))[:5]
+        np.testing.assert_array_equal(got.ids[q], members[order])
+        np.testing.assert_array_equal(got.distances[q], dist[order])
+    assert ivf.list_sizes().sum() == len(xb) and (np.bincount(lists, minlength=16) == ivf.list_sizes()).all()
+
+
+def test_filters_apply_inside_the_lists(trained):
+    ivf, xb, xq = trained
+    ivf.add(xb)
+    allowed = np.arange(0, len(xb), 7)
+    flat = hashindex.FlatIndex(128)
+    flat.add(xb[allowed], allowed)
+    got = ivf.search(xq, 6, nprobe=16, allow=allowed)
+    np.testing.assert_array_equal(got.ids, flat.search(xq, 6).ids)
+    denied = ivf.search(xq, 6, nprobe=16, deny=allowed)
+    assert not np.isin(denied.ids, allowed).any()
+
+
+def test_lifecycle_and_files(trained, tmp_path):
+    ivf, xb, xq = trained
+    ivf.add(xb[:2000])
+    ivf.add(xb[2000:])  # default ids continue
+    assert len(ivf) == len(xb) and ivf.next_id == len(xb) and 2999 in ivf
+    np.testing.assert_array_equal(ivf.get(np.array([5, 2999])), xb[[5, 2999]])
+    ivf.remove(np.arange(0, 3000, 2))
+    assert len(ivf) == 1501 and 2 not in ivf
+    with pytest.raises(KeyError):
+        ivf.remove(np.array([2]))
+    left = np.arange(1, 3000, 2)
+    flat = hashindex.FlatIndex(128)
+    flat.add(xb[left], left)
+    flat.add(xb[3000:], np.array([3000]))
+    np.testing.assert_array_equal(ivf.search(xq, 4, nprobe=16).ids, flat.search(xq, 4).ids)
+    path = tmp_path / "ivf.hx"
+    ivf.save(path)
+    again = hashindex.load(path)
+    assert isinstance(again, hashindex.IVFIndex) and again.nlist == 16 and again.next_id == ivf.next_id
+    np.testing.assert_array_equal(again.centroids, ivf.centroids)
+    for a, b in zip(again.search(xq, 4, nprobe=3), ivf.search(xq, 4, nprobe=3)):
+        np.testing.assert_array_equal(a, b)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    with pytest.raises(hashindex.FormatError):
+        hashindex.loads(bytes(data))
+    ivf.reset()
+    assert len(ivf) == 0 and ivf.is_trained  # the centroids stay
+
+
+def test_bad_input_and_untrained():
+    ivf = hashindex.IVFIndex(64, 4)
+    codes = random_codes(np.random.default_rng(2), 10, 8)
+    with pytest.raises(ValueError, match="not trained"):
+        ivf.add(codes)
+    with pytest.raises(ValueError, match="not trained"):
+        ivf.search(codes, 1)
+    with pytest.raises(ValueError, match="at least nlist"):
+        ivf.train(codes[:3])
+    with pytest.raises(ValueError, match="nlist"):
+        hashindex.IVFIndex(64, 0)
+    ivf.train(codes)
+    with pytest.raises(ValueError, match="nprobe"):
+        ivf.search(codes, 1, nprobe=0)
+    with pytest.raises(ValueError, match="centroids"):
+        ivf.centroids = codes[:3]
+    assert ivf.search(codes, 3, nprobe=2).ids.tolist() == [[-1, -1, -1]] * 10  # empty
+    ivf.add(codes)
+    with pytest.raises(ValueError, match="empty|holds codes"):
+        ivf.train(codes)
+    with pytest.raises(ValueError, match="already in the index"):
+        ivf.add(codes[:1], np.array([3]))
+
+
+def test_training_is_seeded_and_k_majority():
+    rng = np.random.default_rng(3)
+    centres = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+    xb = clustered(rng, 2000, 64, centres)
+    a, b = hashindex.IVFIndex(64, 8), hashindex.IVFIndex(64, 8)
+    a.train(xb, seed=5)
+    b.train(xb, seed=5)
+    np.testing.assert_array_equal(a.centroids, b.centroids)
+    # each centroid is (a fixed point of) the bitwise majority of its members
+    lists = a.assign(xb)
+    for c in range(8):
+        members = np.unpackbits(xb[lists == c], axis=1)
+        if len(members):
+            majority = members.mean(0)
+            bits = np.unpackbits(a.centroids[c])
+            decided = majority != 0.5
+            np.testing.assert_array_equal(bits[decided], (majority[decided] > 0.5).astype(np.uint8))
+
+
+def test_recall_equals_faiss_on_the_same_centroids():
+    faiss = pytest.importorskip("faiss", reason="the side-by-side test needs faiss-cpu: pip install 'hashindex[bench]'")
+    rng = np.random.default_rng(4)
+    centres = rng.integers(0, 256, (300, 32), dtype=np.uint8)
+    xb, xq = clustered(rng, 20_000, 256, centres), rng.integers(0, 256, (100, 32), dtype=np.uint8)
+    xq[:50] = clustered(rng, 50, 256, centres)
+    ivf = hashindex.IVFIndex(256, 64)
+    ivf.train(xb[:5000])
+    ivf.add(xb)
+    quantizer = faiss.IndexBinaryFlat(256)
+    quantizer.add(ivf.centroids)
+    ref = faiss.IndexBinaryIVF(quantizer, 256, 64)
+    ref.is_trained = True
+    ref.add(xb)
+    exact = hashindex.FlatIndex(256)
+    exact.add(xb)
+    truth = exact.search(xq, 10).distances
+    for nprobe in (1, 4, 16):
+        ref.nprobe = nprobe
+        ours = recall_at_k(ivf.search(xq, 10, nprobe=nprobe).distances, truth)
+        theirs = recall_at_k(ref.search(xq, 10)[0], truth)
+        assert abs(ours - theirs) <= 0.01, (nprobe, ours, theirs)
