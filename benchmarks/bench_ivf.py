@@ -1,0 +1,81 @@
+"""IVFIndex against faiss.IndexBinaryIVF and hashindex's exact scan, same codes, same process.
+
+    python benchmarks/bench_ivf.py            # 1M x 256-bit clustered codes, nlist 1024
+    python benchmarks/bench_ivf.py --quick    # 200k codes, nlist 256
+
+Each index trains its own centroids (hashindex by k-majority, faiss by k-means on the bits as
+floats) from the same 100k codes; a second faiss index is given hashindex's centroids, so that the
+same lists are probed. For each nprobe: recall@k against the exact answer, batch ms/query (median of
+--repeats) and single-query ms (median of --single, each alone), and faiss's time over ours.
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from harness import script_parser
+
+import hashindex
+from hashindex.bench import import_faiss, machine_info, make_codes, median_each, median_seconds, recall_at_k, write_json
+
+faiss = import_faiss(required=True)
+
+
+def main(argv=None) -> int:
+    p = script_parser(__doc__, n=1_000_000, nq=200, single=100, repeats=5)
+    p.add_argument("--nbits", type=int, default=256)
+    p.add_argument("--nlist", type=int, default=1024)
+    p.add_argument("--nprobe", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
+    args = p.parse_args(argv)
+    if args.quick:
+        args.n, args.nlist, args.single, args.repeats = 200_000, 256, 50, 3
+    rng = np.random.default_rng(0)
+    centres = rng.integers(0, 256, (max(1, args.n // 100), args.nbits // 8), dtype=np.uint8)
+    xb = make_codes(rng, args.n, args.nbits, "clustered", centres)
+    xq = make_codes(rng, max(args.nq, args.single), args.nbits, "clustered", centres)
+    train = xb[:min(len(xb), 100_000)]
+    ours = hashindex.IVFIndex(args.nbits, args.nlist)
+    ours.train(train)
+    ours.add(xb)
+    theirs = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(args.nbits), args.nbits, args.nlist)
+    theirs.train(train)
+    theirs.add(xb)
+    quantizer = faiss.IndexBinaryFlat(args.nbits)
+    quantizer.add(ours.centroids)
+    same = faiss.IndexBinaryIVF(quantizer, args.nbits, args.nlist)
+    same.is_trained = True
+    same.add(xb)
+    exact = hashindex.FlatIndex(args.nbits)
+    exact.add(xb)
+    truth = exact.search(xq[:args.nq], args.k).distances
+    flat_ms = median_seconds(lambda: exact.search(xq[:args.nq], args.k), args.repeats) / args.nq * 1e3
+    threads = hashindex.available_threads()
+    faiss.omp_set_num_threads(threads)
+    info = machine_info()
+    print(f"{info.get('cpu')}, {threads} threads, simd {hashindex.simd_level()}, {args.n:,} x {args.nbits} bits "
+          f"clustered, nlist {args.nlist}, k {args.k}; exact FlatIndex batch {flat_ms:.4f} ms/query")
+    print(f"{'nprobe':>6} | {'recall ours / faiss same / faiss own':>36} | {'batch ms/q ours / faiss':>24} {'x':>5} | "
+          f"{'single ms ours / faiss':>23} {'x':>5} | vs exact")
+    rows = []
+    for nprobe in args.nprobe:
+        same.nprobe = theirs.nprobe = nprobe
+        q = xq[:args.nq]
+        recall = [recall_at_k(r, truth) for r in (ours.search(q, args.k, nprobe=nprobe).distances,
+                                                  same.search(q, args.k)[0], theirs.search(q, args.k)[0])]
+        batch = [median_seconds(f, args.repeats) / args.nq * 1e3
+                 for f in (lambda: ours.search(q, args.k, nprobe=nprobe), lambda: same.search(q, args.k))]
+        single = [median_each(f, args.single) * 1e3
+                  for f in (lambda i: ours.search(xq[i], args.k, nprobe=nprobe), lambda i: same.search(xq[i:i + 1], args.k))]
+        row = {"nprobe": nprobe, "recall_ours": recall[0], "recall_faiss_same_centroids": recall[1],
+               "recall_faiss_own_centroids": recall[2], "batch_ms_ours": batch[0], "batch_ms_faiss": batch[1],
+               "single_ms_ours": single[0], "single_ms_faiss": single[1], "exact_batch_ms": flat_ms}
+        rows.append(row)
+        print(f"{nprobe:>6} | {recall[0]:>10.3f} / {recall[1]:.3f} / {recall[2]:.3f}{'':>7} | {batch[0]:>10.4f} / "
+              f"{batch[1]:.4f}   {batch[1] / batch[0]:>5.2f} | {single[0]:>9.4f} / {single[1]:.4f}   "
+              f"{single[1] / single[0]:>5.2f} | {flat_ms / batch[0]:>5.1f}x")
+    write_json({"args": vars(args), "machine": info, "rows": rows}, "ivf", args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
