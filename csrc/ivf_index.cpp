@@ -134,15 +134,22 @@ void IVFIndex::add(const uint8_t* codes, int64_t n, const int64_t* ids) {
 
 namespace {
 
-// One query's results over the lists it probes: ids resolved as a list reports (the list's slot ->
-// id map is set before its scan), and the k-th distance carried from list to list, so that later
-// lists report only what can still enter. keep = 0: range search (every hit within the radius).
+// One query's results over the lists it probes, its k-th distance carried from list to list so that
+// later lists report only what can still enter. Hits keep their list's slot until the end (an id
+// looked up per hit was a cache miss per hit); ties at the k-th distance are kept, and ids looked up
+// to cut them only when they fill the buffer. keep = 0: range search (every hit within the radius).
 struct ListSink : HitSink {
+    struct Found {
+        int32_t distance;
+        int64_t slot;
+        const int64_t* slot_ids;
+        int64_t id() const { return slot_id(slot_ids, slot); }
+    };
     int64_t keep;
     const int64_t* slot_ids = nullptr;
     int64_t n = 0;
     const uint8_t* pass = nullptr;
-    std::vector<Hit> hits;
+    std::vector<Found> hits;
 
     ListSink(int32_t threshold, int64_t keep_) : HitSink{threshold, &ListSink::cb}, keep(keep_) {
         if (keep) hits.reserve(static_cast<std::size_t>(4 * keep + 64 + kBlock));
@@ -150,23 +157,34 @@ struct ListSink : HitSink {
     static void cb(HitSink* self, int64_t first, uint32_t lanes, const uint32_t* dist) {
         auto* s = static_cast<ListSink*>(self);
         for (; lanes; lanes &= lanes - 1) {
-            const int64_t slot = first + __builtin_ctz(lanes);
-            if (slot >= s->n || (s->pass && !s->pass[slot])) continue;
-            s->hits.push_back(Hit{static_cast<int32_t>(dist[__builtin_ctz(lanes)]), slot_id(s->slot_ids, slot)});
+            const int l = __builtin_ctz(lanes);
+            const int64_t slot = first + l;
+            if (slot < s->n && !(s->pass && !s->pass[slot]))
+                s->hits.push_back(Found{static_cast<int32_t>(dist[l]), slot, s->slot_ids});
         }
         // The first k hits set a threshold at once; then the buffer takes 4k + 64 between cuts.
         const int64_t limit = s->threshold == std::numeric_limits<int32_t>::max() ? s->keep : 4 * s->keep + 64;
         if (s->keep && static_cast<int64_t>(s->hits.size()) >= limit) s->cut();
     }
-    void cut() {  // the k best by (distance, id); later codes must be at most the k-th distance
-        std::nth_element(hits.begin(), hits.begin() + (keep - 1), hits.end());
-        hits.resize(static_cast<std::size_t>(keep));
-        threshold = std::max_element(hits.begin(), hits.end())->distance;
+    void cut() {
+        auto by_distance = [](const Found& a, const Found& b) { return a.distance < b.distance; };
+        std::nth_element(hits.begin(), hits.begin() + (keep - 1), hits.end(), by_distance);
+        const int32_t t = hits[static_cast<std::size_t>(keep - 1)].distance;
+        threshold = t;
+        hits.erase(std::remove_if(hits.begin(), hits.end(), [t](const Found& h) { return h.distance > t; }), hits.end());
+        if (static_cast<int64_t>(hits.size()) < 2 * keep + 32) return;
+        std::nth_element(hits.begin(), hits.begin() + (keep - 1), hits.end(), [](const Found& a, const Found& b) {
+            return Hit{a.distance, a.id()} < Hit{b.distance, b.id()};
+        });
+        hits.resize(static_cast<std::size_t>(keep));  // ties at t beyond the k smallest ids go
     }
-    std::vector<Hit> result() {
-        if (keep && static_cast<int64_t>(hits.size()) > keep) cut();
-        std::sort(hits.begin(), hits.end());
-        return std::move(hits);
+    std::vector<Hit> result() const {
+        std::vector<Hit> out;
+        out.reserve(hits.size());
+        for (const Found& h : hits) out.push_back(Hit{h.distance, h.id()});
+        std::sort(out.begin(), out.end());
+        if (keep && static_cast<int64_t>(out.size()) > keep) out.resize(static_cast<std::size_t>(keep));
+        return out;
     }
 };
 
