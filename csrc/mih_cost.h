@@ -1,7 +1,7 @@
 // The cost model of multi-index hashing: what probing the tables and scanning the codes cost on
 // this machine, from a fixed model of the work (buckets looked up, candidate words verified, hits)
-// scaled by timings of the index's own searches. The probe loop (mih_probe.cpp) asks it whether a
-// step may pay; the tables (mih_index.cpp) know nothing of it.
+// scaled by timings of the index's own searches. The probe loops (mih_index.cpp, multi_field_mih.cpp)
+// and the engine's driver (mih_engine.h) ask it whether a step may pay; the tables know nothing of it.
 #pragma once
 #include <algorithm>
 #include <atomic>

@@ -180,6 +180,6 @@ def test_failed_runs_create_nothing(tmp_path, monkeypatch, capsys):
     assert "cases: expected an integer >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "C").exists() and not (tmp_path / "Y").exists()
     with pytest.raises(SystemExit) as exc:
-        cli(["bench", "--n", "0", "--no-plots"])
+        cli(["bench", "--n", "0"])
     assert exc.value.code == 2 and "argument --n: expected an integer >= 1, got 0" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # no record left behind
