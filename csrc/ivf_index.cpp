@@ -11,6 +11,7 @@
 #include "dispatch.h"
 #include "format.h"
 #include "interrupt.h"
+#include "ivf_sinks.h"
 #include "parallel.h"
 #include "scan.h"
 
@@ -72,10 +73,7 @@ void IVFIndex::set_centroids(const uint8_t* rows) {
 std::vector<int64_t> IVFIndex::assign(const uint8_t* codes, int64_t n) const {
     std::shared_lock<std::shared_mutex> lk(mu_);
     check_trained();
-    std::vector<int32_t> d(static_cast<std::size_t>(n));
-    std::vector<int64_t> a(static_cast<std::size_t>(n));
-    knn_scan(centroids_, nullptr, nullptr, codes, n, 1, 0, d.data(), a.data());
-    return a;
+    return nearest_lists(rows_to_words(codes, n, code_size_).data(), n, 1, 0);
 }
 
 std::vector<int64_t> IVFIndex::list_sizes() const {
@@ -132,63 +130,16 @@ void IVFIndex::add(const uint8_t* codes, int64_t n, const int64_t* ids) {
     for (int64_t i = 0; i < n; ++i) list_by_slot_.push_back(static_cast<int32_t>(lists[static_cast<std::size_t>(i)]));
 }
 
-namespace {
 
-// One query's results over the lists it probes, its k-th distance carried from list to list so that
-// later lists report only what can still enter. Hits keep their list's slot until the end (an id
-// looked up per hit was a cache miss per hit); ties at the k-th distance are kept, and ids looked up
-// to cut them only when they fill the buffer. keep = 0: range search (every hit within the radius).
-struct ListSink : HitSink {
-    struct Found {
-        int32_t distance;
-        int64_t slot;
-        const int64_t* slot_ids;
-        int64_t id() const { return slot_id(slot_ids, slot); }
-    };
-    int64_t keep;
-    const int64_t* slot_ids = nullptr;
-    int64_t n = 0;
-    const uint8_t* pass = nullptr;
-    std::vector<Found> hits;
-
-    ListSink(int32_t threshold, int64_t keep_) : HitSink{threshold, &ListSink::cb}, keep(keep_) {
-        if (keep) hits.reserve(static_cast<std::size_t>(4 * keep + 64 + kBlock));
-    }
-    static void cb(HitSink* self, int64_t first, uint32_t lanes, const uint32_t* dist) {
-        auto* s = static_cast<ListSink*>(self);
-        for (; lanes; lanes &= lanes - 1) {
-            const int l = __builtin_ctz(lanes);
-            const int64_t slot = first + l;
-            if (slot < s->n && !(s->pass && !s->pass[slot]))
-                s->hits.push_back(Found{static_cast<int32_t>(dist[l]), slot, s->slot_ids});
-        }
-        // The first k hits set a threshold at once; then the buffer takes 4k + 64 between cuts.
-        const int64_t limit = s->threshold == std::numeric_limits<int32_t>::max() ? s->keep : 4 * s->keep + 64;
-        if (s->keep && static_cast<int64_t>(s->hits.size()) >= limit) s->cut();
-    }
-    void cut() {
-        auto by_distance = [](const Found& a, const Found& b) { return a.distance < b.distance; };
-        std::nth_element(hits.begin(), hits.begin() + (keep - 1), hits.end(), by_distance);
-        const int32_t t = hits[static_cast<std::size_t>(keep - 1)].distance;
-        threshold = t;
-        hits.erase(std::remove_if(hits.begin(), hits.end(), [t](const Found& h) { return h.distance > t; }), hits.end());
-        if (static_cast<int64_t>(hits.size()) < 2 * keep + 32) return;
-        std::nth_element(hits.begin(), hits.begin() + (keep - 1), hits.end(), [](const Found& a, const Found& b) {
-            return Hit{a.distance, a.id()} < Hit{b.distance, b.id()};
-        });
-        hits.resize(static_cast<std::size_t>(keep));  // ties at t beyond the k smallest ids go
-    }
-    std::vector<Hit> result() const {
-        std::vector<Hit> out;
-        out.reserve(hits.size());
-        for (const Found& h : hits) out.push_back(Hit{h.distance, h.id()});
-        std::sort(out.begin(), out.end());
-        if (keep && static_cast<int64_t>(out.size()) > keep) out.resize(static_cast<std::size_t>(keep));
-        return out;
-    }
-};
-
-}  // namespace
+std::vector<int64_t> IVFIndex::nearest_lists(const uint64_t* qwords, int64_t nq, int nprobe, int threads) const {
+    std::vector<int64_t> lists(static_cast<std::size_t>(nq * nprobe));
+    scan_store<ivf::NearestLists>(centroids_, qwords, nq, threads, [&](int64_t) { return ivf::NearestLists(nprobe, nlist_); },
+                             [&](int64_t q, ivf::NearestLists& sink) {
+                                 for (int r = 0; r < nprobe; ++r)
+                                     lists[static_cast<std::size_t>(q * nprobe + r)] = sink.best[static_cast<std::size_t>(r)].id;
+                             });
+    return lists;
+}
 
 std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64_t nq, int nprobe, int threads,
                                                    const IdFilter& filter, int64_t keep, int32_t threshold,
@@ -196,16 +147,13 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
     check_trained();
     HX_CHECK(nprobe >= 1, "nprobe must be >= 1, got " + std::to_string(nprobe));
     nprobe = std::min(nprobe, nlist_);
-    std::vector<int64_t> probes;
-    std::vector<int32_t> pd(static_cast<std::size_t>(nq * nprobe));
-    probes.assign(static_cast<std::size_t>(nq * nprobe), 0);
-    knn_scan(centroids_, nullptr, nullptr, queries, nq, nprobe, threads, pd.data(), probes.data());
+    const std::vector<uint64_t> qwords = rows_to_words(queries, nq, code_size_);
+    const std::vector<int64_t> probes = nearest_lists(qwords.data(), nq, nprobe, threads);
     std::vector<std::vector<uint8_t>> masks(static_cast<std::size_t>(filter.active() ? nlist_ : 0));
     if (filter.active())
         for (const int64_t l : probes)
             if (masks[static_cast<std::size_t>(l)].empty() && lists_[static_cast<std::size_t>(l)].size() > 0)
                 masks[static_cast<std::size_t>(l)] = slot_mask(filter, lists_[static_cast<std::size_t>(l)].ids(), lists_[static_cast<std::size_t>(l)].size(), nullptr);
-    const std::vector<uint64_t> qwords = rows_to_words(queries, nq, code_size_);
     const int words = words_for(code_size_);
     const Kernels& kern = active_kernels();
     // Tasks: a block of queries each (their probes grouped by list, so that a list read once
@@ -219,7 +167,7 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
     parallel_for(nthreads, chunks * parts, [&](int64_t task) {
         const int64_t c = task / parts, part = task % parts;
         const int64_t q0 = c * per, q1 = std::min(nq, q0 + per);
-        std::vector<ListSink> sinks;
+        std::vector<ivf::ListSink> sinks;
         for (int64_t q = q0; q < q1; ++q) sinks.emplace_back(threshold, keep);
         std::vector<std::pair<int64_t, int64_t>> pairs;  // (list, query)
         for (int64_t q = q0; q < q1; ++q)
@@ -235,7 +183,7 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
             ptrs.clear();
             for (; i < pairs.size() && static_cast<std::size_t>(pairs[i].first) == l; ++i) {
                 const int64_t q = pairs[i].second;
-                ListSink& s = sinks[static_cast<std::size_t>(q - q0)];
+                ivf::ListSink& s = sinks[static_cast<std::size_t>(q - q0)];
                 s.slot_ids = list.ids().slot_ids();
                 s.n = list.size();
                 s.pass = masks.empty() ? nullptr : masks[l].data();
@@ -248,7 +196,7 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
                       static_cast<int64_t>(ptrs.size()), ptrs.data());
         }
         auto& out = found[static_cast<std::size_t>(task)];
-        for (ListSink& s : sinks) out.push_back(s.result());
+        for (ivf::ListSink& s : sinks) out.push_back(s.result());
     });
     std::vector<std::vector<Hit>> out(static_cast<std::size_t>(nq));
     for (int64_t task = 0; task < chunks * parts; ++task) {

@@ -70,6 +70,8 @@ public:
 
 private:
     void check_trained() const;
+    // Each query's nprobe nearest lists (by distance to the centroid, then list), row-major.
+    std::vector<int64_t> nearest_lists(const uint64_t* qwords, int64_t nq, int nprobe, int threads) const;
     // Each query's hits, sorted, in the lists of its nprobe nearest centroids: its k best (keep = k),
     // or every one within `threshold` (keep = 0).
     std::vector<std::vector<Hit>> scan_lists(const uint8_t* queries, int64_t nq, int nprobe, int threads,
