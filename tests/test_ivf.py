@@ -2,6 +2,8 @@
 IndexBinaryIVF on the same centroids, filters inside the scan, and the index's lifecycle."""
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from oracle import hamming_matrix, random_codes
 
 import hashindex
@@ -162,3 +164,27 @@ def test_recall_equals_faiss_on_the_same_centroids():
         ours = recall_at_k(ivf.search(xq, 10, nprobe=nprobe).distances, truth)
         theirs = recall_at_k(ref.search(xq, 10)[0], truth)
         assert abs(ours - theirs) <= 0.01, (nprobe, ours, theirs)
+
+
+@given(nbytes=st.sampled_from([1, 3, 8, 17]), n=st.integers(1, 300), nlist=st.integers(1, 12), pool=st.sampled_from([None, 4]),
+       k=st.integers(1, 40), removed=st.integers(0, 100), seed=st.integers(0, 2**16))
+def test_every_list_probed_equals_the_oracle(nbytes, n, nlist, pool, k, removed, seed):
+    """Random sizes, duplicated codes (ties), removals, k past n: probing every list is the exhaustive answer."""
+    rng = np.random.default_rng(seed)
+    xb = random_codes(rng, max(n, nlist), nbytes, pool=pool)
+    xq = random_codes(rng, 5, nbytes, pool=pool)
+    ids = rng.permutation(10**6)[:len(xb)].astype(np.int64)
+    ivf = hashindex.IVFIndex(8 * nbytes, nlist)
+    ivf.train(xb, iterations=3, seed=seed)
+    ivf.add(xb, ids)
+    gone = ids[:min(removed, len(ids))]
+    ivf.remove(gone)
+    keep = ~np.isin(ids, gone)
+    d = hamming_matrix(xq, xb[keep])
+    got = ivf.search(xq, k, nprobe=nlist)
+    for q in range(len(xq)):
+        order = np.lexsort((ids[keep], d[q]))[:k]
+        m = len(order)
+        np.testing.assert_array_equal(got.distances[q, :m], d[q][order])
+        np.testing.assert_array_equal(got.ids[q, :m], ids[keep][order])
+        assert (got.ids[q, m:] == -1).all()
