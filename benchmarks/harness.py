@@ -5,9 +5,9 @@ environment has, thread scaling, plots and Markdown; and what the scripts beside
     python -m benchmarks --full                  # up to 10M codes: the run behind RESULTS.md
     python -m benchmarks --markdown RECORD.json  # a record as RESULTS.md's tables
 
-Competitors besides ``hashindex bench``'s (this library and faiss.IndexBinaryFlat): faiss's
-IndexBinaryHash, IndexBinaryMultiHash (nflip 0 and 2) and IndexBinaryHNSW, and numpy and numba brute
-force, each where affordable. faiss-cpu, numba and matplotlib: ``pip install '.[bench]'``.
+Competitors besides ``hashindex bench``'s (this library and faiss.IndexBinaryFlat): hashindex's and
+faiss's binary IVF (nlist about sqrt(n), nprobe 8), faiss's IndexBinaryHash, IndexBinaryMultiHash
+(nflip 0 and 2) and IndexBinaryHNSW, and numpy and numba brute force, each where affordable. faiss-cpu, numba and matplotlib: ``pip install '.[bench]'``.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -116,11 +116,40 @@ def _faiss_hnsw(faiss, x, b):
     return index
 
 
+def _nlist(n: int) -> int:
+    """Inverted lists for n codes: about sqrt(n), as faiss's guidelines suggest."""
+    return max(1, int(np.sqrt(n)))
+
+
+def _ivf_ours(x: np.ndarray, b: int) -> hashindex.IVFIndex:
+    index = hashindex.IVFIndex(b, _nlist(len(x)))
+    index.train(x[:100_000])
+    index.add(x)
+    return index
+
+
+def _ivf_faiss(faiss: Any, x: np.ndarray, b: int) -> Any:
+    index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(b), b, _nlist(len(x)))
+    index.train(x[:100_000])
+    index.add(x)
+    index.nprobe = IVF_NPROBE
+    return index
+
+
+IVF_NPROBE = 8
+
+
 def competitors() -> tuple[list[Method], list[str]]:
     """The methods beyond ``hashindex bench``'s this environment can run, and notes on the others."""
-    out, notes = [], []
+    out = [Method(f"hashindex.IVFIndex(nlist=sqrt(n),nprobe={IVF_NPROBE})", _ivf_ours,
+                  lambda ix, q, k, t: ix.search(q, k, nprobe=IVF_NPROBE, threads=t).distances, False, False, 10**8,
+                  serialized=lambda ix: len(ix.to_bytes()))]
+    notes = []
     faiss = import_faiss()
     if faiss is not None:
+        out.append(Method(f"faiss.IndexBinaryIVF(nlist=sqrt(n),nprobe={IVF_NPROBE})",
+                          lambda x, b: _ivf_faiss(faiss, x, b), faiss_search(faiss), False, False, 10**8,
+                          serialized=faiss_bytes(faiss)))
         search, size = faiss_search(faiss), faiss_bytes(faiss)
         out.append(Method("faiss.IndexBinaryHash(b=16,nflip=2)", lambda x, b: _faiss_hash(faiss, x, b, 16, 2), search,
                           False, False, 10**8, serialized=size))

@@ -70,7 +70,8 @@ def test_harness_runs_every_competitor_with_plots_and_markdown(harness, tmp_path
                          "--out", str(out)]) == 0
     record = json.loads(out.read_text())
     methods = {r["method"] for r in record["results"]}
-    assert {"hashindex.FlatIndex", "faiss.IndexBinaryFlat", "faiss.IndexBinaryHNSW(M=16)", "numpy brute force"} <= methods
+    assert {"hashindex.FlatIndex", "faiss.IndexBinaryFlat", "faiss.IndexBinaryHNSW(M=16)", "numpy brute force",
+            "hashindex.IVFIndex(nlist=sqrt(n),nprobe=8)", "faiss.IndexBinaryIVF(nlist=sqrt(n),nprobe=8)"} <= methods
     for r in record["results"]:
         if r["exact"]:
             assert r["recall_at_k"] == 1.0, r
@@ -86,7 +87,8 @@ def test_harness_names_missing_competitors(harness, monkeypatch):
     monkeypatch.setattr(harness, "numba_distances", lambda: None)
     monkeypatch.setattr(harness, "import_faiss", lambda required=False: None)
     more, notes = harness.competitors()
-    assert [m.name for m in more] == ["numpy brute force"] and "numba is not installed" in notes[0]
+    assert [m.name for m in more] == ["hashindex.IVFIndex(nlist=sqrt(n),nprobe=8)", "numpy brute force"]
+    assert "numba is not installed" in notes[0]
 
 
 def test_user_npy_dataset(tmp_path):
