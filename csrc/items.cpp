@@ -118,12 +118,6 @@ std::size_t Items::memory_bytes() const {
     return total;
 }
 
-bool Items::restore_next_id(int64_t next_id) {
-    if (next_id < ids_.next_id()) return false;
-    ids_.bump_next_id(next_id);
-    return true;
-}
-
 uint32_t Items::flags() const {
     bool grouped = false;
     for (int64_t s = 0; s < size() && !grouped && !no_groups_; ++s) grouped = group_at(s) != kNoGroup;
@@ -197,29 +191,31 @@ void Items::read_body(PayloadReader& r, uint64_t n, int64_t next_id, uint32_t fl
     ids_.bump_next_id(next_id);
 }
 
-int64_t IndexCore::size() const {
+int64_t LockedIds::size() const {
     std::shared_lock<std::shared_mutex> lk(mu_);
-    return items_.size();
+    return id_map().size();
 }
 
-std::vector<int64_t> IndexCore::ids() const {
+std::vector<int64_t> LockedIds::ids() const {
     std::shared_lock<std::shared_mutex> lk(mu_);
-    return items_.ids().all();
+    return id_map().all();
 }
 
-int64_t IndexCore::next_id() const {
+int64_t LockedIds::next_id() const {
     std::shared_lock<std::shared_mutex> lk(mu_);
-    return items_.ids().next_id();
+    return id_map().next_id();
 }
 
-bool IndexCore::contains(int64_t id) const {
+bool LockedIds::contains(int64_t id) const {
     std::shared_lock<std::shared_mutex> lk(mu_);
-    return items_.ids().contains(id);
+    return id_map().contains(id);
 }
 
-bool IndexCore::restore_next_id(int64_t next_id) {
+bool LockedIds::restore_next_id(int64_t next_id) {
     std::unique_lock<std::shared_mutex> lk(mu_);
-    return items_.restore_next_id(next_id);
+    if (next_id < id_map().next_id()) return false;
+    id_map().bump_next_id(next_id);
+    return true;
 }
 
 }  // namespace hashindex

@@ -58,8 +58,6 @@ public:
     Items subset(const std::vector<int64_t>& slots) const;
     void clear();
     std::size_t memory_bytes() const;
-    // Raises the default-id counter to a saved value; false if below the largest id.
-    bool restore_next_id(int64_t next_id);
 
     // Format 2's arrays. Flags: bit 0, the ids are 0..n-1 and not stored; bit 1, no item has a
     // group and none are stored. The body: zero padding to a 64-byte file offset, per field the
@@ -83,23 +81,37 @@ private:
     bool no_groups_ = true;
 };
 
-// The lock and the accessors every kind shares. Searches share the lock; changes exclude
-// (searches run with the GIL released).
-class IndexCore {
+// The lock and the id accessors every kind shares; a kind says where its ids are. Searches share
+// the lock; changes exclude (searches run with the GIL released).
+class LockedIds {
 public:
     int64_t size() const;
     std::vector<int64_t> ids() const;
     // The first default id: one past the largest id ever added.
     int64_t next_id() const;
     bool contains(int64_t id) const;
+    // Raises the default-id counter to a saved value; false if below the largest id.
     bool restore_next_id(int64_t next_id);
 
 protected:
+    LockedIds() = default;
+    LockedIds(LockedIds&&) noexcept {}  // a lock is not moved: a moved-to index has its own
+    virtual ~LockedIds() = default;
+    virtual const IdMap& id_map() const = 0;
+    virtual IdMap& id_map() = 0;
+
+    mutable std::shared_mutex mu_;
+};
+
+// What every kind whose items sit in one Items holds (IVFIndex keeps one per list).
+class IndexCore : public LockedIds {
+protected:
     explicit IndexCore(const std::vector<int>& nbits) : items_(nbits) {}
-    IndexCore(IndexCore&& o) noexcept : items_(std::move(o.items_)) {}
+    IndexCore(IndexCore&& o) noexcept : LockedIds(std::move(o)), items_(std::move(o.items_)) {}
+    const IdMap& id_map() const override { return items_.ids(); }
+    IdMap& id_map() override { return items_.ids(); }
 
     Items items_;
-    mutable std::shared_mutex mu_;
 };
 
 }  // namespace hashindex

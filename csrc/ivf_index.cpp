@@ -25,17 +25,12 @@ IVFIndex::IVFIndex(int nbits, int nlist) : code_size_(nbits / 8), nlist_(nlist),
 }
 
 IVFIndex::IVFIndex(IVFIndex&& o) noexcept
-    : code_size_(o.code_size_), nlist_(o.nlist_), centroids_(std::move(o.centroids_)), trained_(o.trained_),
+    : LockedIds(std::move(o)), code_size_(o.code_size_), nlist_(o.nlist_), centroids_(std::move(o.centroids_)), trained_(o.trained_),
       lists_(std::move(o.lists_)), ids_(std::move(o.ids_)), list_by_slot_(std::move(o.list_by_slot_)) {}
 
 bool IVFIndex::trained() const {
     std::shared_lock<std::shared_mutex> lk(mu_);
     return trained_;
-}
-
-int64_t IVFIndex::size() const {
-    std::shared_lock<std::shared_mutex> lk(mu_);
-    return ids_.size();
 }
 
 void IVFIndex::check_trained() const {
@@ -85,13 +80,10 @@ std::vector<int64_t> IVFIndex::list_sizes() const {
 
 void IVFIndex::add(const uint8_t* codes, int64_t n, const int64_t* ids) {
     HX_CHECK(n >= 0, "number of codes must be >= 0");
-    std::vector<int64_t> lists;
-    {
-        std::shared_lock<std::shared_mutex> lk(mu_);
-        check_trained();
-    }
-    lists = assign(codes, n);
     std::unique_lock<std::shared_mutex> lk(mu_);
+    check_trained();
+    // Under the lock that the change holds, so that the centroids cannot change in between.
+    const std::vector<int64_t> lists = nearest_lists(rows_to_words(codes, n, code_size_).data(), n, 1, 0);
     if (ids)
         ids_.check_new(ids, n);
     else
@@ -250,28 +242,6 @@ void IVFIndex::get(const int64_t* ids, int64_t n, uint8_t* out) const {
     for (int64_t i = 0; i < n; ++i) ids_.slot_of(ids[i]);
     for (int64_t i = 0; i < n; ++i)
         lists_[static_cast<std::size_t>(list_by_slot_[static_cast<std::size_t>(ids_.slot_of(ids[i]))])].get(0, ids + i, 1, out + i * code_size_);
-}
-
-std::vector<int64_t> IVFIndex::ids() const {
-    std::shared_lock<std::shared_mutex> lk(mu_);
-    return ids_.all();
-}
-
-int64_t IVFIndex::next_id() const {
-    std::shared_lock<std::shared_mutex> lk(mu_);
-    return ids_.next_id();
-}
-
-bool IVFIndex::contains(int64_t id) const {
-    std::shared_lock<std::shared_mutex> lk(mu_);
-    return ids_.contains(id);
-}
-
-bool IVFIndex::restore_next_id(int64_t next_id) {
-    std::unique_lock<std::shared_mutex> lk(mu_);
-    if (next_id < ids_.next_id()) return false;
-    ids_.bump_next_id(next_id);
-    return true;
 }
 
 void IVFIndex::reset() {

@@ -29,7 +29,7 @@ struct IvfStats {
 std::vector<uint8_t> k_majority(const uint8_t* codes, int64_t n, int code_size, int nlist, int iterations,
                                 uint64_t seed);
 
-class IVFIndex {
+class IVFIndex : public LockedIds {
 public:
     IVFIndex(int nbits, int nlist);
     IVFIndex(IVFIndex&& other) noexcept;
@@ -38,7 +38,6 @@ public:
     int code_size() const { return code_size_; }
     int nlist() const { return nlist_; }
     bool trained() const;
-    int64_t size() const;
 
     // k-majority from n training codes (at least nlist); seeded, so the same codes give the same
     // centroids. Only while the index is empty.
@@ -58,10 +57,6 @@ public:
 
     void remove(const int64_t* ids, int64_t n);
     void get(const int64_t* ids, int64_t n, uint8_t* out) const;
-    std::vector<int64_t> ids() const;
-    int64_t next_id() const;
-    bool contains(int64_t id) const;
-    bool restore_next_id(int64_t next_id);
     void reset();  // keeps the centroids
     std::size_t memory_bytes() const;
 
@@ -69,6 +64,8 @@ public:
     static IVFIndex from_bytes(const uint8_t* data, std::size_t size, const std::string& source);
 
 private:
+    const IdMap& id_map() const override { return ids_; }
+    IdMap& id_map() override { return ids_; }
     void check_trained() const;
     // Each query's nprobe nearest lists (by distance to the centroid, then list), row-major.
     std::vector<int64_t> nearest_lists(const uint64_t* qwords, int64_t nq, int nprobe, int threads) const;
@@ -86,7 +83,6 @@ private:
     // slot, its list: the checks and default ids of every other kind, and id -> list.
     IdMap ids_;
     std::vector<int32_t> list_by_slot_;
-    mutable std::shared_mutex mu_;
 };
 
 }  // namespace hashindex

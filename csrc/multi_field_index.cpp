@@ -262,7 +262,7 @@ MultiFieldIndex MultiFieldIndex::from_v1(PayloadReader& r, std::vector<std::stri
     } catch (const std::invalid_argument& e) {
         r.fail(std::string("invalid ids: ") + e.what());
     }
-    if (!index.items_.restore_next_id(next_id)) r.fail("next_id " + std::to_string(next_id) + " is below the largest id");
+    if (!index.restore_next_id(next_id)) r.fail("next_id " + std::to_string(next_id) + " is below the largest id");
     return index;
 }
 
