@@ -180,3 +180,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="at most this many hits from one patient, as the report shows them (default 1; 0: no limit)")
     p.add_argument("--checkpoint", default=None)
     p.set_defaults(run=_query)
+
+    from .archive.cli import register as register_archive
+
+    register_archive(sub)

@@ -60,8 +60,33 @@ class CodeEncoder:
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, **kwargs) -> CodeEncoder:
         """From a checkpoint written by ``hashindex train`` (default: the shipped base model)."""
-        state = read_checkpoint(shipped_checkpoint() if path is None else path)
-        return cls(model_from_checkpoint(state, kwargs.get("device", "cpu")), **kwargs)
+        path = shipped_checkpoint() if path is None else path
+        encoder = cls(model_from_checkpoint(read_checkpoint(path), kwargs.get("device", "cpu")), **kwargs)
+        encoder.checkpoint = Path(path)
+        return encoder
+
+    checkpoint: Path | None = None  # the file it was loaded from, if any
+
+    def identity(self) -> dict:
+        """What makes two encoders give the same codes: a SHA-256 of the weights (parameters and
+        buffers, by name; the same whatever file they came from) and the hashing. An archive records it."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        for hasher in (self.normal_hasher, self.abnormal_hasher):
+            digest.update(np.ascontiguousarray(hasher.table).tobytes())
+        return {"sha256": digest.hexdigest(), "checkpoint": None if self.checkpoint is None else str(self.checkpoint),
+                "hashing": self.normal_hasher.method, "bits": self.normal_hasher.bits_per_cell,
+                "image_size": self.image_size, "normal_nbits": self.normal_hasher.nbits,
+                "abnormal_nbits": self.abnormal_hasher.nbits}
+
+    def tumour_pixels(self, codes: Codes) -> np.ndarray:
+        """(N,) int64: pixels the segmentation decoder labels tumour, from the abnormal codes alone."""
+        return (self.decode(abnormal_indices=codes.abnormal_indices, outputs=("segment",))["segment"] > 0).sum(
+            axis=(1, 2)).astype(np.int64)
 
     @property
     def image_size(self) -> int:
