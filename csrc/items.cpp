@@ -1,6 +1,7 @@
 #include "items.h"
 
 #include <cstring>
+#include <memory>
 #include <mutex>
 
 #include "errors.h"
@@ -92,10 +93,12 @@ Items Items::subset(const std::vector<int64_t>& slots) const {
     Items sub(nbits);
     const auto m = static_cast<int64_t>(slots.size());
     for (std::size_t f = 0; f < stores_.size(); ++f) sub.stores_[f].append_slots(stores_[f], slots.data(), m);
-    std::vector<int64_t> ids;
-    ids.reserve(slots.size());
-    for (const int64_t s : slots) ids.push_back(ids_.id_of(s));
-    sub.ids_.append(ids.data(), m);
+    // The copy's ids as an adopted array: its id -> slot table is built only if something looks an
+    // id up, which a search of the copy never does (an owned map would hash every id first).
+    auto ids = std::make_shared<std::vector<int64_t>>();
+    ids->reserve(slots.size());
+    for (const int64_t s : slots) ids->push_back(ids_.id_of(s));
+    sub.ids_.adopt(ids->data(), m, ids, ids_.next_id());
     if (!no_groups_) {
         sub.no_groups_ = false;
         for (const int64_t s : slots) sub.groups_.push_back(group_at(s));

@@ -181,6 +181,75 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", default=None)
     p.set_defaults(run=_query)
 
-    from .archive.cli import register as register_archive
+    _register_archive(sub)
 
-    register_archive(sub)
+
+def _archive(verb: str):
+    def run(args: argparse.Namespace) -> int:
+        from hashindex.encoder.archive import cli
+
+        return getattr(cli, f"_{verb}")(args)
+
+    return run
+def _register_archive(sub: argparse._SubParsersAction) -> None:
+    top = sub.add_parser("archive", help="an archive of cases that grows: create, add, query, info, remove, reencode")
+    verbs = top.add_subparsers(dest="archive_verb", required=True)
+
+    p = verbs.add_parser("create", help="a new, empty archive folder for a model")
+    p.add_argument("archive", help="the folder (new or empty)")
+    p.add_argument("--checkpoint", default=None, help="model checkpoint (default: the shipped model)")
+    p.add_argument("--codes-only", action="store_true",
+                   help="store codes only: no predicted tumour area per slice (ingest about 2x faster; no "
+                        "'abnormal' filter)")
+    p.set_defaults(run=_archive("create"))
+
+    p = verbs.add_parser("add", help="add every case found under these folders (those already in are skipped)")
+    p.add_argument("archive")
+    p.add_argument("folders", nargs="+", help="folders of cases, any known layout")
+    p.add_argument("--layout", default=None, help=LAYOUT_HELP)
+    p.add_argument("--checkpoint", default=None, help="must be the archive's model (default: the shipped model)")
+    p.add_argument("--workers", type=int, default=None, help="processes reading volumes (default: cores - 1)")
+    p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for another writer (default: fail)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_archive("add"))
+
+    p = verbs.add_parser("query", help="patients ranked against a slice of the archive or a whole new case")
+    p.add_argument("archive")
+    p.add_argument("--case", default=None, help="a case of the archive (with --slice)")
+    p.add_argument("--slice", type=int, default=None, help="its axial slice index")
+    p.add_argument("--volume", default=None, help="or: a case folder to query with (need not be in the archive)")
+    p.add_argument("--mode", choices=["normal", "abnormal", "both", "synthetic"], default="both")
+    p.add_argument("--tumour-from", default=None, metavar="CASE:SLICE",
+                   help="synthetic query: this anatomy with that slice's tumour")
+    p.add_argument("--where", default=None, help='metadata filter, e.g. "t1ce AND abnormal AND level > 0.3"')
+    p.add_argument("--k", type=int, default=10, help="patients (default 10)")
+    p.add_argument("--levels", type=int, default=10, help="axial bands a brain is cut into (0: any level matches)")
+    p.add_argument("--window", type=int, default=1, help="bands either side that count as the same level")
+    p.add_argument("--query-slices", type=int, default=16, help="--volume: at most this many query slices")
+    p.add_argument("--include-own-case", action="store_true", help="also rank the query's own case")
+    p.add_argument("--layout", default=None, help=LAYOUT_HELP)
+    p.add_argument("--checkpoint", default=None, help="--volume: the archive's model (default: the shipped model)")
+    p.add_argument("--show", type=int, default=3, help="matched slices printed per patient")
+    p.add_argument("--json", action="store_true", help="print the hits as JSON")
+    p.add_argument("--report", default=None, help="also write an HTML page of the query to this folder")
+    p.set_defaults(run=_archive("query"))
+
+    p = verbs.add_parser("info", help="cases, slices, model and files of an archive, as JSON")
+    p.add_argument("archive")
+    p.add_argument("--cases", action="store_true", help="also list every case (failed ones with their error)")
+    p.set_defaults(run=_archive("info"))
+
+    p = verbs.add_parser("remove", help="remove cases (all or none) from an archive")
+    p.add_argument("archive")
+    p.add_argument("cases", nargs="+")
+    p.add_argument("--wait", type=float, default=0.0)
+    p.set_defaults(run=_archive("remove"))
+
+    p = verbs.add_parser("reencode", help="encode every case again with another model, in one commit")
+    p.add_argument("archive")
+    p.add_argument("--checkpoint", default=None, help="the new model (default: the shipped model)")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--wait", type=float, default=0.0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=_archive("reencode"))

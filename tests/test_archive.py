@@ -69,7 +69,9 @@ def state(path):
         snap = a.snapshot()
         ids = np.sort(snap.index.ids())
         assert ids.tolist() == [r[0] for r in slice_rows], "index and catalogue disagree"
-        assert snap.columns.tolist() == cols.from_rows(slice_rows).tolist()
+        want = cols.from_rows(slice_rows)
+        for name in cols.SLICE_DTYPE.names:
+            np.testing.assert_array_equal(snap.columns[name], want[name])
         if len(ids):
             assert snap.index.groups(ids).tolist() == [r[1] for r in slice_rows]
         counts = {r[0]: r[8] for r in case_rows}
@@ -362,3 +364,36 @@ def test_where_filter_against_python(cases, tmp_path):
                        ("tumour", "a known name"), ("(abnormal", "')'"), ("abnormal abnormal", "AND, OR")):
         with pytest.raises(ValueError, match=re.escape(where)):
             parse_where(bad)
+
+
+# -- the command, with the shipped model -----------------------------------------------------------
+def test_command_with_the_shipped_model(cases, tmp_path, capsys):
+    pytest.importorskip("torch")
+    from hashindex.cli import main
+
+    archive = tmp_path / "a"
+    assert main(["archive", "create", str(archive)]) == 0
+    assert main(["archive", "add", str(archive), str(cases), "--quiet", "--workers", "2"]) == 1  # the damaged case
+    err = capsys.readouterr().err
+    assert "failed: Zz_damaged" in err and "3 cases added" in err
+    assert main(["archive", "query", str(archive), "--case", "Phantom_00000", "--slice", "20", "--mode", "abnormal",
+                 "--k", "2", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert [h["case"] for h in hits] and all(h["case"] != "Phantom_00000" for h in hits)
+    report = tmp_path / "report"
+    assert main(["archive", "query", str(archive), "--volume", str(cases / "Phantom_00001"), "--where",
+                 "t1ce AND level < 0.8", "--include-own-case", "--report", str(report)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[1] == "Phantom_00001"  # a case is its own best match
+    page = (report / "index.html").read_text()
+    assert "Phantom_00001" in page and all((report / src).exists() for src in re.findall(r'src="([^"]+)"', page))
+    assert main(["archive", "query", str(archive), "--case", "Phantom_00000", "--slice", "20",
+                 "--tumour-from", "Phantom_00002:20", "--k", "1"]) == 0
+    assert "Phantom_00002" in capsys.readouterr().out
+    assert main(["archive", "query", str(archive), "--case", "Phantom_00000"]) == 2
+    assert "--volume" in capsys.readouterr().err
+    assert main(["archive", "remove", str(archive), "Phantom_00002"]) == 0
+    assert main(["archive", "info", str(archive), "--cases"]) == 0
+    info = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert info["cases"] == 2 and info["failed_cases"] == 1 and info["encoder"]["checkpoint"].endswith("base.pt")
+    assert main(["archive", "add", str(archive), str(cases), "--quiet", "--checkpoint", str(tmp_path / "x.pt")]) == 2

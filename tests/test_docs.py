@@ -35,7 +35,7 @@ def _missing(code: str) -> list[str]:
 
 def test_the_pages_have_code_to_run():
     names = {page.name for page, _ in PYTHON}
-    assert {"README.md", "api.md", "cbir.md", "encoder.md", "distributed.md"} <= names
+    assert {"README.md", "api.md", "cbir.md", "encoder.md", "distributed.md", "archive.md"} <= names
 
 
 @pytest.mark.parametrize("page,codes", PYTHON, ids=[page.name for page, _ in PYTHON])
@@ -44,7 +44,7 @@ def test_python_blocks_run(page, codes, tmp_path, monkeypatch, request):
     missing = _missing(code)
     if missing:
         pytest.skip(f"{page.name}: needs {', '.join(missing)}, which this install lacks")
-    if "load_slices(\"phantoms\"" in code:
+    if '"phantoms"' in code:
         shutil.copytree(request.getfixturevalue("phantom_root"), tmp_path / "phantoms")
     monkeypatch.chdir(tmp_path)
     if "start_local_ray" in code:

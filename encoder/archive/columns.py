@@ -52,6 +52,28 @@ def read(path: Path) -> np.ndarray:
     return columns
 
 
+class Columns:
+    """The slice columns as contiguous arrays (a mapped file's fields are strided: every read of one
+    would touch all of them), ``columns["level"]`` etc., and level bands computed once per count."""
+
+    def __init__(self, table: np.ndarray) -> None:
+        self.arrays = {name: np.ascontiguousarray(table[name]) for name in SLICE_DTYPE.names}
+        self._bands: dict[int, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.arrays[name]
+
+    def __len__(self) -> int:
+        return len(self.arrays["id"])
+
+    def bands(self, count: int) -> np.ndarray:
+        from .retrieval import bands
+
+        if count not in self._bands:
+            self._bands[count] = bands(self.arrays["level"], count)
+        return self._bands[count]
+
+
 class CaseTable:
     """The cases' columns (those without an error), for filters and for naming hits."""
 

@@ -39,7 +39,7 @@ GENERATION_FILES = ("index-*.hx", "slices-*.npy")  # named by generation; the ca
 class Snapshot:
     key: tuple
     index: hashindex.MultiFieldIndex
-    columns: np.ndarray  # cols.SLICE_DTYPE, one row per item of the index, by id
+    columns: cols.Columns  # one row per item of the index, by id
     cases: cols.CaseTable
 
 
@@ -135,7 +135,7 @@ class Archive(Writes):
                     index, columns = _empty_index(meta["encoder"]), np.empty(0, cols.SLICE_DTYPE)
             except FileNotFoundError:  # a writer committed twice since meta was read: read it again
                 continue
-            self._snapshot = Snapshot(key, index, columns, cases)  # type: ignore[arg-type]
+            self._snapshot = Snapshot(key, index, cols.Columns(columns), cases)  # type: ignore[arg-type]
             return self._snapshot
         raise hashindex.FormatError(f"{self.path}: the catalogue names {meta['index_file']}, which is missing")
 

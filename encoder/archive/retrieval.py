@@ -64,7 +64,8 @@ def rank_patients(snapshot: Any, queries: dict[str, np.ndarray], query_levels: n
     keep = np.ones(len(columns), bool) if allow is None else np.asarray(allow, bool).copy()
     if exclude_case is not None:
         keep &= columns["case"] != exclude_case
-    slice_band, query_band = bands(columns["level"], levels), bands(query_levels, levels)
+    slice_band = columns.bands(levels) if hasattr(columns, "bands") else bands(columns["level"], levels)
+    query_band = bands(query_levels, levels)
     case_of = np.asarray(columns["case"])
     ncases = int(case_of.max()) + 1
     by_band = {}
@@ -87,23 +88,14 @@ def rank_patients(snapshot: Any, queries: dict[str, np.ndarray], query_levels: n
             if take < len(patients):  # patients beyond the lists: at least their last distance
                 bound[rows] = res.distances[:, take - 1]
                 complete = False
-        hits = _exact_scores(index, queries, columns, by_band, np.array(sorted(candidates), np.int64), weights,
-                             worst, nq, query_z, ncases)
-        hits.sort(key=lambda h: (h.score, h.case_id))
-        if complete or (len(hits) >= k and hits[k - 1].score < bound.mean()):
-            out = [h.hit for h in hits[:k]]
-            rows = snapshot.cases.rows_of(np.array([h.case_id for h in hits[:k]], np.int64))
-            for hit, row in zip(out, rows):
-                hit.case = str(snapshot.cases.names[row])
-            return out
+        cand = np.array(sorted(candidates), np.int64)
+        best, best_id = _best_slices(index, queries, columns, by_band, cand, weights, worst, nq, ncases)
+        matched = (best_id >= 0).sum(axis=1)
+        score = best.mean(axis=1)
+        order = [c for c in np.lexsort((cand, score)) if matched[c]]
+        if complete or (len(order) >= k and score[order[k - 1]] < bound.mean()):
+            return _hits(snapshot, order[:k], cand, score, matched, best, best_id, query_z)
         kp *= 4
-
-
-@dataclass
-class _Scored:
-    case_id: int
-    score: float
-    hit: Any
 
 
 def _search(index: Any, queries: dict[str, np.ndarray], rows: np.ndarray, weights: dict[str, float], k: int,
@@ -112,40 +104,38 @@ def _search(index: Any, queries: dict[str, np.ndarray], rows: np.ndarray, weight
     return index.search(sub, k, weights=weights, one_per_group=True, allow=allow_ids)
 
 
-def _exact_scores(index: Any, queries: dict[str, np.ndarray], columns: np.ndarray, by_band: dict,
-                  candidates: np.ndarray, weights: dict[str, float], worst: float, nq: int,
-                  query_z: np.ndarray, ncases: int) -> list[_Scored]:
-    """Every candidate's best corresponding slice for every query slice (one search per band over
-    the candidates' slices only) and its score."""
-    if not len(candidates):
-        return []
+def _best_slices(index: Any, queries: dict[str, np.ndarray], columns: np.ndarray, by_band: dict,
+                 candidates: np.ndarray, weights: dict[str, float], worst: float, nq: int,
+                 ncases: int) -> tuple[np.ndarray, np.ndarray]:
+    """(candidate, query slice) -> the distance and id of the candidate's best corresponding slice
+    (``worst`` and -1 where it has none): one search per band over the candidates' slices only."""
     best = np.full((len(candidates), nq), worst)
     best_id = np.full((len(candidates), nq), -1, np.int64)
+    if not len(candidates):
+        return best, best_id
     is_candidate = np.zeros(ncases, bool)
     is_candidate[candidates] = True
     for mask, patients, rows in by_band.values():
-        mine = mask & is_candidate[np.asarray(columns["case"])]
+        mine = mask & is_candidate[columns["case"]]
         present = int(is_candidate[patients].sum())
         if not present:
             continue
         res = _search(index, queries, rows, weights, present, columns["id"][mine])
-        for j, row in enumerate(rows):
-            ok = res.ids[j] >= 0
-            groups = index.groups(res.ids[j][ok])
-            at = np.searchsorted(candidates, groups)
-            best[at, row], best_id[at, row] = res.distances[j][ok], res.ids[j][ok]
-    out = []
-    for c, case_id in enumerate(candidates):
-        matched = best_id[c] >= 0
-        if not matched.any():
-            continue
-        order = np.argsort(best[c], kind="stable")
-        slices = [SliceMatch(int(query_z[q]), int(best_id[c, q]), int(_z_of(columns, best_id[c, q])),
-                             float(best[c, q])) for q in order if matched[q]]
-        out.append(_Scored(int(case_id), float(best[c].mean()), PatientHit("", float(best[c].mean()),
-                                                                            int(matched.sum()), slices)))
+        q, j = np.nonzero(res.ids >= 0)
+        at = np.searchsorted(candidates, index.groups(res.ids[q, j]))
+        best[at, rows[q]], best_id[at, rows[q]] = res.distances[q, j], res.ids[q, j]
+    return best, best_id
+
+
+def _hits(snapshot: Any, top: list, candidates: np.ndarray, score: np.ndarray, matched: np.ndarray,
+          best: np.ndarray, best_id: np.ndarray, query_z: np.ndarray) -> list[PatientHit]:
+    columns, out = snapshot.columns, []
+    names = snapshot.cases.names[snapshot.cases.rows_of(candidates[top])] if top else []
+    for c, name in zip(top, names):
+        ok = np.flatnonzero(best_id[c] >= 0)
+        ok = ok[np.argsort(best[c, ok], kind="stable")]
+        z = columns["z"][np.searchsorted(columns["id"], best_id[c, ok])]
+        out.append(PatientHit(str(name), float(score[c]), int(matched[c]),
+                              [SliceMatch(int(query_z[q]), int(best_id[c, q]), int(zz), float(best[c, q]))
+                               for q, zz in zip(ok, z)]))
     return out
-
-
-def _z_of(columns: np.ndarray, id_: int) -> int:
-    return int(columns["z"][np.searchsorted(columns["id"], id_)])
