@@ -41,9 +41,13 @@ def main() -> None:
     p.add_argument("--encode", type=int, default=512, help="slices encoded per throughput run")
     p.add_argument("--repeats", type=int, default=3, help="throughput runs per setting (median)")
     p.add_argument("--child", nargs=2, metavar=("ALLOCATOR", "BATCH"), help=argparse.SUPPRESS)
+    p.add_argument("--ingest", action="store_true",
+                   help="only the ingest table: --data is a folder of cases, read, encoded and added to an archive")
     args = p.parse_args()
     if args.child:
         return child(args)
+    if args.ingest:
+        return ingest_table(args)
 
     import torch
 
@@ -125,6 +129,77 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps({"batch_size": encoder.batch_size, "slices_per_s": len(x) / seconds,
                       "user_s": after.ru_utime - before.ru_utime, "sys_s": after.ru_stime - before.ru_stime,
                       "minor_faults": after.ru_minflt - before.ru_minflt}))
+
+def _zoom_resize(volume, size, labels):
+    """The resize slicing used before (scipy.ndimage.zoom), for the before/after of the load stage."""
+    from scipy import ndimage as ndi
+
+    side = volume.shape[-2]
+    if side == size:
+        return volume
+    factor, lead = size / side, volume.ndim - 3
+    zoom = (1.0,) * lead + (factor, factor, 1.0)
+    if labels:
+        return ndi.zoom(volume, zoom, order=0, grid_mode=True, mode="grid-constant")
+    if factor < 1:
+        volume = ndi.gaussian_filter(volume, (0.0,) * lead + (0.45 / factor, 0.45 / factor, 0.0))
+    return ndi.zoom(volume, zoom, order=1, grid_mode=True, mode="grid-constant").astype(np.float32)
+
+
+def ingest_table(args: argparse.Namespace) -> None:
+    """Slices/s of each stage of `hashindex archive add` on a folder of cases, in this process (tuned
+    allocator, model loaded once): reading and slicing (one process; before with scipy's zoom), encoding
+    alone, and the whole add (worker processes read while this one encodes) codes-only and with the
+    segmentation decoder. The add's target is 80 % of the encode-only rate."""
+    import shutil
+    import tempfile
+
+    from hashindex.encoder.archive import Archive
+    from hashindex.encoder.archive.ingest import read_case
+    from hashindex.encoder.data import brats, find_cases
+
+    hashindex.tune_allocator()
+    encoder = CodeEncoder.load(args.checkpoint)
+    cases = find_cases(args.data)
+    stages = {}
+    for name, resize in (("read, scipy zoom (before)", _zoom_resize), ("read", brats._resize)):
+        original, brats._resize = brats._resize, resize
+        try:
+            start = time.perf_counter()
+            read = [read_case(c, encoder.image_size) for c in cases]
+            stages[name] = time.perf_counter() - start
+        finally:
+            brats._resize = original
+    n = sum(len(r.slices) for r in read if r.error is None)
+    encoder.encode(read[0].slices.images[:16], present=read[0].slices.contrasts[:16])
+    start = time.perf_counter()
+    for r in read:
+        encoder.encode(r.slices.images, present=r.slices.contrasts)
+    stages["encode"] = time.perf_counter() - start
+    tmp = tempfile.mkdtemp(prefix="bench-ingest-")
+    try:
+        for name, segment in (("archive add, codes only", False), ("archive add, with segmentation", True)):
+            folder = f"{tmp}/{int(segment)}"
+            with Archive.create(folder, encoder, segment=segment) as archive:
+                stages[name] = archive.add(args.data, encoder).seconds
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{len(cases)} cases, {n} slices of {encoder.image_size} px, {torch_threads()} torch threads")
+    print("| stage | s | slices/s | x encode-only |\n|---|---:|---:|---:|")
+    rows = []
+    for name, seconds in stages.items():
+        rate = n / seconds
+        rows.append({"stage": name, "seconds": seconds, "slices_per_s": rate, "vs_encode": stages["encode"] / seconds})
+        print(f"| {name} | {seconds:.1f} | {rate:.0f} | {stages['encode'] / seconds:.2f} |")
+    write_json({"machine": machine_info(), "command": " ".join(sys.argv), "cases": len(cases), "slices": n,
+                "stages": rows}, "ingest", args.json)
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
 
 if __name__ == "__main__":
     main()

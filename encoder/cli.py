@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 CONFIG_NAMES = ("base", "paper", "small")
+CONTRAST_MAP_HELP = ("JSON file mapping regular expressions over DICOM SeriesDescription/ProtocolName to t1, t1ce, "
+                     "t2 or flair (tried before the built-in names)")
 LAYOUT_HELP = ("file layout: brats2021, brats2023, deepmedic, bet, or a JSON file mapping contrasts to file "
                "patterns (default: recognised from the file names)")
 
@@ -206,7 +208,8 @@ def _register_archive(sub: argparse._SubParsersAction) -> None:
     p = verbs.add_parser("add", help="add every case found under these folders (those already in are skipped)")
     p.add_argument("archive")
     p.add_argument("folders", nargs="+", help="folders of cases, any known layout")
-    p.add_argument("--layout", default=None, help=LAYOUT_HELP)
+    p.add_argument("--layout", default=None, help=LAYOUT_HELP + "; dicom: only DICOM series")
+    p.add_argument("--contrast-map", default=None, help=CONTRAST_MAP_HELP)
     p.add_argument("--checkpoint", default=None, help="must be the archive's model (default: the shipped model)")
     p.add_argument("--workers", type=int, default=None, help="processes reading volumes (default: cores - 1)")
     p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for another writer (default: fail)")
@@ -228,7 +231,8 @@ def _register_archive(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--window", type=int, default=1, help="bands either side that count as the same level")
     p.add_argument("--query-slices", type=int, default=16, help="--volume: at most this many query slices")
     p.add_argument("--include-own-case", action="store_true", help="also rank the query's own case")
-    p.add_argument("--layout", default=None, help=LAYOUT_HELP)
+    p.add_argument("--layout", default=None, help=LAYOUT_HELP + "; dicom: only DICOM series")
+    p.add_argument("--contrast-map", default=None, help=CONTRAST_MAP_HELP)
     p.add_argument("--checkpoint", default=None, help="--volume: the archive's model (default: the shipped model)")
     p.add_argument("--show", type=int, default=3, help="matched slices printed per patient")
     p.add_argument("--json", action="store_true", help="print the hits as JSON")

@@ -19,7 +19,8 @@ def _add(args: argparse.Namespace) -> int:
     from . import Archive
 
     with Archive.open(args.archive) as archive:
-        report = archive.add(args.folders, args.checkpoint, layout=args.layout, workers=args.workers,
+        report = archive.add(args.folders, args.checkpoint, layout=args.layout, contrast_map=args.contrast_map,
+                             workers=args.workers,
                              wait=args.wait, progress=not args.quiet, log=lambda s: print(s, file=sys.stderr))
     for name, error in report.failed.items():
         print(f"failed: {name}: {error}", file=sys.stderr)
@@ -44,7 +45,7 @@ def _query(args: argparse.Namespace) -> int:
                   include_own_case=args.include_own_case, levels=args.levels, window=args.window)
     with Archive.open(args.archive) as archive:
         if args.volume is not None:
-            hits = archive.search_case(args.volume, args.checkpoint, layout=args.layout,
+            hits = archive.search_case(args.volume, args.checkpoint, layout=args.layout, contrast_map=args.contrast_map,
                                        max_query_slices=args.query_slices, **common)
         else:
             if args.case is None or args.slice is None:

@@ -233,7 +233,7 @@ class Archive(Writes):
 
     def search_case(self, folder: str | os.PathLike, encoder: Any = None, *, mode: str = "both", k: int = 10,
                     where: str | None = None, tumour_from: tuple[str, int] | None = None, layout: Any = None,
-                    max_query_slices: int = 16, include_own_case: bool = False, levels: int = 10,
+                    contrast_map: Any = None, max_query_slices: int = 16, include_own_case: bool = False, levels: int = 10,
                     window: int = 1) -> list[PatientHit]:
         """Patients ranked against a whole case that need not be in the archive (a folder in any
         layout the loader knows): its slices are encoded with the archive's model, and up to
@@ -245,7 +245,7 @@ class Archive(Writes):
 
         encoder = _default_encoder(encoder)
         self.check_encoder(encoder)
-        found = find_cases(folder, layout)
+        found = find_cases(folder, layout, contrast_map)
         if len(found) != 1:
             raise ValueError(f"folder: expected one case folder, {folder} holds {len(found)} cases")
         case = read_case(found[0], encoder.image_size)

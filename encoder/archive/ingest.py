@@ -19,8 +19,14 @@ ROLES = ("t1", "t1ce", "t2", "flair", "seg", "mask")
 
 
 def case_paths(files: CaseFiles) -> dict[str, Path]:
-    """Role -> file of every file the archive reads for a case."""
-    paths = dict(files.images)
+    """Role -> file of every file the archive reads for a case (a DICOM series: one role per file,
+    numbered in the series' file order)."""
+    paths = {}
+    for contrast, where in files.images.items():
+        if isinstance(where, (str, os.PathLike)):
+            paths[contrast] = Path(where)
+        else:
+            paths.update({f"{contrast}:{n:05d}": f for n, f in enumerate(where.files)})
     for role in ("seg", "mask"):
         if getattr(files, role) is not None:
             paths[role] = getattr(files, role)

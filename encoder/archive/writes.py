@@ -5,7 +5,6 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -20,12 +19,12 @@ class Writes:
     """Archive's writing methods (a mixin: Archive provides _writing, _commit, _writable, meta)."""
 
     def add(self, folders: Sequence[str | os.PathLike] | str | os.PathLike, encoder: Any = None, *,
-            layout: Any = None, workers: int | None = None, commit_slices: int = 4096,
+            layout: Any = None, contrast_map: Any = None, workers: int | None = None, commit_slices: int = 4096,
             commit_seconds: float = 60.0, wait: float = 0.0, progress: bool = False,
             log: Callable[[str], None] | None = None) -> AddReport:
         """Adds every case found under ``folders`` (any layout the loader knows; ``layout`` forces one).
 
-        Cases already in with the same files are skipped; a case in with other files is left as it
+        ``contrast_map`` names DICOM series' contrasts (hashindex.encoder.data.dicom). Cases already in with the same files are skipped; a case in with other files is left as it
         is and reported (remove it first to replace it); an unreadable case is recorded with the
         loader's error and the others go on (the next add tries it again). Volumes are read by
         ``workers`` processes while this one encodes. Changes are committed every ``commit_slices``
@@ -39,7 +38,7 @@ class Writes:
         self.check_encoder(encoder)
         if isinstance(folders, (str, os.PathLike)):
             folders = [folders]
-        found = [files for folder in folders for files in find_cases(folder, layout)]  # errors before any change
+        found = [files for folder in folders for files in find_cases(folder, layout, contrast_map)]  # errors first
         names = [f.case_id for f in found]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
@@ -178,7 +177,7 @@ def _encode_case(case: ReadCase, encoder: Any, segment: bool, index: Any, first_
     catalogue rows: (case row, slice rows). A failed case: its row with the error, no slices."""
     files = case.files
     contrasts = tuple(int(c in files.images) for c in cat.CONTRASTS)
-    source = str(Path(next(iter(files.images.values()))).parent) if files.images else ""
+    source = str(files.folder) if files.folder is not None else ""
     if case.error is not None:
         return (case_id, files.case_id, source, files.layout, *contrasts, None, None, 0, None, _now(), case.error), []
     s = case.slices
