@@ -6,8 +6,8 @@ metadata filter, against faiss doing the same ranking exactly.
 
 The archive is written through the archive's own commit (index file, slice columns, catalogue rows
 in one transaction) with synthetic codes, since encoding 1M slices takes hours: anatomy codes are a
-prototype per level band, flipped per patient and per slice; a third of the patients have a tumour
-code. Timed, each the median of --repeats in this process:
+prototype per level band and kind of anatomy (--anatomy-types) with 8 % of bits flipped per slice; a third of the patients have a tumour
+(the middle 40 % of their levels), its code one of --lesion-types kinds with 10 % flipped. Timed, each the median of --repeats in this process:
 
 - open: ``Archive.open`` and its first ``snapshot()`` (index and columns mapped, cases read);
 - slice query: one slice's patients (``search_slice``, mode abnormal, ``where="t1ce AND abnormal"``);
@@ -32,6 +32,7 @@ import hashindex
 from hashindex.bench import import_faiss, machine_info, median_seconds, write_json
 from hashindex.encoder.archive import Archive
 from hashindex.encoder.archive import columns as cols
+from hashindex.encoder.archive.banded import BANDS, BandedIndex
 from hashindex.encoder.archive.retrieval import MODES, bands
 
 faiss = import_faiss(required=True)
@@ -53,25 +54,30 @@ def flip(rng, codes: np.ndarray, p: float) -> np.ndarray:
     return np.packbits(bits, axis=-1)
 
 
-def build(path: Path, patients: int, per: int, rng) -> Archive:
+def build(path: Path, patients: int, per: int, rng, lesion_types: int = 20, anatomy_types: int = 50) -> Archive:
     n = patients * per
     archive = Archive.create(path, _Synthetic())
     levels = np.tile(np.linspace(0, 1, per, dtype=np.float32), patients)
     band = bands(levels, 10)
-    prototypes = rng.integers(0, 256, (10, 128), dtype=np.uint8)
+    prototypes = rng.integers(0, 256, (max(1, anatomy_types), 10, 128), dtype=np.uint8)
+    anatomy = rng.integers(0, max(1, anatomy_types), patients)
     normal = np.empty((n, 128), np.uint8)
     for p in range(patients):
         rows = slice(p * per, (p + 1) * per)
-        normal[rows] = flip(rng, prototypes[band[rows]], 0.08)
+        normal[rows] = flip(rng, prototypes[anatomy[p], band[rows]], 0.08)
     tumour = rng.random(patients) < 1 / 3
     healthy = rng.integers(0, 256, 128, dtype=np.uint8)
-    lesions = rng.integers(0, 256, (patients, 128), dtype=np.uint8)
+    if lesion_types:  # tumours of a few kinds, each patient's its kind's code with 10 % of bits flipped
+        kinds = rng.integers(0, 256, (lesion_types, 128), dtype=np.uint8)
+        lesions = flip(rng, kinds[rng.integers(0, lesion_types, patients)], 0.10)
+    else:  # every tumour unlike every other: all patients nearly equidistant, the hardest ranking
+        lesions = rng.integers(0, 256, (patients, 128), dtype=np.uint8)
     in_tumour = np.repeat(tumour, per) & (np.abs(levels - 0.5) < 0.2)
     abnormal = np.where(in_tumour[:, None], lesions[np.repeat(np.arange(patients), per)], healthy)
     abnormal = flip(rng, abnormal, 0.05)
-    index = hashindex.MultiFieldIndex({"normal": 1024, "abnormal": 1024})
+    index = BandedIndex.empty(IDENTITY)
     case_of = np.repeat(np.arange(patients), per).astype(np.int64)
-    index.add({"normal": normal, "abnormal": abnormal}, ids=np.arange(n), groups=case_of)
+    index.add({"normal": normal, "abnormal": abnormal}, np.arange(n), case_of, bands(levels, BANDS))
     columns = np.zeros(n, cols.SLICE_DTYPE)
     columns["id"], columns["case"], columns["level"] = np.arange(n), case_of, levels
     columns["z"] = np.tile(np.arange(per), patients)
@@ -116,6 +122,10 @@ def faiss_rank(snap, queries: np.ndarray, q_levels: np.ndarray, allow: np.ndarra
 def main(argv=None) -> int:
     p = script_parser(__doc__, n=10_000, repeats=5)
     p.add_argument("--per", type=int, default=100, help="slices per patient")
+    p.add_argument("--anatomy-types", type=int, default=50,
+                   help="kinds of anatomy (1: every brain alike at a level, the worst case)")
+    p.add_argument("--lesion-types", type=int, default=20,
+                   help="kinds of tumour codes (0: each patient's own random one, the worst case)")
     args = p.parse_args(argv)
     if args.quick:
         args.n = 1_000
@@ -123,7 +133,7 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-archive-"))
     try:
         t = time.perf_counter()
-        archive = build(tmp / "archive", args.n, args.per, rng)
+        archive = build(tmp / "archive", args.n, args.per, rng, args.lesion_types, args.anatomy_types)
         built = time.perf_counter() - t
         n = args.n * args.per
         size = sum(f.stat().st_size for f in (tmp / "archive").iterdir())
@@ -141,7 +151,7 @@ def main(argv=None) -> int:
         slice_q = median_seconds(lambda: archive.search_slice(name, qz, mode="abnormal", k=args.k, where=WHERE),
                                  args.repeats)
         rows = np.flatnonzero(snap.columns["case"] == query_case)[:: max(1, args.per // 16)][:16]
-        codes = snap.index.get(snap.columns["id"][rows])
+        codes = snap.index.get(snap.columns["id"][rows], snap.columns.stored_band_of(snap.columns["id"][rows]))
         z = snap.columns["z"][rows]
         levels_q = np.asarray(snap.columns["level"][rows], np.float64)
         rank = lambda: archive._rank(snap, codes, levels_q, z, "both", args.k, WHERE, None, query_case, 10, 1)  # noqa: E731
@@ -153,8 +163,9 @@ def main(argv=None) -> int:
         sql_s = median_seconds(lambda: np.array(db.execute(sql).fetchall(), np.int64), args.repeats)
         # faiss: both codes concatenated (weights 1 and 1 = the concatenation's Hamming distance)
         flat = faiss.IndexBinaryFlat(2048)
-        flat.add(np.ascontiguousarray(np.concatenate([snap.index.get(snap.columns["id"], f) for f in MODES["both"]],
-                                                     axis=1)))
+        every = snap.columns["id"]
+        flat.add(np.ascontiguousarray(np.concatenate([snap.index.get(every, snap.columns.stored_band_of(every), f)
+                                                      for f in MODES["both"]], axis=1)))
         allow = cols.evaluate(hashindex.encoder.archive.parse_where(WHERE), snap.columns, snap.cases)
         allow &= snap.columns["case"] != query_case
         qcat = np.concatenate([codes["normal"], codes["abnormal"]], axis=1)
@@ -165,11 +176,15 @@ def main(argv=None) -> int:
         archive.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    result = {"machine": machine_info(), "slices": n, "patients": args.n, "archive_bytes": size,
+    result = {"machine": machine_info(), "slices": n, "patients": args.n, "lesion_types": args.lesion_types,
+              "anatomy_types": args.anatomy_types,
+              "archive_bytes": size,
               "build_seconds": built, "open_ms": open_s * 1e3, "slice_query_ms": slice_q * 1e3,
               "case_query_ms": case_q * 1e3, "faiss_case_query_ms": faiss_s * 1e3,
               "filter_columns_ms": mask_s * 1e3, "filter_sqlite_ms": sql_s * 1e3, "where": WHERE, "k": args.k}
-    print(f"archive of {n:,} slices ({args.n:,} patients, {size / 2**20:.0f} MiB), built in {built:.1f} s")
+    print(f"archive of {n:,} slices ({args.n:,} patients, {args.anatomy_types} kinds of anatomy, "
+          f"{args.lesion_types or 'no'} kinds of tumour, "
+          f"{size / 2**20:.0f} MiB), built in {built:.1f} s")
     print(f"| step | ms | note |\n|---|---:|---|\n| open + first snapshot | {open_s * 1e3:.1f} | mmap |")
     print(f"| slice query, abnormal, where {WHERE!r} | {slice_q * 1e3:.1f} | k={args.k} patients |")
     print(f"| case query, 16 slices, both, same filter | {case_q * 1e3:.1f} | faiss {faiss_s * 1e3:.0f} ms: "

@@ -25,6 +25,7 @@ pytest.importorskip("scipy")
 import hashindex
 from hashindex.encoder.archive import Archive, ArchiveLockedError, ModelMismatchError, parse_where
 from hashindex.encoder.archive import columns as cols
+from hashindex.encoder.archive.banded import BandedIndex
 from hashindex.encoder.archive.retrieval import MODES, bands, rank_patients
 
 TESTS = Path(__file__).resolve().parent
@@ -67,17 +68,22 @@ def state(path):
         slice_rows = db.execute("SELECT * FROM slices ORDER BY id").fetchall()
         db.close()
         snap = a.snapshot()
-        ids = np.sort(snap.index.ids())
+        ids = np.sort(np.concatenate([index.ids() for index in snap.index.indexes]))
         assert ids.tolist() == [r[0] for r in slice_rows], "index and catalogue disagree"
+        bands = snap.columns.stored_band_of(ids)
+        for b, index in enumerate(snap.index.indexes):  # each slice in the band of its level
+            assert sorted(index.ids().tolist()) == ids[bands == b].tolist()
         want = cols.from_rows(slice_rows)
         for name in cols.SLICE_DTYPE.names:
             np.testing.assert_array_equal(snap.columns[name], want[name])
-        if len(ids):
-            assert snap.index.groups(ids).tolist() == [r[1] for r in slice_rows]
+        case_of = {r[0]: r[1] for r in slice_rows}
+        for b, index in enumerate(snap.index.indexes):
+            mine = ids[bands == b]
+            assert index.groups(mine).tolist() == [case_of[i] for i in mine.tolist()]
         counts = {r[0]: r[8] for r in case_rows}
         for case_id, n in counts.items():
             assert sum(r[1] == case_id for r in slice_rows) == n, "a case is in part"
-        codes = {f: snap.index.get(ids, f).tobytes() for f in ("normal", "abnormal")} if len(ids) else {}
+        codes = {f: snap.index.get(ids, bands, f).tobytes() for f in ("normal", "abnormal")}
         answers = []
         for row in slice_rows[::7]:
             name = next(c[1] for c in case_rows if c[0] == row[1])
@@ -91,7 +97,7 @@ def run_child(archive, *args, kill=None):
     if kill is not None:
         env["HASHINDEX_ARCHIVE_KILL"] = str(kill)
     return subprocess.run([sys.executable, "-c", CHILD, str(archive), *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, cwd=Path(archive).parent)  # not the source tree
 
 
 # -- ingest ----------------------------------------------------------------------------------------
@@ -116,7 +122,8 @@ def test_add_records_catalogue_index_and_columns(cases, tmp_path):
         assert [r[6] for r in mine] == s.abnormal.tolist()  # labelled from the case's own segmentation
         codes = FakeEncoder().encode(s.images)
         ids = np.array([r[0] for r in mine])
-        np.testing.assert_array_equal(archive.snapshot().index.get(ids, "normal"), codes.normal_bits)
+        snap = archive.snapshot()
+        np.testing.assert_array_equal(snap.index.get(ids, snap.columns.stored_band_of(ids), "normal"), codes.normal_bits)
         assert [r[4] for r in mine] == (FakeEncoder().tumour_pixels(codes) > 0).astype(int).tolist()
     archive.close()
 
@@ -264,9 +271,9 @@ def test_bad_inputs_name_the_cause_and_keep_the_archive(cases, tmp_path):
         Archive.open(foreign)
     with pytest.raises(FileNotFoundError, match="not an archive"):
         Archive.open(cases)
-    index_file = path / json.loads(sqlite3.connect(path / "catalogue.sqlite").execute(
+    stem = json.loads(sqlite3.connect(path / "catalogue.sqlite").execute(
         "SELECT value FROM meta WHERE key = 'index_file'").fetchone()[0])
-    index_file.write_bytes(b"HXIDX" + b"\0" * 100)
+    (path / f"{stem}.b3.hx").write_bytes(b"HXIDX" + b"\0" * 100)
     with Archive.open(path) as archive, pytest.raises(hashindex.FormatError):
         archive.search_slice("Phantom_00000", 12)
 
@@ -322,9 +329,10 @@ def test_patient_ranking_matches_brute_force(seed, patients, nbits, k, mode, nq,
     columns["level"] = rng.random(n).astype(np.float32)
     codes = {f: rng.integers(0, 256, (n, nbits // 8), dtype=np.uint8) for f in ("normal", "abnormal")}
     codes["normal"][rng.random(n) < 0.3] = 0  # ties
-    index = hashindex.MultiFieldIndex({"normal": nbits, "abnormal": nbits})
-    index.add(codes, ids=columns["id"], groups=columns["case"])
-    snap = type("Snap", (), {"index": index, "columns": columns, "cases": _Cases(patients)})()
+    stored = int(rng.integers(1, 12))  # bands the index is kept in: any count gives the same answers
+    index = BandedIndex.empty({"normal_nbits": nbits, "abnormal_nbits": nbits}, stored)
+    index.add(codes, columns["id"], columns["case"], bands(columns["level"], stored))
+    snap = type("Snap", (), {"index": index, "columns": cols.Columns(columns, stored), "cases": _Cases(patients)})()
     queries = {f: rng.integers(0, 256, (nq, nbits // 8), dtype=np.uint8) for f in codes}
     q_levels = rng.random(nq)
     allow = rng.random(n) < 0.6 if filtered else np.ones(n, bool)

@@ -1,7 +1,7 @@
 """The archive's SQLite catalogue: what each case and slice is, which model encoded them, and which
 index file holds their codes.
 
-The catalogue is the archive's single point of truth: a commit writes a new index file first, then
+The catalogue is the archive's single point of truth: a commit writes new index files first, then
 one SQLite transaction that inserts or deletes rows *and* names the new file. A crash before that
 transaction leaves the old file named and the old rows, which agree; the new file is a stray that the
 next writer deletes. So the index and the catalogue can never disagree, whatever is killed when.

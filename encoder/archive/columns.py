@@ -56,9 +56,12 @@ class Columns:
     """The slice columns as contiguous arrays (a mapped file's fields are strided: every read of one
     would touch all of them), ``columns["level"]`` etc., and level bands computed once per count."""
 
-    def __init__(self, table: np.ndarray) -> None:
+    def __init__(self, table: np.ndarray, stored_bands: int) -> None:
         self.arrays = {name: np.ascontiguousarray(table[name]) for name in SLICE_DTYPE.names}
         self._bands: dict[int, np.ndarray] = {}
+        self.stored_bands = stored_bands  # the bands the index is kept in (banded.py)
+        stored = self.bands(stored_bands)
+        self.rows_of_band = [np.flatnonzero(stored == b) for b in range(stored_bands)]
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.arrays[name]
@@ -72,6 +75,13 @@ class Columns:
         if count not in self._bands:
             self._bands[count] = bands(self.arrays["level"], count)
         return self._bands[count]
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        """Row of each id (every id must be one of the columns')."""
+        return np.searchsorted(self.arrays["id"], ids)
+
+    def stored_band_of(self, ids: np.ndarray) -> np.ndarray:
+        return self.bands(self.stored_bands)[self.rows(ids)]
 
 
 class CaseTable:

@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import hashindex
-
 
 class ArchiveLockedError(BlockingIOError):
     """Another process is writing to the archive."""
@@ -53,8 +51,10 @@ def _kill_point() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _empty_index(identity: dict[str, Any]) -> hashindex.MultiFieldIndex:
-    return hashindex.MultiFieldIndex({"normal": identity["normal_nbits"], "abnormal": identity["abnormal_nbits"]})
+def _empty_index(identity: dict[str, Any], bands: int) -> Any:
+    from .banded import BandedIndex
+
+    return BandedIndex.empty(identity, bands)
 
 
 def _default_encoder(encoder: Any) -> Any:

@@ -17,6 +17,7 @@ from hashindex._validate import int_arg, k_arg
 
 from . import catalogue as cat
 from . import columns as cols
+from .banded import BANDS, BandedIndex
 from .common import (
     ArchiveLockedError,
     ModelMismatchError,
@@ -38,15 +39,16 @@ GENERATION_FILES = ("index-*.hx", "slices-*.npy")  # named by generation; the ca
 @dataclass
 class Snapshot:
     key: tuple
-    index: hashindex.MultiFieldIndex
+    index: BandedIndex
     columns: cols.Columns  # one row per item of the index, by id
     cases: cols.CaseTable
 
 
 class Archive(Writes):
-    """An archive folder: ``catalogue.sqlite`` (cases, slices, the model) and ``index-<generation>.hx``
-    (their codes: a MultiFieldIndex with fields ``normal`` and ``abnormal``, one item per slice, the
-    case as its group). Open with :meth:`create` or :meth:`open`."""
+    """An archive folder: ``catalogue.sqlite`` (cases, slices, the model), ``index-<generation>.b<k>.hx``
+    (their codes: one MultiFieldIndex per band of levels, banded.py, with fields ``normal`` and
+    ``abnormal``, one item per slice, the case as its group) and ``slices-<generation>.npy`` (the
+    slices' columns). Open with :meth:`create` or :meth:`open`."""
 
     def __init__(self, path: Path, db: Any) -> None:
         self.path, self._db = path, db
@@ -69,6 +71,7 @@ class Archive(Writes):
         db = cat.connect(tmp, create=True)
         with cat.transaction(db):
             cat.set_meta(db, encoder=encoder_identity(encoder), segment=bool(segment), generation=0, index_file="",
+                         bands=BANDS,
                          next_id=0, next_case=0, created=_now())
         db.close()
         for suffix in ("-wal", "-shm"):
@@ -128,14 +131,10 @@ class Archive(Writes):
             if self._snapshot is not None and self._snapshot.key == key:
                 return self._snapshot
             try:
-                if meta["index_file"]:
-                    index = hashindex.load(self.path / meta["index_file"], mmap=True)
-                    columns = cols.read(self.path / meta["columns_file"])
-                else:
-                    index, columns = _empty_index(meta["encoder"]), np.empty(0, cols.SLICE_DTYPE)
+                index, columns = self._committed(meta)
             except FileNotFoundError:  # a writer committed twice since meta was read: read it again
                 continue
-            self._snapshot = Snapshot(key, index, cols.Columns(columns), cases)  # type: ignore[arg-type]
+            self._snapshot = Snapshot(key, index, cols.Columns(columns, meta["bands"]), cases)  # type: ignore[arg-type]
             return self._snapshot
         raise hashindex.FormatError(f"{self.path}: the catalogue names {meta['index_file']}, which is missing")
 
@@ -194,9 +193,9 @@ class Archive(Writes):
         generation = self.meta["generation"] + (1 if index is not None else 0)
         names = {}
         if index is not None:
-            names = {"index_file": f"index-{generation:06d}.hx", "columns_file": f"slices-{generation:06d}.npy"}
+            names = {"index_file": f"index-{generation:06d}", "columns_file": f"slices-{generation:06d}.npy"}
             _kill_point()
-            index.save(self.path / names["index_file"])
+            index.save(self.path, names["index_file"])
             _kill_point()
             cols.write(self.path / names["columns_file"], columns)
             _kill_point()
@@ -207,13 +206,17 @@ class Archive(Writes):
         _kill_point()
         self._remove_stray_files(keep_previous=True)
 
-    def _writable(self) -> tuple[hashindex.MultiFieldIndex, np.ndarray]:
-        """The committed index (mapped: copied into memory at the first change) and columns."""
-        meta = self.meta
+    def _committed(self, meta: dict[str, Any]) -> tuple[BandedIndex, np.ndarray]:
+        """The index (its bands mapped: copied into memory at a band's first change) and the slice
+        columns that ``meta`` names."""
         if not meta["index_file"]:
-            return _empty_index(meta["encoder"]), np.empty(0, cols.SLICE_DTYPE)
-        return (hashindex.load(self.path / meta["index_file"], mmap=True),  # type: ignore[return-value]
-                np.array(cols.read(self.path / meta["columns_file"])))
+            return _empty_index(meta["encoder"], meta["bands"]), np.empty(0, cols.SLICE_DTYPE)
+        return (BandedIndex.load(self.path, meta["index_file"], meta["bands"]),
+                cols.read(self.path / meta["columns_file"]))
+
+    def _writable(self) -> tuple[BandedIndex, np.ndarray]:
+        index, columns = self._committed(self.meta)
+        return index, np.array(columns)
 
     # -- queries ----------------------------------------------------------------------------------
     def search_slice(self, case: str, z: int, *, mode: str = "both", k: int = 10, where: str | None = None,
@@ -226,7 +229,8 @@ class Archive(Writes):
         the search, so k patients come back whenever k qualify."""
         snap = self.snapshot()
         row = self._slice_row(snap, case, z, "case, z")
-        codes = snap.index.get(snap.columns["id"][[row]])
+        ids = snap.columns["id"][[row]]
+        codes = snap.index.get(ids, snap.columns.stored_band_of(ids))
         levels_q = np.asarray(snap.columns["level"][[row]], np.float64)
         own = None if include_own_case else int(snap.columns["case"][row])
         return self._rank(snap, codes, levels_q, np.array([z]), mode, k, where, tumour_from, own, levels, window)
@@ -297,7 +301,8 @@ class Archive(Writes):
         queries = {f: np.ascontiguousarray(q) for f, q in queries.items()}
         if tumour_from is not None:
             donor = self._slice_row(snap, tumour_from[0], int(tumour_from[1]), "tumour_from")
-            abnormal = snap.index.get(snap.columns["id"][[donor]], "abnormal")
+            ids = snap.columns["id"][[donor]]
+            abnormal = snap.index.get(ids, snap.columns.stored_band_of(ids), "abnormal")
             queries["abnormal"] = np.repeat(abnormal, len(levels_q), axis=0)
         allow = None if where is None else cols.evaluate(cat.parse_where(where), snap.columns, snap.cases)
         return rank_patients(snap, queries, levels_q, z, MODES[mode], k, allow=allow, exclude_case=own,

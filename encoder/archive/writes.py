@@ -13,6 +13,7 @@ from . import catalogue as cat
 from . import columns as cols
 from .common import AddReport, _default_encoder, _empty_index, _kill_point, _now, _progress, encoder_identity
 from .ingest import ReadCase, case_checksum, file_records, read_cases
+from .retrieval import bands
 
 
 class Writes:
@@ -109,7 +110,7 @@ class Writes:
             # A case tried before (a failed row, or every case when re-encoding) keeps its id, its
             # group in the index: a resumed add then ends exactly as an uninterrupted one.
             case_id = keep_ids.get(case.files.case_id, next_case)
-            row, rows = _encode_case(case, encoder, segment, index, next_id, case_id)
+            row, rows = _encode_case(case, encoder, segment, index, next_id, case_id, meta["bands"])
             next_id += len(rows)
             next_case += int(case_id == next_case)
             slices_pending += len(rows)
@@ -141,8 +142,9 @@ class Writes:
                 self._commit(None, None, drop)
                 return 0
             index, columns = self._writable()
-            index.remove(ids)
-            self._commit(index, columns[~np.isin(columns["case"], case_ids)], drop)
+            gone = np.isin(columns["case"], case_ids)
+            index.remove(columns["id"][gone], bands(columns["level"][gone], self.meta["bands"]))
+            self._commit(index, columns[~gone], drop)
             return len(ids)
 
     def reencode(self, encoder: Any, *, workers: int | None = None, wait: float = 0.0,
@@ -166,13 +168,13 @@ class Writes:
                                      "remove it, or put them back, before re-encoding")
                 todo.append(found[0])
             self._ingest(todo, encoder, report, workers, 0, 0.0, progress,
-                         index=_empty_index(encoder_identity(encoder)), replace_all=True)
+                         index=_empty_index(encoder_identity(encoder), self.meta["bands"]), replace_all=True)
         report.seconds = time.perf_counter() - started
         return report
 
 
 def _encode_case(case: ReadCase, encoder: Any, segment: bool, index: Any, first_id: int,
-                 case_id: int) -> tuple[tuple, list]:
+                 case_id: int, stored_bands: int) -> tuple[tuple, list]:
     """A read case's codes added to ``index`` (ids from ``first_id``, group ``case_id``) and its
     catalogue rows: (case row, slice rows). A failed case: its row with the error, no slices."""
     files = case.files
@@ -184,8 +186,8 @@ def _encode_case(case: ReadCase, encoder: Any, segment: bool, index: Any, first_
     codes = encoder.encode(s.images, present=s.contrasts)
     area = encoder.tumour_pixels(codes) * case.pixel_mm2 if segment else None
     ids = np.arange(first_id, first_id + len(s), dtype=np.int64)
-    index.add({"normal": codes.normal_bits, "abnormal": codes.abnormal_bits}, ids=ids,
-              groups=np.full(len(s), case_id, np.int64))
+    index.add({"normal": codes.normal_bits, "abnormal": codes.abnormal_bits}, ids,
+              np.full(len(s), case_id, np.int64), bands(case.levels, stored_bands))
     volume = None if area is None else float(area.sum() * case.thickness_mm / 1000.0)
     row = (case_id, files.case_id, source, files.layout, *contrasts, case_checksum(case.records),
            json.dumps(case.records), len(s), volume, _now(), None)
