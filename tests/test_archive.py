@@ -381,9 +381,10 @@ def test_command_with_the_shipped_model(cases, tmp_path, capsys):
 
     archive = tmp_path / "a"
     assert main(["archive", "create", str(archive)]) == 0
-    assert main(["archive", "add", str(archive), str(cases), "--quiet", "--workers", "2"]) == 1  # the damaged case
+    assert main(["archive", "add", str(archive), str(cases), "--workers", "2"]) == 1  # the damaged case
     err = capsys.readouterr().err
     assert "failed: Zz_damaged" in err and "3 cases added" in err
+    assert "4/4" in err and "slices/s" in err  # the progress bar: cases, slices, rate
     assert main(["archive", "query", str(archive), "--case", "Phantom_00000", "--slice", "20", "--mode", "abnormal",
                  "--k", "2", "--json"]) == 0
     hits = json.loads(capsys.readouterr().out)

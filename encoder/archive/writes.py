@@ -105,6 +105,7 @@ class Writes:
 
         workers = max(1, (os.cpu_count() or 1) - 1) if workers is None else max(1, int(workers))
         bar = _progress(len(todo)) if progress else None
+        started, encoded = time.monotonic(), 0
         for case in read_cases(todo, encoder.image_size, workers):
             _kill_point()
             # A case tried before (a failed row, or every case when re-encoding) keeps its id, its
@@ -115,8 +116,10 @@ class Writes:
             next_case += int(case_id == next_case)
             slices_pending += len(rows)
             pending.append((case.files.case_id, row, rows))
-            if bar is not None:
-                bar.set_postfix_str(f"{case.files.case_id}: {len(rows)} slices", refresh=False)
+            if bar is not None:  # cases done and left (with the time left), and the slices' rate
+                encoded += len(rows)
+                rate = encoded / max(time.monotonic() - started, 1e-9)
+                bar.set_postfix_str(f"{encoded} slices, {rate:.0f} slices/s", refresh=False)
                 bar.update(1)
             if not replace_all and (slices_pending >= commit_slices or time.monotonic() - last_commit >= commit_seconds):
                 commit()
