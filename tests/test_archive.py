@@ -396,6 +396,7 @@ def test_command_with_the_shipped_model(cases, tmp_path, capsys):
     assert out[0].split()[1] == "Phantom_00001"  # a case is its own best match
     page = (report / "index.html").read_text()
     assert "Phantom_00001" in page and all((report / src).exists() for src in re.findall(r'src="([^"]+)"', page))
+    assert "pseudo-normal" in page and "the model's tumour" in page
     assert main(["archive", "query", str(archive), "--case", "Phantom_00000", "--slice", "20",
                  "--tumour-from", "Phantom_00002:20", "--k", "1"]) == 0
     assert "Phantom_00002" in capsys.readouterr().out

@@ -52,10 +52,12 @@ def _query(args: argparse.Namespace) -> int:
                 raise ValueError("query: give --case and --slice (a slice of the archive) or --volume FOLDER (a case)")
             hits = archive.search_slice(args.case, args.slice, **common)
         if args.report is not None:
+            from ..codes import CodeEncoder
             from .report import write_query_report
 
             page = write_query_report(archive, args.report, hits, volume=args.volume, case=args.case,
-                                      z=args.slice, mode=mode, where=args.where)
+                                      z=args.slice, mode=mode, where=args.where,
+                                      encoder=CodeEncoder.load(args.checkpoint))
             print(f"report: {page}", file=sys.stderr)
     if args.json:
         print(json.dumps([h.as_dict() for h in hits], indent=1))

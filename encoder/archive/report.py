@@ -31,8 +31,10 @@ def _case_slices(folder: str | os.PathLike, name: str | None, size: int) -> Any:
 
 def write_query_report(archive: Any, out: str | os.PathLike, hits: list, *, volume: Any = None,
                        case: str | None = None, z: int | None = None, mode: str = "both",
-                       where: str | None = None) -> Path:
-    """Writes ``out/index.html``, ``out/img/*.png`` and ``out/hits.json``; returns the page."""
+                       where: str | None = None, encoder: Any = None) -> Path:
+    """Writes ``out/index.html``, ``out/img/*.png`` and ``out/hits.json``; returns the page. With the
+    archive's ``encoder``, each query slice also shows the model's tumour and its pseudo-normal
+    image (the anatomy without the tumour), as the demo's report does."""
     out = Path(out)
     size = archive.meta["encoder"]["image_size"]
     sources = {c["name"]: c["source"] for c in archive.cases()}
@@ -40,14 +42,24 @@ def write_query_report(archive: Any, out: str | os.PathLike, hits: list, *, volu
     query_name = str(query.case_ids[0])
     rows = [m.query_z for m in hits[0].slices[:ROWS]] if hits else ([z] if z is not None else [])
     rows = sorted(set(rows))
+    at = np.array([int(np.flatnonzero(query.slice_index == qz)[0]) for qz in rows], np.int64)
+    model = None
+    if encoder is not None and len(at):
+        model = (encoder.segment(query.images[at], present=query.contrasts[at]),
+                 encoder.pseudo_normal(query.images[at], present=query.contrasts[at]))
     loaded: dict[str, Any] = {}
     table = []
-    for qz in rows:
-        r = int(np.flatnonzero(query.slice_index == qz)[0])
+    for n, (qz, r) in enumerate(zip(rows, at)):
         show = display_channel(query, r)
+        win = window(query.images[r, show])
         cells = [(f"query: {html.escape(query_name)}, slice {qz}",
-                  _save(out / "img" / f"q{qz}.png", _rgb(query.images[r, show], window(query.images[r, show]),
+                  _save(out / "img" / f"q{qz}.png", _rgb(query.images[r, show], win,
                                                         None if query.seg is None else query.seg[r])))]
+        if model is not None:
+            cells.append(("the model's tumour", _save(out / "img" / f"q{qz}_pred.png",
+                                                      _rgb(query.images[r, show], win, model[0][n]))))
+            pseudo = np.where(query.images[r, show] != 0, model[1][n, show], 0.0)
+            cells.append(("pseudo-normal (no tumour)", _save(out / "img" / f"q{qz}_pseudo.png", _rgb(pseudo, win))))
         for rank, hit in enumerate(hits, start=1):
             match = next((m for m in hit.slices if m.query_z == qz), None)
             if match is None:
@@ -97,7 +109,8 @@ td,th{{padding:2px 8px;text-align:right}} td:first-child,th:first-child{{text-al
 query slices, of the distance of their best slice at the same level (<a href="hits.json">hits.json</a>).</p>
 <table><tr><th>patient</th><th>score</th><th>query slices matched</th></tr>{ranking}</table>
 {legend}
-<p>Each row: a query slice ({shown} where the scan has it), then every patient's best slice at its level.</p>
+<p>Each row: a query slice ({shown} where the scan has it; with the model's tumour and pseudo-normal image when
+the page was drawn with the model), then every patient's best slice at its level.</p>
 {body}
 </body></html>
 """
