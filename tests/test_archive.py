@@ -407,3 +407,20 @@ def test_command_with_the_shipped_model(cases, tmp_path, capsys):
     info = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert info["cases"] == 2 and info["failed_cases"] == 1 and info["encoder"]["checkpoint"].endswith("base.pt")
     assert main(["archive", "add", str(archive), str(cases), "--quiet", "--checkpoint", str(tmp_path / "x.pt")]) == 2
+
+
+def test_a_case_the_encoder_refuses_is_recorded_and_the_others_go_on(cases, tmp_path):
+    class Picky(FakeEncoder):  # refuses the second case it is given, as the model refuses bad images
+        calls = 0
+
+        def encode(self, images, present=None):
+            Picky.calls += 1
+            if Picky.calls == 2:
+                raise ValueError("images: contains NaN or infinite values")
+            return super().encode(images, present)
+
+    with Archive.create(tmp_path / "a", FakeEncoder()) as archive:
+        report = archive.add(cases, Picky(), workers=1)
+        assert report.failed["Phantom_00001"] == "ValueError: images: contains NaN or infinite values"
+        assert report.added == ["Phantom_00000", "Phantom_00002"]
+    state(tmp_path / "a")  # whole: no slice of the refused case in the index or the catalogue

@@ -185,7 +185,7 @@ class Archive(Writes):
             for p in self.path.glob(pattern + ".tmp*"):
                 p.unlink(missing_ok=True)
 
-    def _commit(self, index: hashindex.MultiFieldIndex | None, columns: np.ndarray | None,
+    def _commit(self, index: BandedIndex | None, columns: np.ndarray | None,
                 changes: Callable[[Any], None], **meta: Any) -> None:
         """The one way anything changes: the new generation's index and columns files (when the
         slices changed), then one transaction that applies ``changes`` and names them. Killed

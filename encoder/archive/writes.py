@@ -23,11 +23,12 @@ class Writes:
             layout: Any = None, contrast_map: Any = None, workers: int | None = None, commit_slices: int = 4096,
             commit_seconds: float = 60.0, wait: float = 0.0, progress: bool = False,
             log: Callable[[str], None] | None = None) -> AddReport:
-        """Adds every case found under ``folders`` (any layout the loader knows; ``layout`` forces one).
+        """Adds every case found under ``folders`` (any layout the loader knows; ``layout`` forces one,
+        ``contrast_map`` names DICOM series' contrasts: hashindex.encoder.data.dicom).
 
-        ``contrast_map`` names DICOM series' contrasts (hashindex.encoder.data.dicom). Cases already in with the same files are skipped; a case in with other files is left as it
-        is and reported (remove it first to replace it); an unreadable case is recorded with the
-        loader's error and the others go on (the next add tries it again). Volumes are read by
+        Cases already in with the same files are skipped; a case in with other files is left as it
+        is and reported (remove it first to replace it); a case that cannot be read or encoded is
+        recorded with the error and the others go on (the next add tries it again). Volumes are read by
         ``workers`` processes while this one encodes. Changes are committed every ``commit_slices``
         slices or ``commit_seconds``, and at the end: killed at any moment, the archive holds every
         case fully or not at all, and running the same add again finishes the job. ``wait``: seconds
@@ -111,7 +112,11 @@ class Writes:
             # A case tried before (a failed row, or every case when re-encoding) keeps its id, its
             # group in the index: a resumed add then ends exactly as an uninterrupted one.
             case_id = keep_ids.get(case.files.case_id, next_case)
-            row, rows = _encode_case(case, encoder, segment, index, next_id, case_id, meta["bands"])
+            try:
+                row, rows = _encode_case(case, encoder, segment, index, next_id, case_id, meta["bands"])
+            except ValueError as exc:  # what the encoder refuses in a case's images (before it adds any)
+                case.error = f"{type(exc).__name__}: {exc}"
+                row, rows = _encode_case(case, encoder, segment, index, next_id, case_id, meta["bands"])
             next_id += len(rows)
             next_case += int(case_id == next_case)
             slices_pending += len(rows)
