@@ -16,9 +16,10 @@ from typing import Any
 
 from hashindex import FormatError
 
+from ..data.layouts import CONTRASTS
+
 FORMAT = "hashindex-archive"
 VERSION = 1
-CONTRASTS = ("t1", "t1ce", "t2", "flair")
 
 SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -15,8 +15,6 @@ import numpy as np
 
 from ..data import CaseFiles, SliceSet, load_case, slice_case
 
-ROLES = ("t1", "t1ce", "t2", "flair", "seg", "mask")
-
 
 def case_paths(files: CaseFiles) -> dict[str, Path]:
     """Role -> file of every file the archive reads for a case (a DICOM series: one role per file,

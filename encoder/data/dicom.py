@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-CONTRASTS = ("t1", "t1ce", "t2", "flair")
+from .layouts import CONTRASTS
+
 # Tried in this order: FLAIR before T2 (a "T2 FLAIR" is FLAIR), post-contrast T1 before T1.
 PATTERNS = (
     ("flair", r"flair|t2[\s_-]*fl|dark[\s_-]*fluid|tirm"),
