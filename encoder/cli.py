@@ -203,6 +203,11 @@ def _register_archive(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--codes-only", action="store_true",
                    help="store codes only: no predicted tumour area per slice (ingest about 2x faster; no "
                         "'abnormal' filter)")
+    p.add_argument("--shards", type=int, default=0,
+                   help="keep the codes on this many Ray actors per band (hashindex.distributed; the cluster of "
+                        "RAY_ADDRESS, else a local one); needs pip install 'hashindex[distributed]'")
+    p.add_argument("--bands", type=int, default=None,
+                   help="indexes by axial level, a query reading those near its level (default 10; 1 when sharded)")
     p.set_defaults(run=_archive("create"))
 
     p = verbs.add_parser("add", help="add every case found under these folders (those already in are skipped)")

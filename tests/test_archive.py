@@ -92,8 +92,8 @@ def state(path):
         return case_rows, slice_rows, codes, answers, a.meta["encoder"]
 
 
-def run_child(archive, *args, kill=None):
-    env = dict(os.environ, PYTHONPATH=str(TESTS) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+def run_child(archive, *args, kill=None, env=None):
+    env = dict(os.environ, PYTHONPATH=str(TESTS) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {}))
     if kill is not None:
         env["HASHINDEX_ARCHIVE_KILL"] = str(kill)
     return subprocess.run([sys.executable, "-c", CHILD, str(archive), *map(str, args)], env=env,
@@ -424,3 +424,48 @@ def test_a_case_the_encoder_refuses_is_recorded_and_the_others_go_on(cases, tmp_
         assert report.failed["Phantom_00001"] == "ValueError: images: contains NaN or infinite values"
         assert report.added == ["Phantom_00000", "Phantom_00002"]
     state(tmp_path / "a")  # whole: no slice of the refused case in the index or the catalogue
+
+
+# -- sharded over Ray ------------------------------------------------------------------------------
+def test_sharded_archive_answers_as_one_index_and_survives_a_kill(local_ray, cases, tmp_path):
+    """An archive on 2 shards x 2 bands gives the catalogue, codes and answers of the same add into the
+    plain archive (10 bands): through commits, a remove, a reopen, and an add killed between the new
+    generation's shard folders and the transaction, then run again. Committed folders never change
+    under a writer; a killed writer's copy and folders are removed by the next."""
+    import ray
+
+    plain, sharded = tmp_path / "plain", tmp_path / "sharded"
+    with Archive.create(plain, FakeEncoder()) as a:
+        a.add(cases, FakeEncoder(), workers=1)
+    with Archive.create(sharded, FakeEncoder(), shards=2, bands=2) as s:
+        assert (s.info()["shards"], s.info()["bands"]) == (2, 2)
+        s.add(cases, FakeEncoder(), workers=1, commit_slices=1)  # a commit per case
+        assert sorted(p.name for p in sharded.glob("index-*")) == [
+            f"index-{g:06d}.b{b}.shards" for g in (2, 3) for b in (0, 1)]  # the current and the previous
+        assert not list(sharded.glob("work*"))
+    assert state(sharded) == state(plain)
+    assert sqlite3.connect(sharded / "catalogue.sqlite").execute(
+        "SELECT value FROM meta WHERE key = 'version'").fetchone()[0] == "2"
+
+    committed = {p: p.stat().st_mtime_ns for p in sharded.glob("index-000003.b*.shards/*")}
+    with Archive.open(sharded) as s, Archive.open(plain) as a:
+        s.snapshot()  # a reader's shards on the committed folders while the writer works on its copy
+        assert s.remove(["Phantom_00001"]) == a.remove(["Phantom_00001"])
+    assert {p: p.stat().st_mtime_ns for p in committed if p.exists()} == {
+        p: t for p, t in committed.items() if p.exists() and not p.name.endswith(".log")}
+    before = state(sharded)
+    assert before == state(plain)
+
+    gone = tmp_path / "gone"  # the removed case again, in a folder of its own
+    gone.mkdir()
+    shutil.copytree(cases / "Phantom_00001", gone / "Phantom_00001")
+    env = {"RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    done = run_child(sharded, "add", gone, kill=3, env=env)  # new shard folders written, no transaction yet
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert list(sharded.glob("index-000005.b*.shards"))
+    assert state(sharded) == before
+    assert run_child(sharded, "add", gone, env=env).returncode == 0
+    with Archive.open(plain) as a:
+        a.add(gone, FakeEncoder(), workers=1)
+    assert state(sharded) == state(plain)
+    assert not list(sharded.glob("work*")) and len(list(sharded.glob("index-*"))) == 4

@@ -1,11 +1,8 @@
 """hashindex.distributed on a local Ray (num_cpus=2, no dashboard) against the numpy oracle and the
 single-machine indexes: exactness, ties, removal, persistence, a shard killed mid-stream.
 
-Ray 2.60's servers bind every interface; so that nothing listens beyond loopback, the Ray fixture
-first moves this test process into a network namespace of its own holding only ``lo`` (where the
-process may: root or CAP_NET_ADMIN); Ray's processes, its children, inherit it.
+The local Ray is conftest's ``local_ray`` (loopback only).
 """
-import ctypes
 import os
 import pickle
 import subprocess
@@ -24,24 +21,6 @@ import hashindex
 from hashindex import distributed as hd
 from hashindex.distributed.log import LOG_MAGIC, RECORD
 from hashindex.distributed.manifest import MANIFEST
-
-CLONE_NEWNET = 0x40000000
-
-
-def _loopback_only() -> bool:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(CLONE_NEWNET) != 0:
-        return False
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    return True
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    isolated = _loopback_only()
-    hd.start_local_ray(num_cpus=2, _node_ip_address="127.0.0.1", configure_logging=False)
-    yield isolated
-    ray.shutdown()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from hashindex import FormatError
 from ..data.layouts import CONTRASTS
 
 FORMAT = "hashindex-archive"
-VERSION = 1
+VERSION = 2  # 2: an archive sharded over Ray (its meta has "shards"); an unsharded one is still 1
 
 SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -10,7 +10,8 @@ import sys
 def _create(args: argparse.Namespace) -> int:
     from . import Archive
 
-    with Archive.create(args.archive, args.checkpoint, segment=not args.codes_only) as archive:
+    with Archive.create(args.archive, args.checkpoint, segment=not args.codes_only, shards=args.shards,
+                        bands=args.bands) as archive:
         print(json.dumps(archive.info(), indent=1))
     return 0
 

@@ -51,12 +51,6 @@ def _kill_point() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _empty_index(identity: dict[str, Any], bands: int) -> Any:
-    from .banded import BandedIndex
-
-    return BandedIndex.empty(identity, bands)
-
-
 def _default_encoder(encoder: Any) -> Any:
     if encoder is None or isinstance(encoder, (str, os.PathLike)):
         from ..codes import CodeEncoder

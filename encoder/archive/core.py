@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +24,6 @@ from .common import (
     ModelMismatchError,
     _default_encoder,
     _describe,
-    _empty_index,
     _kill_point,
     _now,
     encoder_identity,
@@ -33,7 +33,15 @@ from .writes import Writes
 
 CATALOGUE = "catalogue.sqlite"
 LOCK = "write.lock"
-GENERATION_FILES = ("index-*.hx", "slices-*.npy")  # named by generation; the catalogue names the current
+# named by generation (a sharded index's bands are folders); the catalogue names the current
+GENERATION_FILES = ("index-*.hx", "index-*.shards", "slices-*.npy")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -53,14 +61,24 @@ class Archive(Writes):
     def __init__(self, path: Path, db: Any) -> None:
         self.path, self._db = path, db
         self._snapshot: Snapshot | None = None
+        self._work: BandedIndex | None = None  # a writer's index (sharded: its actors and folders)
 
     # -- opening ----------------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | os.PathLike, encoder: Any = None, *, segment: bool = True) -> Archive:
+    def create(cls, path: str | os.PathLike, encoder: Any = None, *, segment: bool = True, shards: int = 0,
+               bands: int | None = None) -> Archive:
         """A new, empty archive in ``path`` (a new or empty folder) for this encoder (default: the
         shipped model). ``segment``: also store each slice's predicted tumour area (the segmentation
-        decoder runs at ingest; ``where="abnormal"`` needs it)."""
+        decoder runs at ingest; ``where="abnormal"`` needs it).
+
+        ``shards``: keep the codes in ``hashindex.distributed.ShardedMultiFieldIndex`` es of that many
+        Ray actors each (the Ray cluster of ``RAY_ADDRESS``, else a local one), for archives larger
+        than one machine's memory; the answers are the same. ``bands``: indexes by axial level
+        (default 10, or 1 when sharded: each band is ``shards`` actors)."""
         path = Path(path)
+        shards = int_arg(shards, "shards", minimum=0, maximum=1 << 16)
+        bands = int_arg(BANDS if bands is None and not shards else 1 if bands is None else bands, "bands",
+                        minimum=1, maximum=1000)
         tmp = path / (CATALOGUE + ".new")  # what a create killed half way leaves: started again
         if path.exists() and (not path.is_dir() or any(not p.name.startswith(tmp.name) for p in path.iterdir())):
             raise FileExistsError(f"path: {path} exists and is not an empty folder; an archive needs its own folder")
@@ -71,8 +89,8 @@ class Archive(Writes):
         db = cat.connect(tmp, create=True)
         with cat.transaction(db):
             cat.set_meta(db, encoder=encoder_identity(encoder), segment=bool(segment), generation=0, index_file="",
-                         bands=BANDS,
-                         next_id=0, next_case=0, created=_now())
+                         bands=bands, shards=shards, next_id=0, next_case=0, created=_now(),
+                         version=cat.VERSION if shards else 1)  # unsharded: what earlier releases read
         db.close()
         for suffix in ("-wal", "-shm"):
             Path(str(tmp) + suffix).unlink(missing_ok=True)
@@ -88,6 +106,8 @@ class Archive(Writes):
 
     def close(self) -> None:
         self._db.close()
+        if self._snapshot is not None:
+            self._snapshot.index.close()
         self._snapshot = None
 
     def __enter__(self) -> Archive:
@@ -109,7 +129,8 @@ class Archive(Writes):
         return {"path": str(self.path), "format": meta["format"], "version": meta["version"],
                 "cases": row[0] - row[2], "failed_cases": row[2], "slices": row[1], "abnormal_slices": abnormal,
                 "encoder": meta["encoder"], "segment": meta["segment"], "index_file": meta["index_file"],
-                "generation": meta["generation"], "created": meta["created"]}
+                "bands": meta["bands"], "shards": meta.get("shards", 0), "generation": meta["generation"],
+                "created": meta["created"]}
 
     def cases(self) -> list[dict[str, Any]]:
         """One dict per case (failed ones included, with their error), by name."""
@@ -134,6 +155,8 @@ class Archive(Writes):
                 index, columns = self._committed(meta)
             except FileNotFoundError:  # a writer committed twice since meta was read: read it again
                 continue
+            if self._snapshot is not None:
+                self._snapshot.index.close()
             self._snapshot = Snapshot(key, index, cols.Columns(columns, meta["bands"]), cases)  # type: ignore[arg-type]
             return self._snapshot
         raise hashindex.FormatError(f"{self.path}: the catalogue names {meta['index_file']}, which is missing")
@@ -169,6 +192,10 @@ class Archive(Writes):
             self._remove_stray_files(keep_previous=False)
             yield
         finally:
+            if self._work is not None:
+                self._work.close()
+                self._work = None
+            BandedIndex.remove_work(self.path)
             lock.close()
 
     def _remove_stray_files(self, keep_previous: bool) -> None:
@@ -181,9 +208,11 @@ class Archive(Writes):
                     continue
                 if gen == generation or (keep_previous and gen == generation - 1):
                     continue  # the current files, and the previous ones a reader may be opening
-                p.unlink(missing_ok=True)
+                _remove(p)
             for p in self.path.glob(pattern + ".tmp*"):
-                p.unlink(missing_ok=True)
+                _remove(p)
+        if not keep_previous:  # under the lock, before this writer makes its own
+            BandedIndex.remove_work(self.path)
 
     def _commit(self, index: BandedIndex | None, columns: np.ndarray | None,
                 changes: Callable[[Any], None], **meta: Any) -> None:
@@ -206,17 +235,26 @@ class Archive(Writes):
         _kill_point()
         self._remove_stray_files(keep_previous=True)
 
-    def _committed(self, meta: dict[str, Any]) -> tuple[BandedIndex, np.ndarray]:
-        """The index (its bands mapped: copied into memory at a band's first change) and the slice
-        columns that ``meta`` names."""
+    def _committed(self, meta: dict[str, Any], writable: bool = False) -> tuple[BandedIndex, np.ndarray]:
+        """The index (its bands mapped: copied into memory at a band's first change; sharded, with
+        ``writable``, a copy of their folders) and the slice columns that ``meta`` names."""
         if not meta["index_file"]:
-            return _empty_index(meta["encoder"], meta["bands"]), np.empty(0, cols.SLICE_DTYPE)
-        return (BandedIndex.load(self.path, meta["index_file"], meta["bands"]),
-                cols.read(self.path / meta["columns_file"]))
+            index = self._new_index(meta["encoder"]) if writable else BandedIndex.empty(meta["encoder"], meta["bands"])
+            return index, np.empty(0, cols.SLICE_DTYPE)
+        columns = cols.read(self.path / meta["columns_file"])
+        return BandedIndex.load(self.path, meta["index_file"], meta["bands"], meta.get("shards", 0),
+                                writable=writable), columns
 
     def _writable(self) -> tuple[BandedIndex, np.ndarray]:
-        index, columns = self._committed(self.meta)
+        index, columns = self._committed(self.meta, writable=True)
+        self._work = index
         return index, np.array(columns)
+
+    def _new_index(self, identity: dict[str, Any]) -> BandedIndex:
+        """An empty index for a writer, of this archive's bands and shards."""
+        meta = self.meta
+        self._work = BandedIndex.empty(identity, meta["bands"], meta.get("shards", 0), self.path)
+        return self._work
 
     # -- queries ----------------------------------------------------------------------------------
     def search_slice(self, case: str, z: int, *, mode: str = "both", k: int = 10, where: str | None = None,

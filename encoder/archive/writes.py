@@ -11,7 +11,7 @@ import numpy as np
 
 from . import catalogue as cat
 from . import columns as cols
-from .common import AddReport, _default_encoder, _empty_index, _kill_point, _now, _progress, encoder_identity
+from .common import AddReport, _default_encoder, _kill_point, _now, _progress, encoder_identity
 from .ingest import ReadCase, case_checksum, file_records, read_cases
 from .retrieval import bands
 
@@ -176,7 +176,7 @@ class Writes:
                                      "remove it, or put them back, before re-encoding")
                 todo.append(found[0])
             self._ingest(todo, encoder, report, workers, 0, 0.0, progress,
-                         index=_empty_index(encoder_identity(encoder), self.meta["bands"]), replace_all=True)
+                         index=self._new_index(encoder_identity(encoder)), replace_all=True)
         report.seconds = time.perf_counter() - started
         return report
 
