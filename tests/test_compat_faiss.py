@@ -251,6 +251,24 @@ def test_other_faiss_names_come_from_faiss(monkeypatch):
         hx.IndexFlatL2  # noqa: B018
 
 
+@pytest.mark.parametrize("d", [64, 200])
+def test_binary_from_float_is_faiss_and_agrees_with_our_flat(d):
+    """IndexBinaryFromFloat (a binary index over a float one) needs faiss's float indexes: the name
+    resolves to faiss's class, and a script mixing it with our binary indexes gets one set of answers."""
+    assert hx.IndexBinaryFromFloat is faiss.IndexBinaryFromFloat
+    codes = random_codes(np.random.default_rng(d), 500, d // 8, pool=300)  # ties and duplicates
+    queries = codes[:20] ^ np.uint8(1)
+    from_float = hx.IndexBinaryFromFloat(hx.IndexFlatL2(d))
+    from_float.add(codes)
+    flat = hx.IndexBinaryFlat(d)
+    flat.add(codes)
+    (d1, i1), (d2, i2) = from_float.search(queries, 7), flat.search(queries, 7)
+    np.testing.assert_array_equal(d1, d2)
+    for q in range(len(queries)):  # each one's ids at the distances both report
+        for ids in (i1[q], i2[q]):
+            np.testing.assert_array_equal(hamming_matrix(queries[q:q + 1], codes[ids])[0], d2[q])
+
+
 def test_ivf_like_faiss_on_the_same_centroids(tmp_path):
     rng = np.random.default_rng(8)
     centres = rng.integers(0, 256, (60, 16), dtype=np.uint8)

@@ -31,7 +31,11 @@ result types and padding as faiss-cpu 1.15 (tested side by side with it). Where 
 - **omp_set_num_threads** sets the threads of this module's searches (hashindex's pool, not OpenMP).
 - Names this module lacks (``IndexFlatL2``, ``normalize_L2``, ...) come from faiss itself when it is
   installed, so a script that uses them beside its binary index still swaps with one import; without
-  faiss they raise ImportError naming the package.
+  faiss they raise ImportError naming the package. Among them ``IndexBinaryFromFloat`` (a binary index
+  over one of faiss's float indexes, which only faiss has; tested to answer as IndexBinaryFlat does)
+  and ``IndexBinaryHNSW`` (faiss's own graph: USearch's binary HNSW, measured as a replacement,
+  needs several times faiss's time for the same recall and has no filtered search in Python;
+  benchmarks/RESULTS.md, "Binary HNSW").
 - **bad input** raises TypeError / ValueError naming the argument (faiss raises AssertionError or
   RuntimeError).
 """
