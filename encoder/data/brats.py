@@ -219,20 +219,22 @@ def brain_mask(images: np.ndarray, present: Sequence[bool]) -> np.ndarray:
 
 
 def _read_images(paths: dict, ref: Path | None = None, shape=None, affine=None):
-    volumes = []
-    for key in MODALITIES:
+    images = None  # each volume cast straight into its plane: no per-volume copy, no stack
+    for c, key in enumerate(MODALITIES):
         if key not in paths:
-            volumes.append(None)
             continue
         path = paths[key]
         data, aff = _read(path, key)
         if ref is None:
             ref, shape, affine = path, data.shape, aff
         _check_grid(path, data, aff, ref, shape, affine)
-        if np.all(data == data.flat[0]):
+        if data.min() == data.max():
             raise ValueError(f"{path}: the {key} volume is empty (every voxel is {data.flat[0]})")
-        volumes.append(data.astype(np.float32))
-    images = np.stack([np.zeros(shape, np.float32) if v is None else v for v in volumes])
+        if images is None:
+            images = np.zeros((len(MODALITIES), *shape), np.float32)
+        images[c] = data
+    if images is None:
+        images = np.zeros((len(MODALITIES), *shape), np.float32)
     return images, ref, shape, affine
 
 
@@ -389,6 +391,8 @@ class SliceSet:
 def _square(volume: np.ndarray) -> np.ndarray:
     """Centre-crops / zero-pads the two in-plane axes (the last-but-one pair) to a square."""
     x, y = volume.shape[-3], volume.shape[-2]
+    if x == y:
+        return volume
     side = max(x, y)
     out = np.zeros(volume.shape[:-3] + (side, side, volume.shape[-1]), dtype=volume.dtype)
     ox, oy = (side - x) // 2, (side - y) // 2
@@ -432,9 +436,9 @@ def _linear_axis(volume: np.ndarray, axis: int, centres: np.ndarray) -> np.ndarr
     shape[axis] = len(centres)
     w0 = np.where((lo >= 0) & (lo < n), 1 - t, 0.0).reshape(shape)
     w1 = np.where(lo + 1 < n, t, 0.0).reshape(shape)
-    a = np.take(volume, np.clip(lo, 0, n - 1), axis=axis).astype(np.float64)
-    a *= w0
-    b = np.take(volume, np.clip(lo + 1, 0, n - 1), axis=axis).astype(np.float64)
+    a = np.take(volume, np.clip(lo, 0, n - 1), axis=axis).astype(np.float64, copy=False)  # the 2nd axis's
+    a *= w0  # input is the 1st's float64 output: take's copy is the only one
+    b = np.take(volume, np.clip(lo + 1, 0, n - 1), axis=axis).astype(np.float64, copy=False)
     b *= w1
     a += b
     return a
@@ -459,8 +463,11 @@ def slice_case(case: Case, size: int = 128, drop_empty: bool = True) -> SliceSet
     mask = case.mask if case.mask is not None else np.any(case.images != 0, axis=0)
     images = zscore(case.images, mask=case.mask, present=case.present)
     keep = np.flatnonzero(np.any(mask, axis=(0, 1))) if drop_empty else np.arange(images.shape[-1])
+    # the brain's slices are nearly always one run: a view of them instead of a gathered copy
+    run = slice(int(keep[0]), int(keep[-1]) + 1) if len(keep) and keep[-1] - keep[0] + 1 == len(keep) else keep
+
     def prepare(volume: np.ndarray, labels: bool) -> np.ndarray:
-        return np.ascontiguousarray(np.moveaxis(_resize(_square(volume[..., keep]), size, labels), -1, 0))
+        return np.ascontiguousarray(np.moveaxis(_resize(_square(volume[..., run]), size, labels), -1, 0))
 
     out = SliceSet(
         images=prepare(images, False),
