@@ -130,6 +130,7 @@ PYBIND11_MODULE(_core, m) {
     py::class_<IVFIndex> ivf(m, "IVFIndex");
     ivf.def(py::init<int, int>(), py::arg("nbits"), py::arg("nlist"))
         .def_property_readonly("nlist", &IVFIndex::nlist)
+        .def_property("nprobe", &IVFIndex::nprobe, &IVFIndex::set_nprobe)
         .def_property_readonly("trained", &IVFIndex::trained)
         .def("train",
              [](IVFIndex& self, const Codes& codes, int iterations, uint64_t seed) {

@@ -25,12 +25,24 @@ IVFIndex::IVFIndex(int nbits, int nlist) : code_size_(nbits / 8), nlist_(nlist),
 }
 
 IVFIndex::IVFIndex(IVFIndex&& o) noexcept
-    : LockedIds(std::move(o)), code_size_(o.code_size_), nlist_(o.nlist_), centroids_(std::move(o.centroids_)), trained_(o.trained_),
+    : LockedIds(std::move(o)), code_size_(o.code_size_), nlist_(o.nlist_), nprobe_(o.nprobe_), centroids_(std::move(o.centroids_)),
+      trained_(o.trained_),
       lists_(std::move(o.lists_)), ids_(std::move(o.ids_)), list_by_slot_(std::move(o.list_by_slot_)) {}
 
 bool IVFIndex::trained() const {
     std::shared_lock<std::shared_mutex> lk(mu_);
     return trained_;
+}
+
+int IVFIndex::nprobe() const {
+    std::shared_lock<std::shared_mutex> lk(mu_);
+    return nprobe_;
+}
+
+void IVFIndex::set_nprobe(int nprobe) {
+    HX_CHECK(nprobe >= 1 && nprobe <= (1 << 24), "nprobe must be between 1 and 2^24, got " + std::to_string(nprobe));
+    std::unique_lock<std::shared_mutex> lk(mu_);
+    nprobe_ = nprobe;
 }
 
 void IVFIndex::check_trained() const {
@@ -258,7 +270,7 @@ std::size_t IVFIndex::memory_bytes() const {
     return total;
 }
 
-// Payload of kind IVF: nbits u32, nlist u32, flags u32 (bit 0: trained), 4 zero bytes, next_id i64;
+// Payload of kind IVF: nbits u32, nlist u32, flags u32 (bit 0: trained), nprobe u32, next_id i64;
 // if trained, nlist centroid rows; then per list its count u64, its code rows and its int64 ids.
 std::vector<uint8_t> IVFIndex::to_bytes() const {
     std::shared_lock<std::shared_mutex> lk(mu_);
@@ -267,7 +279,7 @@ std::vector<uint8_t> IVFIndex::to_bytes() const {
     w.put<uint32_t>(static_cast<uint32_t>(nbits()));
     w.put<uint32_t>(static_cast<uint32_t>(nlist_));
     w.put<uint32_t>(trained_ ? 1u : 0u);
-    w.put<uint32_t>(0);
+    w.put<uint32_t>(static_cast<uint32_t>(nprobe_));
     w.put<int64_t>(ids_.next_id());
     std::vector<uint8_t> row(static_cast<std::size_t>(code_size_));
     if (trained_)
@@ -294,11 +306,13 @@ IVFIndex IVFIndex::from_bytes(const uint8_t* data, std::size_t size, const std::
     if (nlist == 0 || nlist > (1u << 24)) r.fail("invalid nlist " + std::to_string(nlist));
     const uint32_t flags = r.get<uint32_t>("flags");
     if (flags & ~1u) r.fail("unknown flags " + std::to_string(flags));
-    if (r.get<uint32_t>("reserved") != 0) r.fail("reserved bytes are not zero");
+    const uint32_t nprobe = r.get<uint32_t>("nprobe");
+    if (nprobe == 0 || nprobe > (1u << 24)) r.fail("invalid nprobe " + std::to_string(nprobe));
     const int64_t next_id = r.get<int64_t>("next_id");
     const std::size_t cs = nbits / 8;
     if (nlist > r.remaining() / (8 + ((flags & 1u) ? cs : 0))) r.fail("nlist " + std::to_string(nlist) + " does not fit in the file");
     IVFIndex index(static_cast<int>(nbits), static_cast<int>(nlist));
+    index.nprobe_ = static_cast<int>(nprobe);
     if (flags & 1u) index.set_centroids(r.take(nlist * cs, "centroids"));
     for (uint32_t l = 0; l < nlist; ++l) {
         const uint64_t n = r.get<uint64_t>("list size");

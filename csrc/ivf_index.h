@@ -38,6 +38,9 @@ public:
     int code_size() const { return code_size_; }
     int nlist() const { return nlist_; }
     bool trained() const;
+    // The nprobe a search uses when its caller names none (faiss's index.nprobe); saved with the index.
+    int nprobe() const;
+    void set_nprobe(int nprobe);
 
     // k-majority from n training codes (at least nlist); seeded, so the same codes give the same
     // centroids. Only while the index is empty.
@@ -76,6 +79,7 @@ private:
                                              IvfStats& stats) const;
 
     int code_size_, nlist_;
+    int nprobe_ = 1;
     CodeStore centroids_;
     bool trained_ = false;
     std::vector<Items> lists_;

@@ -19,6 +19,7 @@ class IVFIndex(_ProbingIndex, _SingleFieldIndex):
     the same SIMD kernels as :class:`FlatIndex`, once for all the queries of a batch that probe it.
     Results are sorted by (distance, id), padded as FlatIndex pads them; allow / deny apply inside
     the scan. :attr:`last_search_stats` counts the lists probed and the codes compared.
+    :attr:`nprobe` is what a search probes when it names no ``nprobe``; it is saved with the index.
     """
 
     _core_class = _core.IVFIndex
@@ -37,6 +38,15 @@ class IVFIndex(_ProbingIndex, _SingleFieldIndex):
     @property
     def is_trained(self) -> bool:
         return self._index.trained
+
+    @property
+    def nprobe(self) -> int:
+        """The lists a search probes when it names none (default 1; saved with the index)."""
+        return self._index.nprobe
+
+    @nprobe.setter
+    def nprobe(self, value: int) -> None:
+        self._index.nprobe = int_arg(value, "nprobe", minimum=1, maximum=1 << 24)
 
     def train(self, codes: np.ndarray, *, iterations: int = 10, seed: int = 0) -> None:
         """Centroids by k-majority from at least nlist codes (while the index is empty)."""
@@ -63,7 +73,7 @@ class IVFIndex(_ProbingIndex, _SingleFieldIndex):
         """Codes per list, int64 (nlist,)."""
         return self._index.list_sizes()
 
-    def search(self, queries: np.ndarray, k: int, *, nprobe: int = 1, threads: int | None = None,
+    def search(self, queries: np.ndarray, k: int, *, nprobe: int | None = None, threads: int | None = None,
                allow: object = None, deny: object = None) -> SearchResult:
         """The k nearest codes among the lists of each query's nprobe nearest centroids."""
         queries = self._queries(queries)
@@ -72,7 +82,7 @@ class IVFIndex(_ProbingIndex, _SingleFieldIndex):
         self._keep(stats)
         return SearchResult(distances, ids)
 
-    def range_search(self, queries: np.ndarray, radius: int, *, nprobe: int = 1, threads: int | None = None,
+    def range_search(self, queries: np.ndarray, radius: int, *, nprobe: int | None = None, threads: int | None = None,
                      allow: object = None, deny: object = None) -> RangeSearchResult:
         """Every code within ``radius`` (inclusive) among the lists each query probes."""
         queries = self._queries(queries)
@@ -82,4 +92,6 @@ class IVFIndex(_ProbingIndex, _SingleFieldIndex):
         return RangeSearchResult(lims, distances, ids)
 
     def _nprobe(self, nprobe: object) -> int:
+        if nprobe is None:
+            nprobe = self.nprobe
         return min(int_arg(nprobe, "nprobe", minimum=1), self.nlist)  # the core refuses an untrained index

@@ -145,7 +145,7 @@ def test_factory_serialize_and_downcast_like_faiss(description):
 
 
 def test_factory_refuses_what_it_does_not_build():
-    for description in ("BHNSW16", "IDMap,BIVF8", "Flat", "Shards,BFlat", "BIVF8_HNSW8"):
+    for description in ("IDMap,BIVF8", "Flat", "Shards,BFlat", "BIVF8_BFlat", "BFlat,IDMap3"):
         with pytest.raises(ValueError, match="description"):
             hx.index_binary_factory(64, description)
     with pytest.raises(TypeError, match="description"):
@@ -314,3 +314,65 @@ def test_ivf_like_faiss_on_the_same_centroids(tmp_path):
     exact = faiss.IndexBinaryFlat(128)
     exact.add(codes)
     np.testing.assert_array_equal(built.search(queries, 5)[0], exact.search(queries, 5)[0])
+
+
+def test_faiss_scripts_ivf_settings_files_and_graph_kinds(tmp_path):
+    """What faiss's own binary tests do to an IVF index and its neighbours, through the compat import:
+    clustering settings, list sizes, direct-map calls, nprobe kept by the file, replicas built
+    without d, the wrapper after the kind, and the graph kinds that are faiss's own (their files too)."""
+    rng = np.random.default_rng(11)
+    xt, xb, xq = (random_codes(rng, n, 4) for n in (300, 1500, 50))
+    flat = hx.IndexBinaryFlat(32)
+    flat.add(xb)
+    ivf = hx.IndexBinaryIVF(hx.IndexBinaryFlat(32), 32, 8)
+    ivf.cp.min_points_per_centroid = 5  # accepted
+    ivf.train(xt)
+    again = hx.IndexBinaryIVF(hx.IndexBinaryFlat(32), 32, 8)
+    again.train(xt)
+    np.testing.assert_array_equal(ivf._index.centroids, again._index.centroids)  # cp.seed: the same
+    other = hx.IndexBinaryIVF(hx.IndexBinaryFlat(32), 32, 8)
+    other.cp.seed = 7
+    other.train(xt)
+    assert not np.array_equal(ivf._index.centroids, other._index.centroids)
+    ivf.add(xb)
+    ivf.set_direct_map_type(faiss.DirectMap.Array)
+    np.testing.assert_array_equal(ivf.reconstruct(13), xb[13])
+    assert ivf.invlists.nlist == 8 and sum(ivf.invlists.list_size(i) for i in range(8)) == len(xb)
+    with pytest.raises(ValueError, match="list_no"):
+        ivf.invlists.list_size(8)
+    ivf.nprobe = 3
+    hx.write_index_binary(ivf, tmp_path / "ivf.hx")
+    loaded = hx.read_index_binary(tmp_path / "ivf.hx")
+    assert loaded.nprobe == 3
+    for a, b in zip(loaded.search(xq, 5), ivf.search(xq, 5)):
+        np.testing.assert_array_equal(a, b)
+
+    replicas = hx.IndexBinaryReplicas()  # d from the first replica, as faiss
+    for _ in range(3):
+        sub = hx.IndexBinaryFlat(32)
+        sub.add(xb)
+        replicas.addIndex(sub)
+    assert replicas.d == 32 and replicas.code_size == 4
+    for a, b in zip(replicas.search(xq, 5), flat.search(xq, 5)):
+        np.testing.assert_array_equal(a, b)
+    assert isinstance(hx.index_binary_factory(16, "BFlat,IDMap2"), hx.IndexBinaryIDMap2)
+
+    graph = hx.index_binary_factory(32, "BHNSW16")
+    assert isinstance(graph, faiss.IndexBinaryHNSW)
+    graph.add(xb)
+    hx.write_index_binary(graph, tmp_path / "hnsw.faissindex")
+    read = hx.read_index_binary(tmp_path / "hnsw.faissindex")
+    assert isinstance(read, faiss.IndexBinaryHNSW)
+    for a, b in zip(read.search(xq, 5), graph.search(xq, 5)):
+        np.testing.assert_array_equal(a, b)
+    assert hx.deserialize_index_binary(hx.serialize_index_binary(flat)).ntotal == len(xb)
+    faiss.write_index_binary(faiss.IndexBinaryFlat(32), str(tmp_path / "theirs.faissindex"))
+    with pytest.raises(hashindex.FormatError):  # faiss's own file of a kind built here: not read as ours
+        hx.read_index_binary(tmp_path / "theirs.faissindex")
+
+    on_graph = hx.IndexBinaryIVF(faiss.IndexBinaryHNSW(32, 16), 32, 8)  # a quantizer of faiss itself
+    on_graph.train(xt)
+    assert on_graph.quantizer.ntotal == 8
+    on_graph.add(xb)
+    on_graph.nprobe = 8
+    np.testing.assert_array_equal(on_graph.search(xq, 5)[0], flat.search(xq, 5)[0])  # every list: exact

@@ -84,13 +84,20 @@ def test_lifecycle_and_files(trained, tmp_path):
     flat.add(xb[left], left)
     flat.add(xb[3000:], np.array([3000]))
     np.testing.assert_array_equal(ivf.search(xq, 4, nprobe=16).ids, flat.search(xq, 4).ids)
+    assert ivf.nprobe == 1
+    for a, b in zip(ivf.search(xq, 4), ivf.search(xq, 4, nprobe=1)):  # no nprobe named: the index's
+        np.testing.assert_array_equal(a, b)
+    ivf.nprobe = 3
     path = tmp_path / "ivf.hx"
     ivf.save(path)
     again = hashindex.load(path)
     assert isinstance(again, hashindex.IVFIndex) and again.nlist == 16 and again.next_id == ivf.next_id
+    assert again.nprobe == 3  # saved with it, as faiss saves its nprobe
     np.testing.assert_array_equal(again.centroids, ivf.centroids)
-    for a, b in zip(again.search(xq, 4, nprobe=3), ivf.search(xq, 4, nprobe=3)):
+    for a, b in zip(again.search(xq, 4), ivf.search(xq, 4, nprobe=3)):
         np.testing.assert_array_equal(a, b)
+    expected = ivf.range_search(xq, 40, nprobe=3)
+    np.testing.assert_array_equal(again.range_search(xq, 40).ids, expected.ids)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 1
     with pytest.raises(hashindex.FormatError):
@@ -113,6 +120,10 @@ def test_bad_input_and_untrained():
     ivf.train(codes)
     with pytest.raises(ValueError, match="nprobe"):
         ivf.search(codes, 1, nprobe=0)
+    for bad in (0, -1, 1 << 25, 2.5):
+        with pytest.raises((ValueError, TypeError), match="nprobe"):
+            ivf.nprobe = bad
+    assert ivf.nprobe == 1
     with pytest.raises(ValueError, match="centroids"):
         ivf.centroids = codes[:3]
     assert ivf.search(codes, 3, nprobe=2).ids.tolist() == [[-1, -1, -1]] * 10  # empty

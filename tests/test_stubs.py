@@ -33,6 +33,8 @@ def _stub() -> dict:
             members = {m: v for base in node.bases if isinstance(base, ast.Name) for m, v in private.get(base.id, {}).items()}
             for item in node.body:
                 if isinstance(item, ast.FunctionDef):
+                    if any(isinstance(d, ast.Attribute) and d.attr == "setter" for d in item.decorator_list):
+                        continue  # a property's setter: the same member as its getter
                     prop = any(isinstance(d, ast.Name) and d.id == "property" for d in item.decorator_list)
                     members[item.name] = "property" if prop else params(item)
             (private if node.name.startswith("_") else out)[node.name] = members

@@ -16,16 +16,23 @@ result types and padding as faiss-cpu 1.15 (tested side by side with it). Where 
   there are positions); on IndexBinaryIDMap ids stay. Both return how many were removed and ignore
   absent ids. This costs O(n) on IndexBinaryFlat (a rebuild), as faiss's memmove does.
 - **files**: write_index_binary / read_index_binary write and read hashindex's format (versioned,
-  CRC-checked), not faiss's; a file from faiss raises hashindex.FormatError. A read IndexBinaryFlat
-  whose ids are not 0..n-1 comes back as an IndexBinaryIDMap.
+  CRC-checked), not faiss's; a file from faiss raises hashindex.FormatError, except those of the
+  kinds that are faiss's own here (HNSW, FromFloat), which faiss writes and reads. A read
+  IndexBinaryFlat whose ids are not 0..n-1 comes back as an IndexBinaryIDMap. An IVF file keeps its
+  nprobe, as faiss's does.
 - **IndexBinaryHash** is exact too (the multi-index hashing engine); ``b`` and ``nflip`` are kept as
   attributes. **index_binary_factory** builds "BFlat", "BHash<b>", "BHash<nhash>x<b>" (MultiHash) and
-  "BIVF<nlist>" and their "IDMap," / "IDMap2," forms; HNSW is not built here and raises ValueError.
-- **IndexBinaryIVF** trains its centroids by k-majority (binary k-means), faiss by k-means on the
-  bits as floats; on the same centroids (a quantizer filled beforehand) both probe the same lists.
+  "BIVF<nlist>" and their "IDMap," / "IDMap2," forms (the wrapper before or after); graph kinds
+  ("BHNSW<M>", "BIVF<n>_BHNSW<M>") come from faiss's own factory.
+- **IndexBinaryIVF** trains its centroids by k-majority (binary k-means, ``cp.niter`` rounds from
+  ``cp.seed``), faiss by k-means on the bits as floats; on the same centroids (a quantizer filled
+  beforehand) both probe the same lists. A quantizer of faiss itself (IndexBinaryHNSW) is given the
+  centroids, but lists are chosen by an exact search over them. ``invlists`` tells list sizes;
+  ``set_direct_map_type`` is accepted (ids are always mapped).
 - **serialize_index_binary** returns hashindex's format as a uint8 array (not faiss's bytes).
 - **IndexBinaryShards / IndexBinaryReplicas** run their sub-indexes one after another (``threaded`` is
-  kept and ignored) and merge by (distance, id). A selector on shards with successive ids selects
+  kept and ignored) and merge by (distance, id); built without d, they take the first sub-index's
+  (``addIndex`` / ``removeIndex`` as faiss's ThreadedIndex names them). A selector on shards with successive ids selects
   global ids (faiss hands it to each shard, which reads its own local ids), and shards answer
   range_search (faiss's raise).
 - **omp_set_num_threads** sets the threads of this module's searches (hashindex's pool, not OpenMP).
@@ -93,34 +100,71 @@ def omp_get_max_threads() -> int:
     return _threads[0] or _core.available_threads()
 
 
+def _real_faiss(what: str) -> Any:
+    try:
+        import faiss as real
+    except ImportError:
+        raise ImportError(f"hashindex.compat.faiss has no {what}, and faiss itself, which has it, is not "
+                          "installed: pip install faiss-cpu") from None
+    return real
+
+
 def __getattr__(name: str) -> Any:
     """faiss's other names (float indexes, utilities) from faiss itself, so a script keeps working."""
     if name.startswith("__"):
         raise AttributeError(name)
-    try:
-        import faiss as real
-    except ImportError:
-        raise ImportError(f"hashindex.compat.faiss has no {name!r}, and faiss itself, which has it, is not "
-                          "installed: pip install faiss-cpu") from None
-    return getattr(real, name)
+    return getattr(_real_faiss(repr(name)), name)
+
+
+def _is_faiss_own(index: Any) -> bool:
+    """An index of faiss itself (one this module handed out from faiss: HNSW, FromFloat)."""
+    return not isinstance(index, IndexBinary) and type(index).__module__.startswith("faiss")
 
 
 # --- files ------------------------------------------------------------------------------------
 
 def write_index_binary(index: IndexBinary, fname: str | os.PathLike[str]) -> None:
-    """Writes the index in hashindex's file format (atomic, versioned, CRC-checked)."""
+    """Writes the index in hashindex's file format (atomic, versioned, CRC-checked); an index of faiss
+    itself (IndexBinaryHNSW, IndexBinaryFromFloat) in faiss's."""
+    if _is_faiss_own(index):
+        _real_faiss("write_index_binary for faiss's own indexes").write_index_binary(index, os.fspath(fname))
+        return
     if not isinstance(index, IndexBinary):
         raise TypeError(f"index: expected a hashindex.compat.faiss index, got {type(index).__name__}")
     index._index.save(fname)
 
 
 def read_index_binary(fname: str | os.PathLike[str]) -> IndexBinary:
-    """Reads a file written by write_index_binary (hashindex's format; faiss's files raise FormatError)."""
-    return _wrap(load(fname), os.fspath(fname))
+    """Reads a file written by write_index_binary: hashindex's format, or faiss's for the index kinds
+    that are faiss's own here (HNSW, FromFloat); any other faiss file raises FormatError."""
+    try:
+        return _wrap(load(fname), os.fspath(fname))
+    except _core.FormatError:
+        own = _faiss_own_file(fname)
+        if own is None:
+            raise
+        return own
+
+
+def _faiss_own_file(fname: str | os.PathLike[str]) -> Any:
+    """The index in a faiss file when it is one of the kinds handed out from faiss, else None."""
+    try:
+        import faiss as real
+
+        index = real.read_index_binary(os.fspath(fname))
+    except Exception:  # not faiss's either, or no faiss: the caller's FormatError stands
+        return None
+    return index if type(index).__name__ in _FAISS_OWN else None
+
+
+_FAISS_OWN = ("IndexBinaryHNSW", "IndexBinaryHNSWCagra", "IndexBinaryFromFloat")
 
 
 def serialize_index_binary(index: IndexBinary) -> np.ndarray:
-    """The index as a uint8 array of hashindex's file format (what write_index_binary writes)."""
+    """The index as a uint8 array of hashindex's file format (what write_index_binary writes); an
+    index of faiss itself in faiss's."""
+    if _is_faiss_own(index):
+        return _real_faiss("serialize_index_binary for faiss's own indexes").serialize_index_binary(index)
     if not isinstance(index, IndexBinary) or isinstance(index, _Composite):
         raise TypeError(f"index: expected a hashindex.compat.faiss index, got {type(index).__name__}")
     return np.frombuffer(index._index.to_bytes(), np.uint8).copy()
@@ -167,9 +211,15 @@ def _wrap(inner: Any, source: str) -> IndexBinary:
 
 def index_binary_factory(d: int, description: str) -> IndexBinary:
     """faiss.index_binary_factory for the kinds built here: "BFlat", "BHash<b>", "BHash<nhash>x<b>",
-    "BIVF<nlist>", each optionally behind "IDMap," or "IDMap2,"."""
+    "BIVF<nlist>", each optionally behind "IDMap," or "IDMap2," (or followed by ",IDMap2"). Graph
+    kinds ("BHNSW<M>", "BIVF<n>_BHNSW<M>") are faiss's own: built by faiss when it is installed."""
     if not isinstance(description, str):
         raise TypeError(f"description: expected a string, got {type(description).__name__}")
+    if "HNSW" in description:
+        return _real_faiss(f"the graph index {description!r}").index_binary_factory(d, description)
+    head, _, tail = description.partition(",")
+    if tail in ("IDMap", "IDMap2") and "," not in head:
+        description = f"{tail},{head}"  # faiss reads the wrapper on either side
     wrap, _, core = description.rpartition(",")
     inner: IndexBinary
     match = re.fullmatch(r"BHash(\d+)(?:x(\d+))?", core)
@@ -184,7 +234,7 @@ def index_binary_factory(d: int, description: str) -> IndexBinary:
         inner = IndexBinaryHash(d, int(match.group(1)))
     else:
         raise ValueError(f"description: {core!r} is not built by hashindex.compat.faiss (BFlat, BHash<b>, "
-                         "BHash<nhash>x<b> and BIVF<nlist> are; HNSW is not)")
+                         "BHash<nhash>x<b> and BIVF<nlist> are; HNSW kinds come from faiss)")
     if wrap and isinstance(inner, IndexBinaryIVF):
         raise ValueError(f"description: IVF lists keep their ids: use {core!r} without {wrap + ','!r}")
     if wrap in ("", "IDMap", "IDMap2"):
@@ -197,14 +247,18 @@ def index_binary_factory(d: int, description: str) -> IndexBinary:
 class _Composite(IndexBinary):
     """Sub-indexes searched one after another, results merged by (distance, id)."""
 
-    def __init__(self, d: int, threaded: bool = False) -> None:
-        super().__init__(d)
+    def __init__(self, d: int | None = None, threaded: bool = False) -> None:
+        super().__init__(8 if d is None else d)
+        if d is None:  # as faiss: the first sub-index gives d
+            self.d = self.code_size = 0
         self.threaded = threaded  # kept for faiss's signature; sub-indexes run one after another
         self._subs: list[IndexBinary] = []
 
     def _attach(self, index: IndexBinary) -> None:
         if not isinstance(index, IndexBinary):
             raise TypeError(f"index: expected a hashindex.compat.faiss index, got {type(index).__name__}")
+        if self.d == 0:
+            self.d, self.code_size = index.d, index.code_size
         if index.d != self.d:
             raise ValueError(f"index: expected d={self.d}, got d={index.d}")
         if any(sub is index for sub in self._subs):
@@ -213,6 +267,12 @@ class _Composite(IndexBinary):
 
     def count(self) -> int:
         return len(self._subs)
+
+    def addIndex(self, index: IndexBinary) -> None:  # noqa: N802 - faiss's name (ThreadedIndex)
+        self._attach(index)
+
+    def removeIndex(self, index: IndexBinary) -> None:  # noqa: N802
+        self._subs = [sub for sub in self._subs if sub is not index]
 
     def at(self, i: int) -> IndexBinary:
         return self._subs[int_arg(i, "i", minimum=0, maximum=max(0, len(self._subs) - 1))]
@@ -234,7 +294,7 @@ class IndexBinaryShards(_Composite):
     With successive_ids, one add() cuts the batch into consecutive parts, and a sub-index's ids are
     offset by the items of the ones before it."""
 
-    def __init__(self, d: int, threaded: bool = False, successive_ids: bool = True) -> None:
+    def __init__(self, d: int | None = None, threaded: bool = False, successive_ids: bool = True) -> None:
         super().__init__(d, threaded)
         self.successive_ids = bool(successive_ids)
 
@@ -246,7 +306,7 @@ class IndexBinaryShards(_Composite):
         self._attach(index)
 
     def remove_shard(self, index: IndexBinary) -> None:
-        self._subs = [sub for sub in self._subs if sub is not index]
+        self.removeIndex(index)
 
     def _split(self, n: int) -> list[slice]:
         if not self._subs:
@@ -320,7 +380,7 @@ class IndexBinaryReplicas(_Composite):
         self._attach(index)
 
     def remove_replica(self, index: IndexBinary) -> None:
-        self._subs = [sub for sub in self._subs if sub is not index]
+        self.removeIndex(index)
 
     def add(self, x: np.ndarray) -> None:
         for sub in self._subs:
