@@ -239,6 +239,55 @@ def test_checkpoint_copy_and_reopen(sharded, tmp_path):
     assert sorted(n for n in os.listdir(tmp_path / "copy") if n.endswith(".hx")) == sorted(snapshots)
 
 
+def test_ivf_shards_answer_as_one_ivf_with_the_same_centroids(sharded, tmp_path):
+    """Kind 'ivf': trained on the driver, every shard probes the same lists, so each nprobe gives one
+    IVFIndex's answers (ties by id, filters, range search); the centroids, the training and nprobe
+    come back from the manifest, in place and in a copy, before and after a shard's first snapshot."""
+    rng = np.random.default_rng(9)
+    centres = random_codes(rng, 12, 16)
+    xb = centres[rng.integers(0, 12, 2000)] ^ random_codes(rng, 2000, 16, pool=40) & np.uint8(3)  # near centres
+    xq = xb[rng.integers(0, 2000, 30)] ^ np.uint8(1)
+    ids = rng.permutation(10**6)[:2000].astype(np.int64)
+    index = sharded(128, shards=3, kind="ivf", nlist=16)
+    with pytest.raises(ValueError, match="not trained"):
+        index.add(xb[:5])
+    index.train(xb[:600], seed=4)
+    local = hashindex.IVFIndex(128, 16)
+    local.train(xb[:600], seed=4)
+    np.testing.assert_array_equal(index.centroids, local.centroids)  # the same training as one machine's
+    index.add(xb, ids)
+    local.add(xb, ids)
+    with pytest.raises(ValueError, match="holds codes"):
+        index.train(xb[:600])
+    allow = ids[rng.random(2000) < 0.3]
+    for nprobe in (1, 3, 16):
+        for got, want in ((index.search(xq, 7, nprobe=nprobe), local.search(xq, 7, nprobe=nprobe)),
+                          (index.search(xq, 7, nprobe=nprobe, allow=allow), local.search(xq, 7, nprobe=nprobe, allow=allow)),
+                          (index.range_search(xq, 20, nprobe=nprobe), local.range_search(xq, 20, nprobe=nprobe))):
+            for a, b in zip(got, want):
+                np.testing.assert_array_equal(a, b)
+    index.nprobe = 3
+    np.testing.assert_array_equal(index.search(xq, 7).ids, local.search(xq, 7, nprobe=3).ids)
+    index.save(tmp_path / "copy")
+    want = index.search(xq, 7)
+    index.close()
+    for where in (index.directory, tmp_path / "copy"):  # the original's shards never snapshotted: their logs
+        again = hd.load(where)
+        assert (again.kind, again.nlist, again.is_trained) == ("ivf", 16, True)
+        for a, b in zip(again.search(xq, 7, nprobe=3), want):
+            np.testing.assert_array_equal(a, b)
+        again.close()
+    with hd.load(tmp_path / "copy") as copy:
+        assert copy.nprobe == 3  # saved with the copy's manifest
+    with pytest.raises(ValueError, match="nlist"):
+        hd.ShardedIndex(64, 2, "flat", nlist=4)
+    flat = sharded(64, shards=2)
+    with pytest.raises(ValueError, match="nprobe"):
+        flat.search(random_codes(rng, 2, 8), 1, nprobe=2)
+    with pytest.raises(AttributeError, match="ivf"):
+        flat.train(random_codes(rng, 10, 8))
+
+
 def test_manifest_and_shard_files_are_checked(sharded, tmp_path):
     index = sharded(64, shards=2)
     index.add(np.zeros((10, 8), np.uint8))

@@ -82,7 +82,8 @@ def _directory(tmp_path, spec, shards=1):
     ({"routing": "modulo"}, "routing 'modulo'"),
     ({"shards": 2}, "one snapshot entry per shard"),
     ({"snapshots": ["../escape.hx"]}, "invalid snapshot name"),
-    ({"spec": {"kind": "ivf"}}, "invalid index spec"),
+    ({"spec": {"kind": "hnsw"}}, "invalid index spec"),
+    ({"spec": {"kind": "ivf", "nbits": 64, "nlist": 4}}, "invalid index spec"),
 ])
 def test_manifest_is_checked(tmp_path, change, match):
     directory = _directory(tmp_path, {"kind": "flat", "nbits": 64, "m": None})

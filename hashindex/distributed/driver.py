@@ -22,7 +22,7 @@ from .._validate import (
     threads_arg,
 )
 from . import ShardUnavailableError
-from .manifest import MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION, field_sizes, write_json_atomic
+from .manifest import CENTROIDS, MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION, field_sizes, write_json_atomic
 from .merge import ROUTING, merge_knn, route
 from .shard import Shard
 
@@ -313,6 +313,8 @@ class _Sharded:
         with self._writer():
             if target != self.directory:
                 os.makedirs(target, exist_ok=True)
+                if self._spec.get("trained"):  # an IVF index's centroids, which its manifest names
+                    shutil.copy2(os.path.join(self.directory, CENTROIDS), os.path.join(target, CENTROIDS))
             token = secrets.token_hex(6)
             names = self._each("snapshot", target, token)
             self._write_manifest(names, target)

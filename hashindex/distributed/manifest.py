@@ -11,6 +11,7 @@ from .. import _core
 from .merge import ROUTING
 
 MANIFEST = "manifest.json"
+CENTROIDS = "centroids.hx"  # an IVF index's centroids: an empty trained IVFIndex, in the index format
 MANIFEST_FORMAT = "hashindex-sharded"
 MANIFEST_VERSION = 1
 
@@ -64,13 +65,18 @@ def read_manifest(directory: str) -> dict[str, Any]:
         if name is not None and (not isinstance(name, str) or os.path.basename(name) != name):
             raise _core.FormatError(f"{path}: invalid snapshot name {name!r}")
     spec = manifest.get("spec")
-    if not isinstance(spec, dict) or spec.get("kind") not in ("flat", "mih", "multi_field"):
+    if not isinstance(spec, dict) or spec.get("kind") not in ("flat", "mih", "ivf", "multi_field") or (
+            spec["kind"] == "ivf" and not (isinstance(spec.get("nlist"), int) and isinstance(spec.get("trained"), bool)
+                                           and isinstance(spec.get("nprobe"), int))):
         raise _core.FormatError(f"{path}: invalid index spec {spec!r}")
     return manifest
 
 
-def new_index(spec: dict[str, Any]) -> Any:
+def new_index(spec: dict[str, Any], directory: str | None = None) -> Any:
+    """An empty index of ``spec``; an IVF one trained with the centroids kept in ``directory``."""
     from ..flat import FlatIndex
+    from ..io import load
+    from ..ivf import IVFIndex
     from ..mih import MIHIndex
     from ..multi_field import MultiFieldIndex
 
@@ -78,6 +84,14 @@ def new_index(spec: dict[str, Any]) -> Any:
         return FlatIndex(spec["nbits"])
     if spec["kind"] == "mih":
         return MIHIndex(spec["nbits"], spec.get("m"))
+    if spec["kind"] == "ivf":
+        if not spec.get("trained"):
+            return IVFIndex(spec["nbits"], spec["nlist"])
+        path = os.path.join(directory or ".", CENTROIDS)
+        index = load(path, verify=True)
+        if not isinstance(index, IVFIndex) or (index.nbits, index.nlist, len(index)) != (spec["nbits"], spec["nlist"], 0):
+            raise _core.FormatError(f"{path}: holds {index!r}, not the empty trained IVFIndex the manifest says")
+        return index
     return MultiFieldIndex(spec["fields"], mih=spec.get("mih", False))
 
 

@@ -26,14 +26,14 @@ class Shard:
         self.multi = self.spec["kind"] == "multi_field"
         snapshot = manifest["snapshots"][shard]
         if snapshot is None:
-            self.index = new_index(self.spec)
+            self.index = new_index(self.spec, directory)
         else:
             # Mapped: Flat and MultiField shards search their snapshot in place (file-backed pages
             # the OS may drop and re-read, not the heap; the first change copies them); MIH shards
             # build their tables from it. Verified (checksum, ids): a restart must not serve a
             # damaged file.
             self.index = _load_index(os.path.join(directory, snapshot), mmap=True, verify=True)
-            expected = new_index(self.spec)
+            expected = new_index({**self.spec, "trained": False})  # its kind and shape, for the check
             if type(self.index) is not type(expected) or self._shape(self.index) != self._shape(expected):
                 raise _core.FormatError(f"{snapshot}: holds {self.index!r}, the manifest says {self.spec}")
         self.log = ShardLog(os.path.join(directory, shard_file(shard, ".log")), field_sizes(self.spec))
@@ -65,6 +65,11 @@ class Shard:
     # -- the driver's calls ---------------------------------------------------------------------
     def ping(self) -> int:
         return os.getpid()
+
+    def set_centroids(self, rows: np.ndarray) -> None:
+        """An IVF shard's centroids, the same on every shard (the manifest names them first)."""
+        self.index.centroids = rows
+        self.spec["trained"] = True
 
     def info(self) -> dict[str, int]:
         return {"ntotal": len(self.index), "next_id": self.index.next_id, "pid": os.getpid()}

@@ -11,13 +11,16 @@ import numpy as np
 from .._results import RangeSearchResult, SearchResult
 from .._validate import codes_arg, field_add_args, field_search_args, ids_arg, int_arg, k_arg, nbits_arg
 from .driver import _Sharded
-from .manifest import field_sizes, read_manifest
+from .manifest import CENTROIDS, field_sizes, new_index, read_manifest
 from .merge import merge_range
 
 
 class ShardedIndex(_Sharded):
-    """A :class:`hashindex.FlatIndex` or :class:`hashindex.MIHIndex` split over ``shards`` Ray actors,
-    with the same API and the same answers (see the module docs).
+    """A :class:`hashindex.FlatIndex`, :class:`hashindex.MIHIndex` or :class:`hashindex.IVFIndex`
+    (``kind="ivf"``, ``nlist``) split over ``shards`` Ray actors, with the same API and the same
+    answers (see the module docs). An IVF index is trained once, on the driver (:meth:`train`); every
+    shard gets the centroids, so each probes the same lists and the merged k best are those of one
+    IVFIndex with those centroids.
 
     directory: where shards keep snapshots and logs (a shared file system on several machines);
     None makes a temporary one, removed by :meth:`close`. recovery_timeout: seconds a call waits for
@@ -27,16 +30,26 @@ class ShardedIndex(_Sharded):
     """
 
     def __init__(self, nbits: int, shards: int = 4, kind: str = "flat", *, m: int | None = None,
-                 directory: str | os.PathLike[str] | None = None, recovery_timeout: float | None = 60.0,
-                 threads: int | None = None, batch_size: int = 4096,
-                 actor_options: Mapping[str, Any] | None = None, _open: bool = False) -> None:
-        if kind not in ("flat", "mih"):
-            raise ValueError(f"kind: expected 'flat' or 'mih', got {kind!r}")
+                 nlist: int | None = None, directory: str | os.PathLike[str] | None = None,
+                 recovery_timeout: float | None = 60.0, threads: int | None = None, batch_size: int = 4096,
+                 actor_options: Mapping[str, Any] | None = None, _spec: dict[str, Any] | None = None,
+                 _open: bool = False) -> None:
+        if kind not in ("flat", "mih", "ivf"):
+            raise ValueError(f"kind: expected 'flat', 'mih' or 'ivf', got {kind!r}")
         nbits = nbits_arg(nbits)
         if kind == "mih" and m is not None:
             from ..mih import MIHIndex
             MIHIndex(nbits, m)  # the single-machine index's checks of m
+        if (kind == "ivf") != (nlist is not None):
+            raise ValueError(f"nlist: the lists of kind 'ivf', and only of it; got nlist={nlist!r} for kind {kind!r}")
         spec = {"kind": kind, "nbits": nbits, "m": m}
+        if kind == "ivf":
+            from ..ivf import IVFIndex
+
+            checked = IVFIndex(nbits, int_arg(nlist, "nlist", minimum=1))  # the single-machine checks of nlist
+            spec.update(nlist=checked.nlist, trained=False, nprobe=1)
+        if _spec is not None:  # opened: the manifest's (an IVF index's training and nprobe)
+            spec = _spec
         super().__init__(spec, shards, directory, recovery_timeout=recovery_timeout, threads=threads,
                          batch_size=batch_size, actor_options=actor_options, _open=_open)
 
@@ -55,10 +68,74 @@ class ShardedIndex(_Sharded):
     def __repr__(self) -> str:
         return f"ShardedIndex(nbits={self.nbits}, shards={self.nshards}, kind={self.kind!r}, directory={self.directory!r})"
 
+    # -- IVF ---------------------------------------------------------------------------------------
+    @property
+    def is_trained(self) -> bool:
+        return self.kind != "ivf" or bool(self._spec["trained"])
+
+    @property
+    def nlist(self) -> int:
+        self._ivf_only("nlist")
+        return int(self._spec["nlist"])
+
+    @property
+    def nprobe(self) -> int:
+        """An IVF index's lists probed when a search names none (saved in the manifest)."""
+        self._ivf_only("nprobe")
+        return int(self._spec["nprobe"])
+
+    @nprobe.setter
+    def nprobe(self, value: int) -> None:
+        self._ivf_only("nprobe")
+        self._spec["nprobe"] = int_arg(value, "nprobe", minimum=1, maximum=1 << 24)
+
+    @property
+    def centroids(self) -> np.ndarray:
+        self._ivf_only("centroids")
+        if not self.is_trained:
+            raise ValueError("the index is not trained: call train(codes) first")
+        return new_index(self._spec, self.directory).centroids
+
+    def train(self, codes: np.ndarray, *, iterations: int = 10, seed: int = 0) -> None:
+        """An IVF index's centroids, by IVFIndex.train on this driver (k-majority, seeded), then
+        given to every shard. Only while the index is empty."""
+        from ..ivf import IVFIndex
+
+        self._ivf_only("train")
+        codes = codes_arg(codes, self.code_size, "codes")
+        with self._writer():
+            if self.ntotal:
+                raise ValueError("train: the index holds codes; train an empty index (the lists would change)")
+            local = IVFIndex(self.nbits, self.nlist)
+            local.train(codes, iterations=iterations, seed=seed)
+            self._set_centroids(local)
+
+    def _set_centroids(self, local: Any) -> None:
+        local.save(os.path.join(self.directory, CENTROIDS))  # atomic; the manifest then names it
+        self._spec["trained"] = True
+        self._write_manifest(read_manifest(self.directory)["snapshots"])
+        self._each("set_centroids", local.centroids)
+
+    def _ivf_only(self, what: str) -> None:
+        if self.kind != "ivf":
+            raise AttributeError(f"{what}: only a sharded index of kind 'ivf' has it, this one is {self.kind!r}")
+
+    def _probe_options(self, nprobe: int | None) -> dict[str, Any]:
+        if self.kind != "ivf":
+            if nprobe is not None:
+                raise ValueError(f"nprobe: only for kind 'ivf', this index is {self.kind!r}")
+            return {}
+        if not self.is_trained:
+            raise ValueError("the index is not trained: call train(codes) first")
+        nprobe = self.nprobe if nprobe is None else int_arg(nprobe, "nprobe", minimum=1)
+        return {"nprobe": min(nprobe, self.nlist)}
+
     def add(self, codes: np.ndarray, ids: np.ndarray | None = None) -> None:
         """As FlatIndex.add; returns once every shard has the codes on disk. All or nothing, unless a
         shard stays unavailable past recovery_timeout (then ShardUnavailableError: retry the same call)."""
         codes = codes_arg(codes, self.code_size, "codes")
+        if not self.is_trained:
+            raise ValueError("the index is not trained: call train(codes) first")
         with self._writer():
             self._add(self._new_ids(ids, codes.shape[0]), [codes], None)
 
@@ -69,27 +146,29 @@ class ShardedIndex(_Sharded):
         return self.get(int_arg(id, "id", minimum=0))[0]
 
     def search(self, queries: np.ndarray, k: int, *, threads: int | None = None, allow: object = None,
-               deny: object = None) -> SearchResult:
-        """The k nearest codes of each query over all shards, exactly as FlatIndex.search returns them;
-        allow / deny as there (each shard gets the ids of the filter that live on it)."""
+               deny: object = None, nprobe: int | None = None) -> SearchResult:
+        """The k nearest codes of each query over all shards, exactly as the single-machine index
+        returns them; allow / deny as there (each shard gets the ids of the filter that live on it);
+        ``nprobe`` for kind 'ivf' (default: :attr:`nprobe`)."""
         queries = codes_arg(queries, self.code_size, "queries")
         k = k_arg(k)
+        options = self._probe_options(nprobe)
         threads = self._search_threads(threads)
         filters = self._filters(allow, deny)
-        no_options: dict[str, Any] = {}
-        batches = [(self._ship(queries[b]), k, threads, no_options) for b in self._batches(len(queries))]
+        batches = [(self._ship(queries[b]), k, threads, options) for b in self._batches(len(queries))]
         return self._search(batches, len(queries), k, False, False, filters)
 
     def range_search(self, queries: np.ndarray, radius: int, *, threads: int | None = None, allow: object = None,
-                     deny: object = None) -> RangeSearchResult:
-        """Every code within ``radius`` (inclusive) of each query, as FlatIndex.range_search."""
+                     deny: object = None, nprobe: int | None = None) -> RangeSearchResult:
+        """Every code within ``radius`` (inclusive) of each query, as the single-machine index's
+        range_search (``nprobe`` for kind 'ivf')."""
         queries = codes_arg(queries, self.code_size, "queries")
         radius = min(int_arg(radius, "radius", minimum=0), self.nbits)
+        options = self._probe_options(nprobe)
         threads = self._search_threads(threads)
         filters = self._filters(allow, deny)
         slices = self._batches(len(queries))
-        no_options: dict[str, Any] = {}
-        answers = self._fan_out("range_search", [(self._ship(queries[b]), radius, threads, no_options)
+        answers = self._fan_out("range_search", [(self._ship(queries[b]), radius, threads, options)
                                                  for b in slices], filters)
         merged = [merge_range(parts, b.stop - b.start) for parts, b in zip(answers, slices)]
         offsets = np.cumsum([0] + [m.lims[-1] for m in merged])
@@ -186,5 +265,5 @@ def load(directory: str | os.PathLike[str], **options: Any) -> _Sharded:
     if spec["kind"] == "multi_field":
         return ShardedMultiFieldIndex(spec["fields"], shards, mih=spec.get("mih", False), directory=directory,
                                       _open=True, **options)
-    return ShardedIndex(spec["nbits"], shards, spec["kind"], m=spec.get("m"), directory=directory, _open=True,
-                        **options)
+    return ShardedIndex(spec["nbits"], shards, spec["kind"], m=spec.get("m"), nlist=spec.get("nlist"),
+                        directory=directory, _spec=spec, _open=True, **options)
