@@ -35,11 +35,11 @@ from archive_fakes import FakeEncoder
 from hashindex.encoder.archive import Archive
 with Archive.open(sys.argv[1]) as a:
     if sys.argv[2] == "add":
-        a.add(sys.argv[3], FakeEncoder(), workers=1, commit_slices=1)
+        a.add(sys.argv[3], FakeEncoder(), workers=0, commit_slices=1)
     elif sys.argv[2] == "remove":
         a.remove(sys.argv[3:])
     else:
-        a.reencode(FakeEncoder(seed=1), workers=1)
+        a.reencode(FakeEncoder(seed=1), workers=0)
 """
 
 
@@ -130,15 +130,15 @@ def test_add_records_catalogue_index_and_columns(cases, tmp_path):
 
 def test_add_again_skips_and_retries_the_failed_case_under_its_id(cases, tmp_path):
     with Archive.create(tmp_path / "a", FakeEncoder()) as archive:
-        archive.add(cases, FakeEncoder(), workers=1)
+        archive.add(cases, FakeEncoder(), workers=0)
         failed_id = next(c["id"] for c in archive.cases() if c["name"] == "Zz_damaged")
         before = state(tmp_path / "a")
-        again = archive.add(cases, FakeEncoder(), workers=1)
+        again = archive.add(cases, FakeEncoder(), workers=0)
         assert again.skipped == ["Phantom_00000", "Phantom_00001", "Phantom_00002"] and not again.added
         assert state(tmp_path / "a")[1:4] == before[1:4]
         good = cases / "Phantom_00000" / "Phantom_00000_flair.nii.gz"
         shutil.copy(good, cases / "Zz_damaged" / "Zz_damaged_flair.nii.gz")
-        fixed = archive.add(cases, FakeEncoder(), workers=1)
+        fixed = archive.add(cases, FakeEncoder(), workers=0)
         assert fixed.added == ["Zz_damaged"] and not fixed.failed
         assert next(c["id"] for c in archive.cases() if c["name"] == "Zz_damaged") == failed_id
         assert archive.info()["failed_cases"] == 0
@@ -146,12 +146,12 @@ def test_add_again_skips_and_retries_the_failed_case_under_its_id(cases, tmp_pat
 
 def test_a_changed_case_is_reported_not_replaced(cases, tmp_path):
     with Archive.create(tmp_path / "a", FakeEncoder()) as archive:
-        archive.add(cases, FakeEncoder(), workers=1)
+        archive.add(cases, FakeEncoder(), workers=0)
         before = state(tmp_path / "a")
         t2 = cases / "Phantom_00001" / "Phantom_00001_t2.nii.gz"
         data = gzip.decompress(t2.read_bytes())
         t2.write_bytes(gzip.compress(data[:-4] + b"\x01\x02\x03\x04"))
-        report = archive.add(cases, FakeEncoder(), workers=1)
+        report = archive.add(cases, FakeEncoder(), workers=0)
         assert "Phantom_00001" in report.changed and "remove it first" in report.changed["Phantom_00001"]
         assert state(tmp_path / "a")[1:4] == before[1:4]
 
@@ -222,7 +222,7 @@ def test_a_second_writer_waits_or_fails_clearly(cases, tmp_path):
         thread = threading.Thread(target=writer)
         thread.start()
         assert held.wait(10)
-        assert other.add(cases, FakeEncoder(), wait=10, workers=1).added  # waited for the lock
+        assert other.add(cases, FakeEncoder(), wait=10, workers=0).added  # waited for the lock
         thread.join()
 
 
@@ -230,7 +230,7 @@ def test_a_second_writer_waits_or_fails_clearly(cases, tmp_path):
 def test_bad_inputs_name_the_cause_and_keep_the_archive(cases, tmp_path):
     path = tmp_path / "a"
     with Archive.create(path, FakeEncoder()) as archive:
-        archive.add(cases / "Phantom_00000", FakeEncoder(), workers=1)
+        archive.add(cases / "Phantom_00000", FakeEncoder(), workers=0)
         before = state(path)
         empty = tmp_path / "no-cases"
         empty.mkdir()
@@ -247,7 +247,7 @@ def test_bad_inputs_name_the_cause_and_keep_the_archive(cases, tmp_path):
 
         img = nib.load(t1)
         nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[:-2], img.affine), t1)
-        report = archive.add(cases, FakeEncoder(), workers=1)
+        report = archive.add(cases, FakeEncoder(), workers=0)
         assert "Phantom_00002" in report.failed and "_t1.nii.gz" in report.failed["Phantom_00002"]
         with pytest.raises(KeyError, match="Nope"):
             archive.remove(["Phantom_00000", "Nope"])
@@ -350,7 +350,7 @@ def test_patient_ranking_matches_brute_force(seed, patients, nbits, k, mode, nq,
 
 def test_where_filter_against_python(cases, tmp_path):
     with Archive.create(tmp_path / "a", FakeEncoder()) as archive:
-        archive.add(cases, FakeEncoder(), workers=1)
+        archive.add(cases, FakeEncoder(), workers=0)
         snap = archive.snapshot()
         c = snap.columns
         names = snap.cases.names[snap.cases.rows_of(c["case"])]
@@ -420,7 +420,7 @@ def test_a_case_the_encoder_refuses_is_recorded_and_the_others_go_on(cases, tmp_
             return super().encode(images, present)
 
     with Archive.create(tmp_path / "a", FakeEncoder()) as archive:
-        report = archive.add(cases, Picky(), workers=1)
+        report = archive.add(cases, Picky(), workers=0)
         assert report.failed["Phantom_00001"] == "ValueError: images: contains NaN or infinite values"
         assert report.added == ["Phantom_00000", "Phantom_00002"]
     state(tmp_path / "a")  # whole: no slice of the refused case in the index or the catalogue
@@ -436,10 +436,10 @@ def test_sharded_archive_answers_as_one_index_and_survives_a_kill(local_ray, cas
 
     plain, sharded = tmp_path / "plain", tmp_path / "sharded"
     with Archive.create(plain, FakeEncoder()) as a:
-        a.add(cases, FakeEncoder(), workers=1)
+        a.add(cases, FakeEncoder(), workers=0)
     with Archive.create(sharded, FakeEncoder(), shards=2, bands=2) as s:
         assert (s.info()["shards"], s.info()["bands"]) == (2, 2)
-        s.add(cases, FakeEncoder(), workers=1, commit_slices=1)  # a commit per case
+        s.add(cases, FakeEncoder(), workers=0, commit_slices=1)  # a commit per case
         assert sorted(p.name for p in sharded.glob("index-*")) == [
             f"index-{g:06d}.b{b}.shards" for g in (2, 3) for b in (0, 1)]  # the current and the previous
         assert not list(sharded.glob("work*"))
@@ -466,6 +466,6 @@ def test_sharded_archive_answers_as_one_index_and_survives_a_kill(local_ray, cas
     assert state(sharded) == before
     assert run_child(sharded, "add", gone, env=env).returncode == 0
     with Archive.open(plain) as a:
-        a.add(gone, FakeEncoder(), workers=1)
+        a.add(gone, FakeEncoder(), workers=0)
     assert state(sharded) == state(plain)
     assert not list(sharded.glob("work*")) and len(list(sharded.glob("index-*"))) == 4

@@ -92,9 +92,9 @@ def read_case(files: CaseFiles, size: int) -> ReadCase:
 
 def read_cases(cases: Iterable[CaseFiles], size: int, workers: int) -> Iterator[ReadCase]:
     """The cases read in order, ``workers`` processes ahead of the caller (at most two cases each
-    waiting, so memory stays bounded however many cases an ingest holds)."""
+    waiting, so memory stays bounded however many cases an ingest holds); 0: in this process."""
     cases = list(cases)
-    if workers <= 1 or len(cases) <= 1:
+    if workers < 1 or len(cases) <= 1:
         for files in cases:
             yield read_case(files, size)
         return

@@ -29,7 +29,9 @@ class Writes:
         Cases already in with the same files are skipped; a case in with other files is left as it
         is and reported (remove it first to replace it); a case that cannot be read or encoded is
         recorded with the error and the others go on (the next add tries it again). Volumes are read by
-        ``workers`` processes while this one encodes. Changes are committed every ``commit_slices``
+        ``workers`` processes while this one encodes (0: by this one, between cases; the default on
+        2 cores, where a reading process beside torch's two threads measured slower: RESULTS.md,
+        "Archive"; cores - 1 above that). Changes are committed every ``commit_slices``
         slices or ``commit_seconds``, and at the end: killed at any moment, the archive holds every
         case fully or not at all, and running the same add again finishes the job. ``wait``: seconds
         to wait for another writer's lock (default: fail at once with ArchiveLockedError)."""
@@ -104,7 +106,8 @@ class Writes:
             report.slices += slices_pending
             pending, slices_pending, last_commit = [], 0, time.monotonic()
 
-        workers = max(1, (os.cpu_count() or 1) - 1) if workers is None else max(1, int(workers))
+        cores = os.cpu_count() or 1
+        workers = (0 if cores <= 2 else cores - 1) if workers is None else max(0, int(workers))
         bar = _progress(len(todo)) if progress else None
         started, encoded = time.monotonic(), 0
         for case in read_cases(todo, encoder.image_size, workers):

@@ -158,11 +158,28 @@ def find_cases(root: str | os.PathLike, layout: str | Layout | dict | os.PathLik
     return cases
 
 
+def _load_nifti(path: Path):
+    """nibabel's image of ``path``; a gzipped NIfTI-1 decompressed in one call (a fifth faster than
+    nibabel's streaming reader, whose Python loop reads it in small chunks), anything else by nib.load."""
+    import gzip
+    import io
+
+    import nibabel as nib
+
+    if str(path).endswith(".gz"):
+        raw = gzip.decompress(Path(path).read_bytes())
+        try:
+            return nib.Nifti1Image.from_file_map({role: nib.FileHolder(fileobj=io.BytesIO(raw)) for role in ("header", "image")})
+        except Exception:  # not NIfTI-1 (NIfTI-2, Analyze, ...): nibabel tells the kind by itself
+            pass
+    return nib.load(str(path))
+
+
 def _read(path: Path, what: str) -> tuple[np.ndarray, np.ndarray]:
     import nibabel as nib
 
     try:
-        image = nib.as_closest_canonical(nib.load(str(path)))
+        image = nib.as_closest_canonical(_load_nifti(path))
         data = np.asarray(image.dataobj)
     except Exception as exc:  # nibabel raises many types for a damaged file
         raise ValueError(f"{path}: cannot read the {what} volume as NIfTI ({type(exc).__name__}: {exc})") from exc
@@ -436,11 +453,9 @@ def _linear_axis(volume: np.ndarray, axis: int, centres: np.ndarray) -> np.ndarr
     shape[axis] = len(centres)
     w0 = np.where((lo >= 0) & (lo < n), 1 - t, 0.0).reshape(shape)
     w1 = np.where(lo + 1 < n, t, 0.0).reshape(shape)
-    a = np.take(volume, np.clip(lo, 0, n - 1), axis=axis).astype(np.float64, copy=False)  # the 2nd axis's
-    a *= w0  # input is the 1st's float64 output: take's copy is the only one
-    b = np.take(volume, np.clip(lo + 1, 0, n - 1), axis=axis).astype(np.float64, copy=False)
-    b *= w1
-    a += b
+    # each product straight into float64 (the same values as a cast, then a multiply; one pass fewer)
+    a = np.multiply(np.take(volume, np.clip(lo, 0, n - 1), axis=axis), w0, dtype=np.float64)
+    a += np.multiply(np.take(volume, np.clip(lo + 1, 0, n - 1), axis=axis), w1, dtype=np.float64)
     return a
 
 
