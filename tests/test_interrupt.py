@@ -18,6 +18,9 @@ import hashindex
 N = 1_000_000
 CHILD = r"""
 import json, os, signal, sys, threading, numpy as np, hashindex
+# Python's Ctrl-C handler, whatever this child inherited: a command run in the background by a shell
+# without job control starts with SIGINT ignored, and Python then installs no handler for it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 kind, threads = sys.argv[1], None if sys.argv[2] == "all" else int(sys.argv[2])
 rng = np.random.default_rng(0)
 x = rng.integers(0, 256, (N, 32), dtype=np.uint8)
