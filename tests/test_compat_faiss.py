@@ -366,6 +366,8 @@ def test_faiss_scripts_ivf_settings_files_and_graph_kinds(tmp_path):
     for a, b in zip(read.search(xq, 5), graph.search(xq, 5)):
         np.testing.assert_array_equal(a, b)
     assert hx.deserialize_index_binary(hx.serialize_index_binary(flat)).ntotal == len(xb)
+    copied = hx.deserialize_index_binary(hx.serialize_index_binary(graph))  # faiss's own bytes, both ways
+    assert isinstance(copied, faiss.IndexBinaryHNSW) and copied.ntotal == len(xb)
     faiss.write_index_binary(faiss.IndexBinaryFlat(32), str(tmp_path / "theirs.faissindex"))
     with pytest.raises(hashindex.FormatError):  # faiss's own file of a kind built here: not read as ours
         hx.read_index_binary(tmp_path / "theirs.faissindex")

@@ -171,8 +171,21 @@ def serialize_index_binary(index: IndexBinary) -> np.ndarray:
 
 
 def deserialize_index_binary(data: np.ndarray) -> IndexBinary:
-    """An index from serialize_index_binary's array."""
-    return _wrap(loads(np.ascontiguousarray(data, dtype=np.uint8).tobytes(), source="<serialized>"), "<serialized>")
+    """An index from serialize_index_binary's array (faiss's own kinds through faiss, as files)."""
+    data = np.ascontiguousarray(data, dtype=np.uint8)
+    try:
+        return _wrap(loads(data.tobytes(), source="<serialized>"), "<serialized>")
+    except _core.FormatError:
+        index: Any = None
+        try:
+            import faiss as real
+
+            index = real.deserialize_index_binary(data)
+        except Exception:  # not faiss's either, or no faiss: the FormatError stands
+            pass
+        if type(index).__name__ not in _FAISS_OWN:
+            raise
+        return index
 
 
 def downcast_IndexBinary(index: IndexBinary) -> IndexBinary:
