@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from .._validate import codes_arg, ids_arg, int_arg
+from .._validate import int_arg
 from ..flat import FlatIndex
 from ..io import load, loads
 from ..ivf import IVFIndex
@@ -74,13 +74,15 @@ from ._faiss_classes import (
     IndexBinaryHash,
     IndexBinaryIDMap,
     IndexBinaryIDMap2,
-    IndexBinaryIVF,
     IndexBinaryMultiHash,
     SearchParameters,
     SearchParametersIVF,
+    _is_faiss_own,
     _Positional,
     _threads,
 )
+from ._faiss_composite import IndexBinaryReplicas, IndexBinaryShards, _Composite
+from ._faiss_ivf import IndexBinaryIVF
 
 __all__ = [
     "IDSelector", "IDSelectorArray", "IDSelectorBatch", "IDSelectorBitmap", "IDSelectorNot", "IDSelectorRange",
@@ -116,11 +118,6 @@ def __getattr__(name: str) -> Any:
     return getattr(_real_faiss(repr(name)), name)
 
 
-def _is_faiss_own(index: Any) -> bool:
-    """An index of faiss itself (one this module handed out from faiss: HNSW, FromFloat)."""
-    return not isinstance(index, IndexBinary) and type(index).__module__.startswith("faiss")
-
-
 # --- files ------------------------------------------------------------------------------------
 
 def write_index_binary(index: IndexBinary, fname: str | os.PathLike[str]) -> None:
@@ -139,25 +136,25 @@ def read_index_binary(fname: str | os.PathLike[str]) -> IndexBinary:
     that are faiss's own here (HNSW, FromFloat); any other faiss file raises FormatError."""
     try:
         return _wrap(load(fname), os.fspath(fname))
-    except _core.FormatError:
-        own = _faiss_own_file(fname)
-        if own is None:
-            raise
-        return own
-
-
-def _faiss_own_file(fname: str | os.PathLike[str]) -> Any:
-    """The index in a faiss file when it is one of the kinds handed out from faiss, else None."""
-    try:
-        import faiss as real
-
-        index = real.read_index_binary(os.fspath(fname))
-    except Exception:  # not faiss's either, or no faiss: the caller's FormatError stands
-        return None
-    return index if type(index).__name__ in _FAISS_OWN else None
+    except _core.FormatError as exc:
+        return _faiss_own_or_raise(exc, lambda real: real.read_index_binary(os.fspath(fname)))
 
 
 _FAISS_OWN = ("IndexBinaryHNSW", "IndexBinaryHNSWCagra", "IndexBinaryFromFloat")
+
+
+def _faiss_own_or_raise(error: Exception, read: Any) -> Any:
+    """What faiss reads (``read(faiss)``) that ours refused with ``error``, when it is one of
+    faiss's own kinds here; else ``error``."""
+    try:
+        import faiss as real
+
+        index = read(real)
+    except Exception:  # not faiss's either, or no faiss
+        index = None
+    if type(index).__name__ not in _FAISS_OWN:
+        raise error
+    return index
 
 
 def serialize_index_binary(index: IndexBinary) -> np.ndarray:
@@ -175,17 +172,8 @@ def deserialize_index_binary(data: np.ndarray) -> IndexBinary:
     data = np.ascontiguousarray(data, dtype=np.uint8)
     try:
         return _wrap(loads(data.tobytes(), source="<serialized>"), "<serialized>")
-    except _core.FormatError:
-        index: Any = None
-        try:
-            import faiss as real
-
-            index = real.deserialize_index_binary(data)
-        except Exception:  # not faiss's either, or no faiss: the FormatError stands
-            pass
-        if type(index).__name__ not in _FAISS_OWN:
-            raise
-        return index
+    except _core.FormatError as exc:
+        return _faiss_own_or_raise(exc, lambda real: real.deserialize_index_binary(data))
 
 
 def downcast_IndexBinary(index: IndexBinary) -> IndexBinary:
@@ -255,174 +243,7 @@ def index_binary_factory(d: int, description: str) -> IndexBinary:
     raise ValueError(f"description: expected an optional 'IDMap,' or 'IDMap2,' prefix, got {wrap!r}")
 
 
-# --- several indexes as one -------------------------------------------------------------------
-
-class _Composite(IndexBinary):
-    """Sub-indexes searched one after another, results merged by (distance, id)."""
-
-    def __init__(self, d: int | None = None, threaded: bool = False) -> None:
-        super().__init__(8 if d is None else d)
-        if d is None:  # as faiss: the first sub-index gives d
-            self.d = self.code_size = 0
-        self.threaded = threaded  # kept for faiss's signature; sub-indexes run one after another
-        self._subs: list[IndexBinary] = []
-
-    def _attach(self, index: IndexBinary) -> None:
-        if not isinstance(index, IndexBinary):
-            raise TypeError(f"index: expected a hashindex.compat.faiss index, got {type(index).__name__}")
-        if self.d == 0:
-            self.d, self.code_size = index.d, index.code_size
-        if index.d != self.d:
-            raise ValueError(f"index: expected d={self.d}, got d={index.d}")
-        if any(sub is index for sub in self._subs):
-            raise ValueError("index: already in the collection")
-        self._subs.append(index)
-
-    def count(self) -> int:
-        return len(self._subs)
-
-    def addIndex(self, index: IndexBinary) -> None:  # noqa: N802 - faiss's name (ThreadedIndex)
-        self._attach(index)
-
-    def removeIndex(self, index: IndexBinary) -> None:  # noqa: N802
-        self._subs = [sub for sub in self._subs if sub is not index]
-
-    def at(self, i: int) -> IndexBinary:
-        return self._subs[int_arg(i, "i", minimum=0, maximum=max(0, len(self._subs) - 1))]
-
-    def reset(self) -> None:
-        for sub in self._subs:
-            sub.reset()
-
-    def _merge(self, parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
-        distances = np.concatenate([p[0] for p in parts], axis=1)
-        ids = np.concatenate([p[1] for p in parts], axis=1)
-        # padding (-1 at 2^31 - 1) sorts after every result: by distance, then id
-        order = np.lexsort((np.where(ids < 0, np.iinfo(np.int64).max, ids), distances))[:, :k]
-        return np.take_along_axis(distances, order, 1), np.take_along_axis(ids, order, 1)
-
-
-class IndexBinaryShards(_Composite):
-    """faiss.IndexBinaryShards(d, threaded=False, successive_ids=True): items split across sub-indexes.
-    With successive_ids, one add() cuts the batch into consecutive parts, and a sub-index's ids are
-    offset by the items of the ones before it."""
-
-    def __init__(self, d: int | None = None, threaded: bool = False, successive_ids: bool = True) -> None:
-        super().__init__(d, threaded)
-        self.successive_ids = bool(successive_ids)
-
-    @property
-    def ntotal(self) -> int:
-        return sum(sub.ntotal for sub in self._subs)
-
-    def add_shard(self, index: IndexBinary) -> None:
-        self._attach(index)
-
-    def remove_shard(self, index: IndexBinary) -> None:
-        self.removeIndex(index)
-
-    def _split(self, n: int) -> list[slice]:
-        if not self._subs:
-            raise RuntimeError("no shards: add_shard first")
-        bounds = [i * n // len(self._subs) for i in range(len(self._subs) + 1)]
-        return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
-
-    def add(self, x: np.ndarray) -> None:
-        x = codes_arg(x, self.code_size, "x")
-        if self.successive_ids and self.ntotal:
-            raise RuntimeError("when adding to IndexBinaryShards with successive_ids, only add() in a single pass "
-                               "is supported")
-        for sub, part in zip(self._subs, self._split(len(x))):
-            sub.add(x[part])
-
-    def add_with_ids(self, x: np.ndarray, ids: np.ndarray) -> None:
-        x = codes_arg(x, self.code_size, "x")
-        ids = ids_arg(ids, "ids", count=len(x))
-        for sub, part in zip(self._subs, self._split(len(x))):
-            sub.add_with_ids(x[part], ids[part])
-
-    def _offsets(self) -> list[int]:
-        sizes = [sub.ntotal if self.successive_ids else 0 for sub in self._subs]
-        return [int(v) for v in np.cumsum([0] + sizes[:-1])]
-
-    def _knn(self, x: np.ndarray, k: int, params: SearchParameters | None) -> tuple[np.ndarray, np.ndarray]:
-        parts = []
-        for sub, offset in zip(self._subs, self._offsets()):
-            distances, ids = sub.search(x, k, params=self._shifted(params, offset))
-            parts.append((distances, np.where(ids >= 0, ids + offset, ids)))
-        return self._merge(parts, k) if parts else (np.full((len(x), k), _core.PAD_DISTANCE, np.int32),
-                                                     np.full((len(x), k), -1, np.int64))
-
-    def _range(self, x: np.ndarray, thresh: int,
-               params: SearchParameters | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        rows: list[list[tuple[float, int]]] = [[] for _ in range(len(x))]
-        for sub, offset in zip(self._subs, self._offsets()):
-            lims, distances, ids = sub.range_search(x, thresh, params=self._shifted(params, offset))
-            for q in range(len(x)):
-                s = slice(int(lims[q]), int(lims[q + 1]))
-                rows[q] += zip(distances[s].tolist(), (ids[s] + offset).tolist())
-        lims = np.cumsum([0] + [len(r) for r in rows]).astype(np.uint64)
-        hits = [h for r in rows for h in sorted(r)]
-        return (lims, np.array([h[0] for h in hits], np.float32), np.array([h[1] for h in hits], np.int64))
-
-    @staticmethod
-    def _shifted(params: SearchParameters | None, offset: int) -> SearchParameters | None:
-        """A selector over global ids, asked about a shard's own (offset) ids."""
-        if params is None or params.sel is None or not offset:
-            return params
-        return SearchParameters(sel=_Offset(params.sel, offset))
-
-
-class _Offset(IDSelector):
-    def __init__(self, sel: IDSelector, offset: int) -> None:
-        self.sel, self.offset = sel, offset
-
-    def mask(self, ids: np.ndarray) -> np.ndarray:
-        return self.sel.mask(ids + self.offset)
-
-
-class IndexBinaryReplicas(_Composite):
-    """faiss.IndexBinaryReplicas(d, threaded=False): every sub-index holds every item; a search's
-    queries are split across them."""
-
-    @property
-    def ntotal(self) -> int:
-        return self._subs[0].ntotal if self._subs else 0
-
-    def add_replica(self, index: IndexBinary) -> None:
-        self._attach(index)
-
-    def remove_replica(self, index: IndexBinary) -> None:
-        self.removeIndex(index)
-
-    def add(self, x: np.ndarray) -> None:
-        for sub in self._subs:
-            sub.add(x)
-
-    def add_with_ids(self, x: np.ndarray, ids: np.ndarray) -> None:
-        for sub in self._subs:
-            sub.add_with_ids(x, ids)
-
-    def _parts(self, n: int) -> list[tuple[IndexBinary, slice]]:
-        if not self._subs:
-            raise RuntimeError("no replicas: add_replica first")
-        bounds = [i * n // len(self._subs) for i in range(len(self._subs) + 1)]
-        return [(sub, slice(a, b)) for sub, a, b in zip(self._subs, bounds, bounds[1:])]
-
-    def _knn(self, x: np.ndarray, k: int, params: SearchParameters | None) -> tuple[np.ndarray, np.ndarray]:
-        parts = [sub.search(x[s], k, params=params) for sub, s in self._parts(len(x))]
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-    def _range(self, x: np.ndarray, thresh: int,
-               params: SearchParameters | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        parts = [sub.range_search(x[s], thresh, params=params) for sub, s in self._parts(len(x))]
-        lims = [np.zeros(1, np.uint64)]
-        for p in parts:
-            lims.append(p[0][1:] + lims[-1][-1])
-        return np.concatenate(lims), np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
-
-
 for _cls in (IDSelector, IDSelectorArray, IDSelectorBatch, IDSelectorBitmap, IDSelectorNot, IDSelectorRange,
              IndexBinary, IndexBinaryFlat, IndexBinaryHash, IndexBinaryIDMap, IndexBinaryIDMap2, IndexBinaryIVF,
-             IndexBinaryMultiHash, SearchParameters, SearchParametersIVF):
-    _cls.__module__ = __name__  # they are this module's API, defined in _faiss_classes
+             IndexBinaryMultiHash, IndexBinaryReplicas, IndexBinaryShards, SearchParameters, SearchParametersIVF):
+    _cls.__module__ = __name__  # they are this module's API, defined in its private modules
