@@ -173,11 +173,15 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
         const int64_t q0 = c * per, q1 = std::min(nq, q0 + per);
         std::vector<ivf::ListSink> sinks;
         for (int64_t q = q0; q < q1; ++q) sinks.emplace_back(threshold, keep);
-        std::vector<std::pair<int64_t, int64_t>> pairs;  // (list, query)
+        // (list, query): every query's nearest list first, then the others, each stage by list. The
+        // nearest list sets a query's k-th distance close to its final one, so that its other lists
+        // report few hits.
+        std::vector<std::pair<int64_t, int64_t>> pairs;
         for (int64_t q = q0; q < q1; ++q)
             for (int r = static_cast<int>(part); r < nprobe; r += static_cast<int>(parts))
-                pairs.emplace_back(probes[static_cast<std::size_t>(q * nprobe + r)], q);
+                pairs.emplace_back(probes[static_cast<std::size_t>(q * nprobe + r)] + (r == part ? 0 : nlist_), q);
         std::sort(pairs.begin(), pairs.end());
+        for (auto& pair : pairs) pair.first %= nlist_;
         std::vector<uint64_t> rq;
         std::vector<HitSink*> ptrs;
         for (std::size_t i = 0; i < pairs.size();) {
@@ -222,7 +226,7 @@ void IVFIndex::search(const uint8_t* queries, int64_t nq, int64_t k, int nprobe,
     HX_CHECK(k > 0, "k must be > 0, got " + std::to_string(k));
     std::shared_lock<std::shared_mutex> lk(mu_);
     IvfStats st;
-    const auto found = scan_lists(queries, nq, nprobe, threads, filter, k, std::numeric_limits<int32_t>::max(), st);
+    const auto found = scan_lists(queries, nq, nprobe, threads, filter, k, nbits(), st);  // no distance exceeds nbits
     for (int64_t q = 0; q < nq; ++q) write_padded(found[static_cast<std::size_t>(q)], k, distances + q * k, ids + q * k);
     if (stats) *stats = st;
 }

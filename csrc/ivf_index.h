@@ -72,8 +72,8 @@ private:
     void check_trained() const;
     // Each query's nprobe nearest lists (by distance to the centroid, then list), row-major.
     std::vector<int64_t> nearest_lists(const uint64_t* qwords, int64_t nq, int nprobe, int threads) const;
-    // Each query's hits, sorted, in the lists of its nprobe nearest centroids: its k best (keep = k),
-    // or every one within `threshold` (keep = 0).
+    // Each query's hits, sorted, in the lists of its nprobe nearest centroids: its k best (keep = k,
+    // `threshold` the code's bits), or every one within `threshold` (keep = 0).
     std::vector<std::vector<Hit>> scan_lists(const uint8_t* queries, int64_t nq, int nprobe, int threads,
                                              const IdFilter& filter, int64_t keep, int32_t threshold,
                                              IvfStats& stats) const;

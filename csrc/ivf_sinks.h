@@ -12,55 +12,87 @@
 namespace hashindex::ivf {
 
 // One query's results over the lists it probes, its k-th distance carried from list to list so that
-// later lists report only what can still enter. Hits keep their list's slot until the end (an id
-// looked up per hit was a cache miss per hit); ties at the k-th distance are kept, and ids looked up
-// to cut them only when they fill the buffer. keep = 0: range search (every hit within the radius).
+// later lists report only what can still enter. Distances are small integers, so the sink counts its
+// hits per distance and lowers the threshold to the k-th distance the moment a hit allows it: no
+// selection pass while scanning, and no hit above it is kept (buffering hits and selecting the k-th
+// when the buffer filled cost a third of a search at nprobe 1 on clustered codes: RESULTS.md,
+// "IVFIndex against faiss.IndexBinaryIVF"). Hits keep their list's slot until the end (an id looked
+// up per hit was a cache miss per hit); ids are looked up only to cut ties at the k-th distance.
+// keep = 0: range search (every hit within the radius).
 struct ListSink : HitSink {
     struct Found {
         int32_t distance;
         int64_t slot;
         const int64_t* slot_ids;
         int64_t id() const { return slot_id(slot_ids, slot); }
+        Hit hit() const { return Hit{distance, id()}; }
     };
     int64_t keep;
     const int64_t* slot_ids = nullptr;
     int64_t n = 0;
     const uint8_t* pass = nullptr;
-    std::vector<Found> hits;
+    std::vector<Found> hits;        // those above the threshold go at the next tidy()
+    std::vector<int32_t> count;     // hits held per distance (keep > 0)
+    int64_t held = 0;               // hits held at or below the threshold
+    std::size_t capacity;
 
-    ListSink(int32_t threshold, int64_t keep_) : HitSink{threshold, &ListSink::cb}, keep(keep_) {
-        if (keep) hits.reserve(static_cast<std::size_t>(4 * keep + 64 + kBlock));
+    // threshold: a radius (keep = 0), or any bound of the distances (the code's bits) for a top-k.
+    ListSink(int32_t threshold, int64_t keep_)
+        : HitSink{threshold, &ListSink::cb}, keep(keep_), capacity(static_cast<std::size_t>(4 * keep_ + 64)) {
+        if (keep) {
+            count.assign(static_cast<std::size_t>(threshold) + 1, 0);
+            hits.reserve(std::min<std::size_t>(capacity, 256) + kBlock);
+        }
     }
     static void cb(HitSink* self, int64_t first, uint32_t lanes, const uint32_t* dist) {
         auto* s = static_cast<ListSink*>(self);
         for (; lanes; lanes &= lanes - 1) {
             const int l = __builtin_ctz(lanes);
             const int64_t slot = first + l;
-            if (slot < s->n && !(s->pass && !s->pass[slot]))
-                s->hits.push_back(Found{static_cast<int32_t>(dist[l]), slot, s->slot_ids});
+            const auto d = static_cast<int32_t>(dist[l]);
+            if (slot >= s->n || (s->pass && !s->pass[slot]) || d > s->threshold) continue;
+            s->hits.push_back(Found{d, slot, s->slot_ids});
+            if (s->keep) s->counted(d);
         }
-        // The first k hits set a threshold at once; then the buffer takes 4k + 64 between cuts.
-        const int64_t limit = s->threshold == std::numeric_limits<int32_t>::max() ? s->keep : 4 * s->keep + 64;
-        if (s->keep && static_cast<int64_t>(s->hits.size()) >= limit) s->cut();
     }
-    void cut() {
-        auto by_distance = [](const Found& a, const Found& b) { return a.distance < b.distance; };
-        std::nth_element(hits.begin(), hits.begin() + (keep - 1), hits.end(), by_distance);
-        const int32_t t = hits[static_cast<std::size_t>(keep - 1)].distance;
-        threshold = t;
+    void counted(int32_t d) {
+        ++count[static_cast<std::size_t>(d)];
+        ++held;
+        // the threshold falls while the hits below it are k without those at it
+        while (held - count[static_cast<std::size_t>(threshold)] >= keep) {
+            held -= count[static_cast<std::size_t>(threshold)];
+            --threshold;
+        }
+        if (hits.size() >= capacity) tidy();
+    }
+    // Drops the hits above the threshold, and the ties at it past the k smallest ids when they are
+    // many (then the ids are looked up); the buffer then holds at most about 2k + 32.
+    void tidy() {
+        const int32_t t = threshold;
         hits.erase(std::remove_if(hits.begin(), hits.end(), [t](const Found& h) { return h.distance > t; }), hits.end());
-        if (static_cast<int64_t>(hits.size()) < 2 * keep + 32) return;
-        std::nth_element(hits.begin(), hits.begin() + (keep - 1), hits.end(), [](const Found& a, const Found& b) {
-            return Hit{a.distance, a.id()} < Hit{b.distance, b.id()};
-        });
-        hits.resize(static_cast<std::size_t>(keep));  // ties at t beyond the k smallest ids go
+        if (keep && held >= 2 * keep + 32) {
+            const auto below = static_cast<std::ptrdiff_t>(held - count[static_cast<std::size_t>(t)]);
+            auto ties = std::partition(hits.begin(), hits.end(), [t](const Found& h) { return h.distance < t; });
+            std::nth_element(ties, ties + (keep - below - 1), hits.end(),
+                             [](const Found& a, const Found& b) { return a.id() < b.id(); });
+            hits.resize(static_cast<std::size_t>(keep));
+            count[static_cast<std::size_t>(t)] = static_cast<int32_t>(keep - below);
+            held = keep;
+        }
+        capacity = std::max(capacity, 2 * hits.size());
     }
-    std::vector<Hit> result() const {
+    std::vector<Hit> result() {
+        tidy();
         std::vector<Hit> out;
         out.reserve(hits.size());
-        for (const Found& h : hits) out.push_back(Hit{h.distance, h.id()});
-        std::sort(out.begin(), out.end());
-        if (keep && static_cast<int64_t>(out.size()) > keep) out.resize(static_cast<std::size_t>(keep));
+        for (const Found& h : hits) out.push_back(h.hit());
+        auto end = out.end();
+        if (keep && static_cast<int64_t>(out.size()) > keep) {
+            std::nth_element(out.begin(), out.begin() + (keep - 1), out.end());
+            end = out.begin() + keep;
+        }
+        std::sort(out.begin(), end);
+        out.erase(end, out.end());
         return out;
     }
 };
