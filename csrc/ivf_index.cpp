@@ -160,42 +160,30 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
                 masks[static_cast<std::size_t>(l)] = slot_mask(filter, lists_[static_cast<std::size_t>(l)].ids(), lists_[static_cast<std::size_t>(l)].size(), nullptr);
     const int words = words_for(code_size_);
     const Kernels& kern = active_kernels();
-    // Tasks: a block of queries each (their probes grouped by list, so that a list read once
-    // serves every query of the block that probes it); fewer queries than threads also split each
-    // query's lists across tasks, whose results merge at the end.
     const int nthreads = resolve_threads(threads);
-    const int64_t per = std::max<int64_t>(1, (nq + nthreads - 1) / nthreads);
-    const int64_t chunks = (nq + per - 1) / per;
-    const int64_t parts = nq < nthreads ? std::min<int64_t>(nthreads, nprobe) : 1;
-    std::vector<std::vector<std::vector<Hit>>> found(static_cast<std::size_t>(chunks * parts));
-    parallel_for(nthreads, chunks * parts, [&](int64_t task) {
-        const int64_t c = task / parts, part = task % parts;
-        const int64_t q0 = c * per, q1 = std::min(nq, q0 + per);
-        std::vector<ivf::ListSink> sinks;
-        for (int64_t q = q0; q < q1; ++q) sinks.emplace_back(threshold, keep);
-        // (list, query): every query's nearest list first, then the others, each stage by list. The
-        // nearest list sets a query's k-th distance close to its final one, so that its other lists
-        // report few hits.
-        std::vector<std::pair<int64_t, int64_t>> pairs;
-        for (int64_t q = q0; q < q1; ++q)
-            for (int r = static_cast<int>(part); r < nprobe; r += static_cast<int>(parts))
-                pairs.emplace_back(probes[static_cast<std::size_t>(q * nprobe + r)] + (r == part ? 0 : nlist_), q);
-        std::sort(pairs.begin(), pairs.end());
-        for (auto& pair : pairs) pair.first %= nlist_;
+    // Scans the (list << 32 | query in round) keys [i0, i1), sorted by list, so that a list read once
+    // serves every query there that probes it; a query's sink is made on its first list.
+    auto scan_keys = [&](const uint64_t* key, std::size_t i0, std::size_t i1, int64_t q0, std::vector<int32_t>& sink_of,
+                         std::vector<ivf::ListSink>& sinks, const std::vector<int32_t>& start) {
         std::vector<uint64_t> rq;
         std::vector<HitSink*> ptrs;
-        for (std::size_t i = 0; i < pairs.size();) {
-            const auto l = static_cast<std::size_t>(pairs[i].first);
+        for (std::size_t i = i0; i < i1;) {
+            const auto l = static_cast<std::size_t>(key[i] >> 32);
             const Items& list = lists_[l];
             rq.clear();
             ptrs.clear();
-            for (; i < pairs.size() && static_cast<std::size_t>(pairs[i].first) == l; ++i) {
-                const int64_t q = pairs[i].second;
-                ivf::ListSink& s = sinks[static_cast<std::size_t>(q - q0)];
+            for (; i < i1 && static_cast<std::size_t>(key[i] >> 32) == l; ++i) {
+                const auto local = static_cast<std::size_t>(key[i] & 0xffffffffu);
+                if (sink_of[local] < 0) {
+                    sink_of[local] = static_cast<int32_t>(sinks.size());
+                    sinks.emplace_back(start.empty() ? threshold : start[local], keep, threshold);
+                }
+                ivf::ListSink& s = sinks[static_cast<std::size_t>(sink_of[local])];
                 s.slot_ids = list.ids().slot_ids();
                 s.n = list.size();
                 s.pass = masks.empty() ? nullptr : masks[l].data();
-                rq.insert(rq.end(), &qwords[static_cast<std::size_t>(q * words)], &qwords[static_cast<std::size_t>((q + 1) * words)]);
+                const std::size_t q = static_cast<std::size_t>(q0) + local;
+                rq.insert(rq.end(), &qwords[q * static_cast<std::size_t>(words)], &qwords[(q + 1) * static_cast<std::size_t>(words)]);
                 ptrs.push_back(&s);
             }
             if (list.size() == 0) continue;
@@ -203,17 +191,82 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
             kern.scan(list.store(0).blocks(), 0, list.store(0).nblocks(), words, rq.data(),
                       static_cast<int64_t>(ptrs.size()), ptrs.data());
         }
-        auto& out = found[static_cast<std::size_t>(task)];
-        for (ivf::ListSink& s : sinks) out.push_back(s.result());
-    });
+    };
+    // Queries go in rounds, each in two stages. First every query's nearest list, the round's
+    // queries split between the threads: it sets a query's k-th distance close to its final one.
+    // Then the other lists, each read once for every query of the round that probes it (one part
+    // of the lists per thread, each query's sinks starting from that distance): parts of queries
+    // read each list once per thread, twice the memory traffic on 2 threads, and from nprobe 16 on
+    // the scan waits on memory (RESULTS.md, "IVFIndex against faiss.IndexBinaryIVF").
+    const int64_t round = std::min<int64_t>(nq, 1024);
     std::vector<std::vector<Hit>> out(static_cast<std::size_t>(nq));
-    for (int64_t task = 0; task < chunks * parts; ++task) {
-        const int64_t q0 = task / parts * per;
-        for (std::size_t i = 0; i < found[static_cast<std::size_t>(task)].size(); ++i) {
-            std::vector<Hit>& into = out[static_cast<std::size_t>(q0) + i];
-            if (parts == 1) into = std::move(found[static_cast<std::size_t>(task)][i]);
-            else merge_best_k(into, found[static_cast<std::size_t>(task)][i], keep ? keep : std::numeric_limits<int64_t>::max());
+    for (int64_t q0 = 0; q0 < nq; q0 += round) {
+        const int64_t m = std::min(round, nq - q0);
+        std::vector<int32_t> start(static_cast<std::size_t>(m));
+        const int64_t per = (m + nthreads - 1) / nthreads;
+        parallel_for(nthreads, (m + per - 1) / per, [&](int64_t c) {
+            const int64_t a = c * per, b = std::min(m, a + per);
+            std::vector<uint64_t> key;
+            for (int64_t q = a; q < b; ++q)
+                key.push_back(static_cast<uint64_t>(probes[static_cast<std::size_t>((q0 + q) * nprobe)]) << 32 | static_cast<uint64_t>(q));
+            std::sort(key.begin(), key.end());
+            std::vector<int32_t> sink_of(static_cast<std::size_t>(m), -1);
+            std::vector<ivf::ListSink> sinks;
+            sinks.reserve(static_cast<std::size_t>(b - a));  // the scan holds pointers into it
+            scan_keys(key.data(), 0, key.size(), q0, sink_of, sinks, {});
+            for (int64_t q = a; q < b; ++q) {
+                ivf::ListSink& s = sinks[static_cast<std::size_t>(sink_of[static_cast<std::size_t>(q)])];
+                out[static_cast<std::size_t>(q0 + q)] = s.result();
+                start[static_cast<std::size_t>(q)] = s.threshold;
+            }
+        });
+        if (nprobe == 1) continue;
+        // The other lists, sorted by list (counting them out when the lists are few), then cut at
+        // list boundaries into parts of about equal codes to scan.
+        std::vector<uint64_t> key(static_cast<std::size_t>(m * (nprobe - 1)));
+        if (nlist_ <= 16 * static_cast<int64_t>(key.size())) {
+            std::vector<std::size_t> at(static_cast<std::size_t>(nlist_) + 1, 0);
+            for (int64_t q = 0; q < m; ++q)
+                for (int r = 1; r < nprobe; ++r) ++at[static_cast<std::size_t>(probes[static_cast<std::size_t>((q0 + q) * nprobe + r)]) + 1];
+            for (int l = 0; l < nlist_; ++l) at[static_cast<std::size_t>(l) + 1] += at[static_cast<std::size_t>(l)];
+            for (int64_t q = 0; q < m; ++q)
+                for (int r = 1; r < nprobe; ++r) {
+                    const auto l = static_cast<uint64_t>(probes[static_cast<std::size_t>((q0 + q) * nprobe + r)]);
+                    key[at[l]++] = l << 32 | static_cast<uint64_t>(q);
+                }
+        } else {
+            std::size_t i = 0;
+            for (int64_t q = 0; q < m; ++q)
+                for (int r = 1; r < nprobe; ++r)
+                    key[i++] = static_cast<uint64_t>(probes[static_cast<std::size_t>((q0 + q) * nprobe + r)]) << 32 | static_cast<uint64_t>(q);
+            std::sort(key.begin(), key.end());
         }
+        auto work = [&](uint64_t k) { return lists_[static_cast<std::size_t>(k >> 32)].size() + kBlock; };
+        int64_t total = 0;
+        for (const uint64_t k : key) total += work(k);
+        std::vector<std::size_t> cut{0};
+        int64_t done = 0;
+        for (std::size_t i = 0; i < key.size(); ++i) {
+            if (i > 0 && key[i] >> 32 != key[i - 1] >> 32 && static_cast<int64_t>(cut.size()) < nthreads &&
+                done * nthreads >= total * static_cast<int64_t>(cut.size()))
+                cut.push_back(i);
+            done += work(key[i]);
+        }
+        cut.push_back(key.size());
+        std::vector<std::vector<std::pair<int64_t, std::vector<Hit>>>> found(cut.size() - 1);
+        parallel_for(nthreads, static_cast<int64_t>(found.size()), [&](int64_t part) {
+            std::vector<int32_t> sink_of(static_cast<std::size_t>(m), -1);
+            std::vector<ivf::ListSink> sinks;
+            sinks.reserve(static_cast<std::size_t>(m));
+            scan_keys(key.data(), cut[static_cast<std::size_t>(part)], cut[static_cast<std::size_t>(part) + 1], q0, sink_of, sinks, start);
+            for (int64_t q = 0; q < m; ++q)
+                if (sink_of[static_cast<std::size_t>(q)] >= 0)
+                    found[static_cast<std::size_t>(part)].emplace_back(
+                        q0 + q, sinks[static_cast<std::size_t>(sink_of[static_cast<std::size_t>(q)])].result());
+        });
+        for (auto& part : found)
+            for (auto& [q, hits] : part)
+                merge_best_k(out[static_cast<std::size_t>(q)], hits, keep ? keep : std::numeric_limits<int64_t>::max());
     }
     for (const int64_t l : probes) stats.codes_compared += lists_[static_cast<std::size_t>(l)].size();
     stats.queries = nq;

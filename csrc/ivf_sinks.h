@@ -34,13 +34,16 @@ struct ListSink : HitSink {
     std::vector<Found> hits;        // those above the threshold go at the next tidy()
     std::vector<int32_t> count;     // hits held per distance (keep > 0)
     int64_t held = 0;               // hits held at or below the threshold
+    bool filled = false;            // k hits held once (the threshold is then the k-th distance)
+    int32_t top = 0;                // the largest distance of the first k hits
     std::size_t capacity;
 
-    // threshold: a radius (keep = 0), or any bound of the distances (the code's bits) for a top-k.
-    ListSink(int32_t threshold, int64_t keep_)
+    // threshold: a radius (keep = 0), or for a top-k what a hit must not exceed (a k-th distance
+    // already found elsewhere, or `bound`); bound: no distance exceeds it (the code's bits).
+    ListSink(int32_t threshold, int64_t keep_, int32_t bound)
         : HitSink{threshold, &ListSink::cb}, keep(keep_), capacity(static_cast<std::size_t>(4 * keep_ + 64)) {
         if (keep) {
-            count.assign(static_cast<std::size_t>(threshold) + 1, 0);
+            count.assign(static_cast<std::size_t>(bound) + 1, 0);
             hits.reserve(std::min<std::size_t>(capacity, 256) + kBlock);
         }
     }
@@ -58,7 +61,13 @@ struct ListSink : HitSink {
     void counted(int32_t d) {
         ++count[static_cast<std::size_t>(d)];
         ++held;
-        // the threshold falls while the hits below it are k without those at it
+        if (!filled) {  // the first k hits: the threshold drops to the largest at once
+            top = std::max(top, d);
+            if (held < keep) return;
+            filled = true;
+            threshold = std::min(threshold, top);
+        }
+        // then it falls while the hits below it are k without those at it
         while (held - count[static_cast<std::size_t>(threshold)] >= keep) {
             held -= count[static_cast<std::size_t>(threshold)];
             --threshold;
@@ -81,18 +90,21 @@ struct ListSink : HitSink {
         }
         capacity = std::max(capacity, 2 * hits.size());
     }
-    std::vector<Hit> result() {
+    // The hits, sorted by (distance, id), at most k of them.
+    const std::vector<Found>& sorted() {
         tidy();
+        auto by_hit = [](const Found& a, const Found& b) { return a.hit() < b.hit(); };
+        if (keep && static_cast<int64_t>(hits.size()) > keep) {
+            std::nth_element(hits.begin(), hits.begin() + (keep - 1), hits.end(), by_hit);
+            hits.resize(static_cast<std::size_t>(keep));
+        }
+        std::sort(hits.begin(), hits.end(), by_hit);
+        return hits;
+    }
+    std::vector<Hit> result() {
         std::vector<Hit> out;
         out.reserve(hits.size());
-        for (const Found& h : hits) out.push_back(h.hit());
-        auto end = out.end();
-        if (keep && static_cast<int64_t>(out.size()) > keep) {
-            std::nth_element(out.begin(), out.begin() + (keep - 1), out.end());
-            end = out.begin() + keep;
-        }
-        std::sort(out.begin(), end);
-        out.erase(end, out.end());
+        for (const Found& h : sorted()) out.push_back(h.hit());
         return out;
     }
 };

@@ -57,6 +57,34 @@ def test_probing_fewer_lists_finds_what_those_lists_hold(trained):
     assert ivf.list_sizes().sum() == len(xb) and (np.bincount(lists, minlength=16) == ivf.list_sizes()).all()
 
 
+def test_batches_past_a_round_split_over_threads_equal_the_oracle(trained, simd):
+    """More queries than one round (1024), on 1 to 3 threads, top-k, range and filters: each query's
+    nearest list scanned first, its other lists per thread, merged: the exact answer over the probed
+    lists, ties by id."""
+    ivf, xb, _ = trained
+    rng = np.random.default_rng(3)
+    ids = rng.permutation(10**6)[:len(xb)].astype(np.int64)
+    ivf.add(xb, ids)
+    xq = clustered(rng, 1100, 128, np.unique(xb[::50], axis=0))
+    d = hamming_matrix(xq, xb)
+    lists = ivf.assign(xb)
+    order = np.lexsort((np.broadcast_to(np.arange(16), (len(xq), 16)), hamming_matrix(xq, ivf.centroids)))
+    allowed = ids[rng.random(len(ids)) < 0.6]
+    for threads, nprobe, k in ((1, 5, 7), (2, 3, 40), (3, 16, 1)):
+        probed = np.stack([np.isin(lists, order[q, :nprobe]) for q in range(len(xq))])
+        got = ivf.search(xq, k, nprobe=nprobe, threads=threads)
+        sub = ivf.search(xq, k, nprobe=nprobe, threads=threads, allow=allowed)
+        ranged = ivf.range_search(xq, 30, nprobe=nprobe, threads=threads)
+        for q in range(0, len(xq), 11):
+            for result, keep in ((got, probed[q]), (sub, probed[q] & np.isin(ids, allowed))):
+                best = np.lexsort((ids[keep], d[q][keep]))[:k]
+                np.testing.assert_array_equal(result.ids[q, :len(best)], ids[keep][best])
+                np.testing.assert_array_equal(result.distances[q, :len(best)], d[q][keep][best])
+            within = np.flatnonzero(probed[q] & (d[q] <= 30))
+            lo, hi = ranged.lims[q], ranged.lims[q + 1]
+            assert sorted(zip(ranged.distances[lo:hi], ranged.ids[lo:hi])) == sorted(zip(d[q][within], ids[within]))
+
+
 def test_filters_apply_inside_the_lists(trained):
     ivf, xb, xq = trained
     ivf.add(xb)
