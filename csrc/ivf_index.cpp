@@ -198,7 +198,10 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
     // of the lists per thread, each query's sinks starting from that distance): parts of queries
     // read each list once per thread, twice the memory traffic on 2 threads, and from nprobe 16 on
     // the scan waits on memory (RESULTS.md, "IVFIndex against faiss.IndexBinaryIVF").
-    const int64_t round = std::min<int64_t>(nq, 1024);
+    // A round's sinks (at most one per query and thread, each counting distances 0 .. nbits) stay
+    // within about 64 MiB whatever the code length.
+    const int64_t round = std::min<int64_t>(
+        nq, std::clamp<int64_t>((int64_t{64} << 20) / (4 * (int64_t{nbits()} + 1) * (nthreads + 1)), 1, 1024));
     std::vector<std::vector<Hit>> out(static_cast<std::size_t>(nq));
     for (int64_t q0 = 0; q0 < nq; q0 += round) {
         const int64_t m = std::min(round, nq - q0);
