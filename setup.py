@@ -23,6 +23,7 @@ COMMON_SOURCES = [
     "id_map.cpp",
     "interrupt.cpp",
     "items.cpp",
+    "ivf_format.cpp",
     "ivf_index.cpp",
     "ivf_train.cpp",
     "kernel_scalar.cpp",

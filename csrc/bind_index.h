@@ -138,10 +138,6 @@ template <>
 inline MIHIndex from_mapped<MIHIndex>(const std::shared_ptr<const MappedFile>& file, const std::string& source, bool) {
     return MIHIndex::from_bytes(file->data, file->size, source);
 }
-template <>
-inline IVFIndex from_mapped<IVFIndex>(const std::shared_ptr<const MappedFile>& file, const std::string& source, bool) {
-    return IVFIndex::from_bytes(file->data, file->size, source);
-}
 
 // Content and persistence, shared by every index kind (single- or multi-field).
 template <class Index>

@@ -132,6 +132,7 @@ FlatIndex FlatIndex::from_image(const uint8_t* data, std::size_t size, const std
     const int64_t next_id = r.get<int64_t>("next_id");
     FlatIndex index(static_cast<int>(nbits));
     index.items_.read_body(r, n, next_id, flags | Items::kNoGroups, std::move(keep), verify);
+    r.expect_end();
     return index;
 }
 

@@ -148,7 +148,6 @@ void Items::read_body(PayloadReader& r, uint64_t n, int64_t next_id, uint32_t fl
     for (const CodeStore& store : stores_) blocks.push_back(r.take(static_cast<std::size_t>(store.layout_bytes(count)), "codes"));
     const auto* id_view = reinterpret_cast<const int64_t*>(dense ? nullptr : r.take(static_cast<std::size_t>(n) * 8, "ids"));
     const auto* group_view = reinterpret_cast<const int64_t*>(grouped ? r.take(static_cast<std::size_t>(n) * 8, "groups") : nullptr);
-    r.expect_end();
     if (next_id < (dense ? count : 0) || next_id > kMaxId + 1) r.fail("invalid next_id " + std::to_string(next_id));
     auto checked = [&r](auto&& check) {
         try {

@@ -65,7 +65,8 @@ public:
     static constexpr uint32_t kDenseIds = 1, kNoGroups = 2;
     uint32_t flags() const;
     void write_body(PayloadWriter& w, uint32_t flags) const;
-    // keep non-null: the arrays are used in place (only the header is read unless verify).
+    // keep non-null: the arrays are used in place (only the header is read unless verify). The
+    // caller checks what follows (a file may hold several bodies).
     void read_body(PayloadReader& r, uint64_t n, int64_t next_id, uint32_t flags, std::shared_ptr<const void> keep,
                    bool verify);
 

@@ -9,7 +9,6 @@
 
 #include "errors.h"
 #include "dispatch.h"
-#include "format.h"
 #include "interrupt.h"
 #include "ivf_sinks.h"
 #include "parallel.h"
@@ -328,72 +327,6 @@ std::size_t IVFIndex::memory_bytes() const {
     std::size_t total = centroids_.memory_bytes() + ids_.memory_bytes() + list_by_slot_.capacity() * sizeof(int32_t);
     for (const Items& list : lists_) total += list.memory_bytes();
     return total;
-}
-
-// Payload of kind IVF: nbits u32, nlist u32, flags u32 (bit 0: trained), nprobe u32, next_id i64;
-// if trained, nlist centroid rows; then per list its count u64, its code rows and its int64 ids.
-std::vector<uint8_t> IVFIndex::to_bytes() const {
-    std::shared_lock<std::shared_mutex> lk(mu_);
-    PayloadWriter w;
-    w.reserve(static_cast<std::size_t>(ids_.size() * (code_size_ + 8) + nlist_ * (code_size_ + 8) + 32));
-    w.put<uint32_t>(static_cast<uint32_t>(nbits()));
-    w.put<uint32_t>(static_cast<uint32_t>(nlist_));
-    w.put<uint32_t>(trained_ ? 1u : 0u);
-    w.put<uint32_t>(static_cast<uint32_t>(nprobe_));
-    w.put<int64_t>(ids_.next_id());
-    std::vector<uint8_t> row(static_cast<std::size_t>(code_size_));
-    if (trained_)
-        for (int l = 0; l < nlist_; ++l) {
-            centroids_.read_row(l, row.data());
-            w.put_bytes(row.data(), row.size());
-        }
-    for (const Items& list : lists_) {
-        w.put<uint64_t>(static_cast<uint64_t>(list.size()));
-        for (int64_t s = 0; s < list.size(); ++s) {
-            list.store(0).read_row(s, row.data());
-            w.put_bytes(row.data(), row.size());
-        }
-        for (int64_t s = 0; s < list.size(); ++s) w.put<int64_t>(list.ids().id_of(s));
-    }
-    return w.finish(IndexKind::IVF);
-}
-
-IVFIndex IVFIndex::from_bytes(const uint8_t* data, std::size_t size, const std::string& source) {
-    PayloadReader r(data, size, IndexKind::IVF, source);
-    const uint32_t nbits = r.get<uint32_t>("nbits");
-    if (nbits == 0 || nbits % 8 != 0 || nbits > (1u << 24)) r.fail("invalid nbits " + std::to_string(nbits));
-    const uint32_t nlist = r.get<uint32_t>("nlist");
-    if (nlist == 0 || nlist > (1u << 24)) r.fail("invalid nlist " + std::to_string(nlist));
-    const uint32_t flags = r.get<uint32_t>("flags");
-    if (flags & ~1u) r.fail("unknown flags " + std::to_string(flags));
-    const uint32_t nprobe = r.get<uint32_t>("nprobe");
-    if (nprobe == 0 || nprobe > (1u << 24)) r.fail("invalid nprobe " + std::to_string(nprobe));
-    const int64_t next_id = r.get<int64_t>("next_id");
-    const std::size_t cs = nbits / 8;
-    if (nlist > r.remaining() / (8 + ((flags & 1u) ? cs : 0))) r.fail("nlist " + std::to_string(nlist) + " does not fit in the file");
-    IVFIndex index(static_cast<int>(nbits), static_cast<int>(nlist));
-    index.nprobe_ = static_cast<int>(nprobe);
-    if (flags & 1u) index.set_centroids(r.take(nlist * cs, "centroids"));
-    for (uint32_t l = 0; l < nlist; ++l) {
-        const uint64_t n = r.get<uint64_t>("list size");
-        if (n > r.remaining() / (cs + 8)) r.fail("list " + std::to_string(l) + " does not fit in the file");
-        if (n && !(flags & 1u)) r.fail("list " + std::to_string(l) + " holds codes but the index is not trained");
-        const uint8_t* codes = r.take(n * cs, "codes");
-        std::vector<int64_t> ids(n);
-        if (n) std::memcpy(ids.data(), r.take(n * 8, "ids"), n * 8);
-        try {  // the same checks as add, then the codes in this list (they are not re-assigned)
-            index.ids_.check_new(ids.data(), static_cast<int64_t>(n));
-            index.lists_[l].add({codes}, static_cast<int64_t>(n), ids.data(), nullptr);
-            index.ids_.append(ids.data(), static_cast<int64_t>(n));
-        } catch (const std::invalid_argument& e) {
-            r.fail(std::string("invalid ids: ") + e.what());
-        }
-        index.list_by_slot_.insert(index.list_by_slot_.end(), n, static_cast<int32_t>(l));
-    }
-    r.expect_end();
-    if (!index.ids_.size() && next_id < 0) r.fail("invalid next_id " + std::to_string(next_id));
-    if (!index.restore_next_id(next_id)) r.fail("next_id " + std::to_string(next_id) + " is below the largest id");
-    return index;
 }
 
 }  // namespace hashindex

@@ -6,6 +6,7 @@
 // same SIMD kernels and driver as FlatIndex; the queries probing one list share its pass.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <shared_mutex>
 #include <string>
 #include <vector>
@@ -65,6 +66,10 @@ public:
 
     std::vector<uint8_t> to_bytes() const;
     static IVFIndex from_bytes(const uint8_t* data, std::size_t size, const std::string& source);
+    // As FlatIndex::from_image: each list's codes (and ids) used in place from a mapped file; the
+    // index's id map and each id's list are read (8 bytes an item), the codes are not.
+    static IVFIndex from_image(const uint8_t* data, std::size_t size, const std::string& source,
+                               std::shared_ptr<const void> keep, bool verify);
 
 private:
     const IdMap& id_map() const override { return ids_; }

@@ -235,6 +235,7 @@ MultiFieldIndex MultiFieldIndex::from_image(const uint8_t* data, std::size_t siz
     if (flags & ~(Items::kDenseIds | Items::kNoGroups | kMihFlag)) r.fail("unknown flags " + std::to_string(flags));
     MultiFieldIndex index(std::move(names), std::move(nbits), flags & kMihFlag);
     index.items_.read_body(r, n, next_id, flags & ~kMihFlag, std::move(keep), verify);
+    r.expect_end();
     index.maybe_rebuild_tables();  // the tables read every code: opening in place costs a scan then
     return index;
 }

@@ -29,7 +29,8 @@ def load(path: str | os.PathLike[str], *, mmap: bool = False, verify: bool | Non
     milliseconds and the process's memory grows with the pages searches touch; the OS may drop
     and re-read them. The first change (add, remove, reset) copies the codes into memory (copy on
     write): the file is never written through the mapping, and replacing it with ``save`` is safe
-    (the mapping keeps the old contents). MIHIndex builds its tables from the mapping in memory,
+    (the mapping keeps the old contents). IVFIndex scans its lists in place too, and reads their ids
+    (its id map; 8 bytes an item, always checked). MIHIndex builds its tables from the mapping in memory,
     as load without mmap does (O(n log n); nothing stays mapped). Format-1 files are copied.
     Since nothing beyond the header is read, the checksum and the ids are not checked unless
     ``verify=True`` (which reads the whole file once); without mmap both are always checked.

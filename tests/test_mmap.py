@@ -92,6 +92,49 @@ def test_multi_field_mapped_with_and_without_groups(simd, tmp_path):
         assert list(mapped.groups([n, n + 2])) == [4, 4] and mapped.groups([0])[0] == g[0]
 
 
+def test_ivf_mapped_scans_its_lists_in_place(simd, tmp_path):
+    """Each list's codes stay in the file: the same answers, copy on write, the file untouched,
+    an id map that refuses an id in two lists."""
+    rng = np.random.default_rng(5)
+    codes = random_codes(rng, 4000, 16, pool=300)
+    ids = rng.permutation(10**6)[:4000].astype(np.int64)
+    index = hashindex.IVFIndex(128, 12)
+    index.train(codes, seed=1)
+    index.add(codes[:3000], ids[:3000])
+    index.add(codes[3000:])  # default ids past the largest
+    index.nprobe = 3
+    path = tmp_path / "ivf.hx"
+    index.save(path)
+    before = path.read_bytes()
+    mapped = hashindex.load(path, mmap=True, verify=True)
+    assert isinstance(mapped, hashindex.IVFIndex) and mapped.nprobe == 3 and len(mapped) == 4000
+    assert mapped.memory_bytes < index.memory_bytes / 2  # the codes stay in the file
+    q = random_codes(rng, 25, 16, pool=300)
+    for nprobe in (1, 3, 12):
+        for k in (1, 9, 5000):
+            got, want = mapped.search(q, k, nprobe=nprobe), index.search(q, k, nprobe=nprobe)
+            np.testing.assert_array_equal(got.ids, want.ids)
+            np.testing.assert_array_equal(got.distances, want.distances)
+    every = index.ids()
+    np.testing.assert_array_equal(mapped.get(every[::97]), index.get(every[::97]))
+    for changed in (index, mapped):
+        changed.add(codes[:7])
+        changed.remove(every[:50])
+    assert path.read_bytes() == before
+    np.testing.assert_array_equal(mapped.search(q, 9, nprobe=12).ids, index.search(q, 9, nprobe=12).ids)
+    np.testing.assert_array_equal(mapped.list_sizes(), index.list_sizes())
+    # one id in two lists: the body of a list is valid on its own, the index's id map is not
+    twice = hashindex.IVFIndex(128, 2)
+    twice.centroids = np.stack([codes[0], ~codes[0]])
+    twice.add(np.stack([codes[0], ~codes[0]]), [7, 8])
+    data = bytearray(twice.to_bytes())
+    at = data.rfind(struct.pack("<q", 8))
+    data[at:at + 8] = struct.pack("<q", 7)
+    data[-4:] = struct.pack("<I", zlib.crc32(bytes(data[:-4])))
+    with pytest.raises(hashindex.FormatError, match="invalid ids"):
+        hashindex.loads(bytes(data))
+
+
 def test_mih_and_format1_files_open_with_mmap(tmp_path):
     rng = np.random.default_rng(3)
     codes = random_codes(rng, 20_000, 8, pool=2000)
