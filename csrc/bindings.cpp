@@ -160,33 +160,46 @@ PYBIND11_MODULE(_core, m) {
              },
              py::arg("codes"))
         .def("list_sizes", [](const IVFIndex& self) { return to_numpy(self.list_sizes()); })
+        .def("add_to_lists",
+             [](IVFIndex& self, const Codes& codes, std::optional<Ids> ids, const Ids& lists) {
+                 check_rows(codes, self.code_size(), "codes");
+                 if (ids && ids->size() != codes.shape(0)) throw std::invalid_argument("ids: expected one id per code");
+                 if (lists.size() != codes.shape(0)) throw std::invalid_argument("lists: expected one list per code");
+                 py::gil_scoped_release nogil;
+                 self.add(codes.data(), codes.shape(0), ids ? ids->data() : nullptr, lists.data());
+             },
+             py::arg("codes"), py::arg("ids"), py::arg("lists"))
         .def(
             "search",
             [](const IVFIndex& self, const Codes& q, int64_t k, int nprobe, int threads, std::optional<Ids> allow,
-               std::optional<Ids> deny) {
+               std::optional<Ids> deny, std::optional<Ids> lists) {
+                check_probes(q, nprobe, lists);
                 const IdFilter filter = make_filter(allow, deny);
                 IvfStats st;
                 py::tuple r = knn_arrays(self, q, k, [&](const uint8_t* qs, int64_t nq, int32_t* d, int64_t* i) {
-                    self.search(qs, nq, k, nprobe, threads, d, i, &st, filter);
+                    self.search(qs, nq, k, nprobe, threads, d, i, &st, filter, lists ? lists->data() : nullptr);
                 });
                 return py::make_tuple(r[0], r[1], ivf_stats(st));
             },
             py::arg("queries"), py::arg("k"), py::arg("nprobe"), py::arg("threads") = 0,
-            py::arg("allow") = py::none(), py::arg("deny") = py::none())
+            py::arg("allow") = py::none(), py::arg("deny") = py::none(), py::arg("lists") = py::none())
         .def(
             "range_search",
             [](const IVFIndex& self, const Codes& q, int32_t radius, int nprobe, int threads, std::optional<Ids> allow,
-               std::optional<Ids> deny) {
+               std::optional<Ids> deny, std::optional<Ids> lists) {
                 check_rows(q, self.code_size(), "queries");
+                check_probes(q, nprobe, lists);
                 const IdFilter filter = make_filter(allow, deny);
                 IvfStats st;
                 RangeResult r;
-                run_interruptible([&] { r = self.range_search(q.data(), q.shape(0), radius, nprobe, threads, &st, filter); });
+                run_interruptible([&] {
+                    r = self.range_search(q.data(), q.shape(0), radius, nprobe, threads, &st, filter, lists ? lists->data() : nullptr);
+                });
                 py::tuple t = range_arrays(std::move(r));
                 return py::make_tuple(t[0], t[1], t[2], ivf_stats(st));
             },
             py::arg("queries"), py::arg("radius"), py::arg("nprobe"), py::arg("threads") = 0,
-            py::arg("allow") = py::none(), py::arg("deny") = py::none());
+            py::arg("allow") = py::none(), py::arg("deny") = py::none(), py::arg("lists") = py::none());
     bind_storage(ivf);
     bind_rows(ivf);
 

@@ -44,6 +44,13 @@ void IVFIndex::set_nprobe(int nprobe) {
     nprobe_ = nprobe;
 }
 
+void IVFIndex::check_lists(const int64_t* lists, int64_t count, bool none) const {
+    for (int64_t i = 0; i < count; ++i)
+        if (lists[i] >= nlist_ || lists[i] < (none ? -1 : 0))
+            throw std::invalid_argument("lists: expected list numbers in [" + std::string(none ? "-1" : "0") + ", nlist = " +
+                                        std::to_string(nlist_) + "), got " + std::to_string(lists[i]));
+}
+
 void IVFIndex::check_trained() const {
     if (!trained_) throw std::invalid_argument("the index is not trained: call train(codes) or set its centroids first");
 }
@@ -89,12 +96,17 @@ std::vector<int64_t> IVFIndex::list_sizes() const {
     return out;
 }
 
-void IVFIndex::add(const uint8_t* codes, int64_t n, const int64_t* ids) {
+void IVFIndex::add(const uint8_t* codes, int64_t n, const int64_t* ids, const int64_t* chosen) {
     HX_CHECK(n >= 0, "number of codes must be >= 0");
     std::unique_lock<std::shared_mutex> lk(mu_);
-    check_trained();
-    // Under the lock that the change holds, so that the centroids cannot change in between.
-    const std::vector<int64_t> lists = nearest_lists(rows_to_words(codes, n, code_size_).data(), n, 1, 0);
+    std::vector<int64_t> lists;
+    if (chosen) {
+        check_lists(chosen, n, false);
+        lists.assign(chosen, chosen + n);
+    } else {  // under the lock that the change holds, so that the centroids cannot change in between
+        check_trained();
+        lists = nearest_lists(rows_to_words(codes, n, code_size_).data(), n, 1, 0);
+    }
     if (ids)
         ids_.check_new(ids, n);
     else
@@ -146,16 +158,33 @@ std::vector<int64_t> IVFIndex::nearest_lists(const uint64_t* qwords, int64_t nq,
 
 std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64_t nq, int nprobe, int threads,
                                                    const IdFilter& filter, int64_t keep, int32_t threshold,
-                                                   IvfStats& stats) const {
-    check_trained();
+                                                   IvfStats& stats, const int64_t* chosen) const {
     HX_CHECK(nprobe >= 1, "nprobe must be >= 1, got " + std::to_string(nprobe));
-    nprobe = std::min(nprobe, nlist_);
     const std::vector<uint64_t> qwords = rows_to_words(queries, nq, code_size_);
-    const std::vector<int64_t> probes = nearest_lists(qwords.data(), nq, nprobe, threads);
+    std::vector<int64_t> probes;
+    if (chosen) {
+        check_lists(chosen, nq * nprobe, true);
+        probes.assign(chosen, chosen + nq * nprobe);
+        // A list named twice for a query (faiss's multi-index quantizer does it) is probed once, at
+        // its first place: twice would report its codes twice.
+        std::vector<std::pair<int64_t, int>> row;
+        for (int64_t q = 0; q < nq; ++q) {
+            row.clear();
+            for (int r = 0; r < nprobe; ++r) row.emplace_back(probes[static_cast<std::size_t>(q * nprobe + r)], r);
+            std::sort(row.begin(), row.end());
+            for (std::size_t i = 1; i < row.size(); ++i)
+                if (row[i].first >= 0 && row[i].first == row[i - 1].first)
+                    probes[static_cast<std::size_t>(q * nprobe + row[i].second)] = -1;
+        }
+    } else {
+        check_trained();
+        nprobe = std::min(nprobe, nlist_);
+        probes = nearest_lists(qwords.data(), nq, nprobe, threads);
+    }
     std::vector<std::vector<uint8_t>> masks(static_cast<std::size_t>(filter.active() ? nlist_ : 0));
     if (filter.active())
         for (const int64_t l : probes)
-            if (masks[static_cast<std::size_t>(l)].empty() && lists_[static_cast<std::size_t>(l)].size() > 0)
+            if (l >= 0 && masks[static_cast<std::size_t>(l)].empty() && lists_[static_cast<std::size_t>(l)].size() > 0)
                 masks[static_cast<std::size_t>(l)] = slot_mask(filter, lists_[static_cast<std::size_t>(l)].ids(), lists_[static_cast<std::size_t>(l)].size(), nullptr);
     const int words = words_for(code_size_);
     const Kernels& kern = active_kernels();
@@ -201,6 +230,7 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
     // within about 64 MiB whatever the code length.
     const int64_t round = std::min<int64_t>(
         nq, std::clamp<int64_t>((int64_t{64} << 20) / (4 * (int64_t{nbits()} + 1) * (nthreads + 1)), 1, 1024));
+    auto probe = [&](int64_t q, int r) { return probes[static_cast<std::size_t>(q * nprobe + r)]; };
     std::vector<std::vector<Hit>> out(static_cast<std::size_t>(nq));
     for (int64_t q0 = 0; q0 < nq; q0 += round) {
         const int64_t m = std::min(round, nq - q0);
@@ -210,37 +240,33 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
             const int64_t a = c * per, b = std::min(m, a + per);
             std::vector<uint64_t> key;
             for (int64_t q = a; q < b; ++q)
-                key.push_back(static_cast<uint64_t>(probes[static_cast<std::size_t>((q0 + q) * nprobe)]) << 32 | static_cast<uint64_t>(q));
+                if (probe(q0 + q, 0) >= 0) key.push_back(static_cast<uint64_t>(probe(q0 + q, 0)) << 32 | static_cast<uint64_t>(q));
             std::sort(key.begin(), key.end());
             std::vector<int32_t> sink_of(static_cast<std::size_t>(m), -1);
             std::vector<ivf::ListSink> sinks;
             sinks.reserve(static_cast<std::size_t>(b - a));  // the scan holds pointers into it
             scan_keys(key.data(), 0, key.size(), q0, sink_of, sinks, {});
             for (int64_t q = a; q < b; ++q) {
-                ivf::ListSink& s = sinks[static_cast<std::size_t>(sink_of[static_cast<std::size_t>(q)])];
-                out[static_cast<std::size_t>(q0 + q)] = s.result();
-                start[static_cast<std::size_t>(q)] = s.threshold;
+                const int32_t at = sink_of[static_cast<std::size_t>(q)];  // none: no first list
+                start[static_cast<std::size_t>(q)] = at < 0 ? threshold : sinks[static_cast<std::size_t>(at)].threshold;
+                if (at >= 0) out[static_cast<std::size_t>(q0 + q)] = sinks[static_cast<std::size_t>(at)].result();
             }
         });
         if (nprobe == 1) continue;
         // The other lists, sorted by list (counting them out when the lists are few), then cut at
         // list boundaries into parts of about equal codes to scan.
-        std::vector<uint64_t> key(static_cast<std::size_t>(m * (nprobe - 1)));
-        if (nlist_ <= 16 * static_cast<int64_t>(key.size())) {
+        std::vector<uint64_t> key;
+        for (int64_t q = 0; q < m; ++q)
+            for (int r = 1; r < nprobe; ++r)
+                if (probe(q0 + q, r) >= 0) key.push_back(static_cast<uint64_t>(probe(q0 + q, r)) << 32 | static_cast<uint64_t>(q));
+        if (nlist_ <= 16 * static_cast<int64_t>(key.size())) {  // stable, so by list then query
             std::vector<std::size_t> at(static_cast<std::size_t>(nlist_) + 1, 0);
-            for (int64_t q = 0; q < m; ++q)
-                for (int r = 1; r < nprobe; ++r) ++at[static_cast<std::size_t>(probes[static_cast<std::size_t>((q0 + q) * nprobe + r)]) + 1];
+            for (const uint64_t k : key) ++at[(k >> 32) + 1];
             for (int l = 0; l < nlist_; ++l) at[static_cast<std::size_t>(l) + 1] += at[static_cast<std::size_t>(l)];
-            for (int64_t q = 0; q < m; ++q)
-                for (int r = 1; r < nprobe; ++r) {
-                    const auto l = static_cast<uint64_t>(probes[static_cast<std::size_t>((q0 + q) * nprobe + r)]);
-                    key[at[l]++] = l << 32 | static_cast<uint64_t>(q);
-                }
+            std::vector<uint64_t> sorted(key.size());
+            for (const uint64_t k : key) sorted[at[k >> 32]++] = k;
+            key.swap(sorted);
         } else {
-            std::size_t i = 0;
-            for (int64_t q = 0; q < m; ++q)
-                for (int r = 1; r < nprobe; ++r)
-                    key[i++] = static_cast<uint64_t>(probes[static_cast<std::size_t>((q0 + q) * nprobe + r)]) << 32 | static_cast<uint64_t>(q);
             std::sort(key.begin(), key.end());
         }
         auto work = [&](uint64_t k) { return lists_[static_cast<std::size_t>(k >> 32)].size() + kBlock; };
@@ -270,28 +296,28 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
             for (auto& [q, hits] : part)
                 merge_best_k(out[static_cast<std::size_t>(q)], hits, keep ? keep : std::numeric_limits<int64_t>::max());
     }
-    for (const int64_t l : probes) stats.codes_compared += lists_[static_cast<std::size_t>(l)].size();
+    for (const int64_t l : probes) stats.codes_compared += l < 0 ? 0 : lists_[static_cast<std::size_t>(l)].size();
     stats.queries = nq;
-    stats.lists_probed = nq * nprobe;
+    stats.lists_probed = std::count_if(probes.begin(), probes.end(), [](int64_t l) { return l >= 0; });
     return out;
 }
 
 void IVFIndex::search(const uint8_t* queries, int64_t nq, int64_t k, int nprobe, int threads, int32_t* distances,
-                      int64_t* ids, IvfStats* stats, const IdFilter& filter) const {
+                      int64_t* ids, IvfStats* stats, const IdFilter& filter, const int64_t* lists) const {
     HX_CHECK(k > 0, "k must be > 0, got " + std::to_string(k));
     std::shared_lock<std::shared_mutex> lk(mu_);
     IvfStats st;
-    const auto found = scan_lists(queries, nq, nprobe, threads, filter, k, nbits(), st);  // no distance exceeds nbits
+    const auto found = scan_lists(queries, nq, nprobe, threads, filter, k, nbits(), st, lists);  // no distance exceeds nbits
     for (int64_t q = 0; q < nq; ++q) write_padded(found[static_cast<std::size_t>(q)], k, distances + q * k, ids + q * k);
     if (stats) *stats = st;
 }
 
 RangeResult IVFIndex::range_search(const uint8_t* queries, int64_t nq, int32_t radius, int nprobe, int threads,
-                                   IvfStats* stats, const IdFilter& filter) const {
+                                   IvfStats* stats, const IdFilter& filter, const int64_t* lists) const {
     HX_CHECK(radius >= 0, "radius must be >= 0, got " + std::to_string(radius));
     std::shared_lock<std::shared_mutex> lk(mu_);
     IvfStats st;
-    RangeResult r = ranges_of(scan_lists(queries, nq, nprobe, threads, filter, 0, radius, st));
+    RangeResult r = ranges_of(scan_lists(queries, nq, nprobe, threads, filter, 0, radius, st, lists));
     if (stats) *stats = st;
     return r;
 }

@@ -50,11 +50,15 @@ public:
     std::vector<uint8_t> centroids() const;
     void set_centroids(const uint8_t* rows);
 
-    void add(const uint8_t* codes, int64_t n, const int64_t* ids);
+    // lists (n): the list of each code, chosen by the caller (a quantizer of its own: faiss's
+    // add_core); null: its nearest centroid's.
+    void add(const uint8_t* codes, int64_t n, const int64_t* ids, const int64_t* lists = nullptr);
+    // lists (nq x nprobe, -1 for none): the lists each query probes, chosen by the caller (faiss's
+    // search_preassigned); null: its nprobe nearest centroids'.
     void search(const uint8_t* queries, int64_t nq, int64_t k, int nprobe, int threads, int32_t* distances,
-                int64_t* ids, IvfStats* stats, const IdFilter& filter = {}) const;
+                int64_t* ids, IvfStats* stats, const IdFilter& filter = {}, const int64_t* lists = nullptr) const;
     RangeResult range_search(const uint8_t* queries, int64_t nq, int32_t radius, int nprobe, int threads,
-                             IvfStats* stats, const IdFilter& filter = {}) const;
+                             IvfStats* stats, const IdFilter& filter = {}, const int64_t* lists = nullptr) const;
     // The list each query's codes would go to (nearest centroid), as faiss's quantizer assigns.
     std::vector<int64_t> assign(const uint8_t* codes, int64_t n) const;
     std::vector<int64_t> list_sizes() const;
@@ -75,13 +79,15 @@ private:
     const IdMap& id_map() const override { return ids_; }
     IdMap& id_map() override { return ids_; }
     void check_trained() const;
+    // Caller-chosen list numbers: each in [0, nlist), or -1 too where `none` (no list).
+    void check_lists(const int64_t* lists, int64_t count, bool none) const;
     // Each query's nprobe nearest lists (by distance to the centroid, then list), row-major.
     std::vector<int64_t> nearest_lists(const uint64_t* qwords, int64_t nq, int nprobe, int threads) const;
-    // Each query's hits, sorted, in the lists of its nprobe nearest centroids: its k best (keep = k,
-    // `threshold` the code's bits), or every one within `threshold` (keep = 0).
+    // Each query's hits, sorted, in the lists of its nprobe nearest centroids (or in `lists`): its k
+    // best (keep = k, `threshold` the code's bits), or every one within `threshold` (keep = 0).
     std::vector<std::vector<Hit>> scan_lists(const uint8_t* queries, int64_t nq, int nprobe, int threads,
                                              const IdFilter& filter, int64_t keep, int32_t threshold,
-                                             IvfStats& stats) const;
+                                             IvfStats& stats, const int64_t* lists) const;
 
     int code_size_, nlist_;
     int nprobe_ = 1;

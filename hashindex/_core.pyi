@@ -98,13 +98,18 @@ class IVFIndex(_SingleField):
     def set_centroids(self, centroids: npt.NDArray[np.uint8]) -> None: ...
     def assign(self, codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]: ...
     def list_sizes(self) -> npt.NDArray[np.int64]: ...
+    def add_to_lists(
+        self, codes: npt.NDArray[np.uint8], ids: Optional[npt.NDArray[np.int64]], lists: npt.NDArray[np.int64]
+    ) -> None: ...
     def search(
         self, queries: npt.NDArray[np.uint8], k: int, nprobe: int, threads: int = 0,
-        allow: Optional[npt.NDArray[np.int64]] = None, deny: Optional[npt.NDArray[np.int64]] = None
+        allow: Optional[npt.NDArray[np.int64]] = None, deny: Optional[npt.NDArray[np.int64]] = None,
+        lists: Optional[npt.NDArray[np.int64]] = None
     ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64], dict[str, int]]: ...
     def range_search(
         self, queries: npt.NDArray[np.uint8], radius: int, nprobe: int, threads: int = 0,
-        allow: Optional[npt.NDArray[np.int64]] = None, deny: Optional[npt.NDArray[np.int64]] = None
+        allow: Optional[npt.NDArray[np.int64]] = None, deny: Optional[npt.NDArray[np.int64]] = None,
+        lists: Optional[npt.NDArray[np.int64]] = None
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int64], dict[str, int]]: ...
 
 class MultiFieldIndex(_Storage):

@@ -6,7 +6,7 @@ import numpy as np
 from . import _core
 from ._base import _ProbingIndex, _SingleFieldIndex
 from ._results import RangeSearchResult, SearchResult
-from ._validate import codes_arg, filter_arg, int_arg, k_arg, nbits_arg, threads_arg
+from ._validate import _type_name, codes_arg, filter_arg, ids_arg, int_arg, k_arg, nbits_arg, threads_arg
 
 
 class IVFIndex(_ProbingIndex, _SingleFieldIndex):
@@ -73,25 +73,60 @@ class IVFIndex(_ProbingIndex, _SingleFieldIndex):
         """Codes per list, int64 (nlist,)."""
         return self._index.list_sizes()
 
+    def add(self, codes: np.ndarray, ids: np.ndarray | None = None, *, lists: np.ndarray | None = None) -> None:
+        """Adds codes as every index does (see FlatIndex.add), each to its nearest centroid's list, or
+        to ``lists`` (int64 (n,), one list number per code) chosen by a quantizer of the caller's own
+        (faiss's add_core): the index need not be trained then."""
+        if lists is None:
+            return super().add(codes, ids)
+        codes = codes_arg(codes, self.code_size, "codes")
+        self._index.add_to_lists(codes, None if ids is None else ids_arg(ids, "ids", count=len(codes)),
+                                 _lists_arg(lists, (len(codes),)))
+
     def search(self, queries: np.ndarray, k: int, *, nprobe: int | None = None, threads: int | None = None,
-               allow: object = None, deny: object = None) -> SearchResult:
-        """The k nearest codes among the lists of each query's nprobe nearest centroids."""
+               allow: object = None, deny: object = None, lists: np.ndarray | None = None) -> SearchResult:
+        """The k nearest codes among the lists of each query's nprobe nearest centroids, or among
+        ``lists``: int64 (nq, nprobe), the lists each query probes (-1: none), chosen by a quantizer of
+        the caller's own (faiss's search_preassigned)."""
         queries = self._queries(queries)
-        distances, ids, stats = self._index.search(queries, k_arg(k), self._nprobe(nprobe), threads_arg(threads),
-                                                   *filter_arg(allow, deny))
+        nprobe, lists = self._probes(queries, nprobe, lists)
+        distances, ids, stats = self._index.search(queries, k_arg(k), nprobe, threads_arg(threads),
+                                                   *filter_arg(allow, deny), lists)
         self._keep(stats)
         return SearchResult(distances, ids)
 
     def range_search(self, queries: np.ndarray, radius: int, *, nprobe: int | None = None, threads: int | None = None,
-                     allow: object = None, deny: object = None) -> RangeSearchResult:
-        """Every code within ``radius`` (inclusive) among the lists each query probes."""
+                     allow: object = None, deny: object = None, lists: np.ndarray | None = None) -> RangeSearchResult:
+        """Every code within ``radius`` (inclusive) among the lists each query probes (``lists`` as in
+        :meth:`search`)."""
         queries = self._queries(queries)
-        lims, distances, ids, stats = self._index.range_search(queries, self._radius(radius), self._nprobe(nprobe),
-                                                               threads_arg(threads), *filter_arg(allow, deny))
+        nprobe, lists = self._probes(queries, nprobe, lists)
+        lims, distances, ids, stats = self._index.range_search(queries, self._radius(radius), nprobe,
+                                                               threads_arg(threads), *filter_arg(allow, deny), lists)
         self._keep(stats)
         return RangeSearchResult(lims, distances, ids)
 
-    def _nprobe(self, nprobe: object) -> int:
-        if nprobe is None:
-            nprobe = self.nprobe
-        return min(int_arg(nprobe, "nprobe", minimum=1), self.nlist)  # the core refuses an untrained index
+    def _probes(self, queries: np.ndarray, nprobe: object, lists: object) -> tuple[int, np.ndarray | None]:
+        if lists is None:
+            if nprobe is None:
+                nprobe = self.nprobe
+            return min(int_arg(nprobe, "nprobe", minimum=1), self.nlist), None  # the core refuses an untrained index
+        rows = np.asarray(lists)
+        width = rows.shape[1] if rows.ndim == 2 and rows.shape[1] >= 1 else "nprobe >= 1"
+        rows = _lists_arg(rows, (len(queries), width))
+        if nprobe is not None and int_arg(nprobe, "nprobe", minimum=1) != rows.shape[1]:
+            raise ValueError(f"nprobe: {nprobe} given with lists of {rows.shape[1]} a query; give one or the other")
+        return rows.shape[1], rows.reshape(-1)
+
+
+def _lists_arg(lists: object, shape: tuple) -> np.ndarray:
+    """List numbers chosen by the caller, int64 of this shape (the core checks each is a list, or -1
+    where a query may probe none)."""
+    rows = np.asarray(lists) if isinstance(lists, (list, tuple)) else lists
+    if not isinstance(rows, np.ndarray) or rows.dtype.kind not in "iu":
+        raise TypeError(f"lists: expected integer list numbers (a numpy.ndarray of int64), got {_type_name(lists)}")
+    if rows.dtype.kind == "u" and rows.size and rows.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"lists: list numbers must fit in int64, got {rows.max()}")
+    if rows.shape != shape:
+        raise ValueError(f"lists: expected shape {shape}, got {rows.shape}")
+    return np.ascontiguousarray(rows, dtype=np.int64)

@@ -316,6 +316,75 @@ def test_ivf_like_faiss_on_the_same_centroids(tmp_path):
     np.testing.assert_array_equal(built.search(queries, 5)[0], exact.search(queries, 5)[0])
 
 
+def test_ivf_over_a_float_quantizer_probes_what_it_chooses():
+    """A quantizer that cannot give its centroids back (faiss's IndexBinaryFromFloat over a float HNSW)
+    places codes and picks the lists by its own search, as faiss does: both indexes on one quantizer
+    give the same answers."""
+    rng = np.random.default_rng(9)
+    centres = rng.integers(0, 256, (40, 16), dtype=np.uint8)
+    codes = centres[rng.integers(0, 40, 3000)] ^ (rng.random((3000, 16)) < 0.03).astype(np.uint8)
+    queries = codes[:25] ^ np.uint8(4)
+    trainer = hx.IndexBinaryIVF(hx.IndexBinaryFlat(128), 128, 24)
+    trainer.train(codes[:1500])
+    floats = ((trainer.quantizer.reconstruct_n(0, 24)[:, :, None] >> np.arange(8)) & 1).reshape(24, 128)
+    hnsw = faiss.IndexHNSWFlat(128, 8)
+    hnsw.add((2.0 * floats - 1).astype(np.float32))
+    quantizer = faiss.IndexBinaryFromFloat(hnsw)
+    ours, theirs = hx.IndexBinaryIVF(quantizer, 128, 24), faiss.IndexBinaryIVF(quantizer, 128, 24)
+    assert ours.is_trained and theirs.is_trained
+    for ix in (ours, theirs):
+        ix.add(codes)
+    assert [ours.invlists.list_size(n) for n in range(24)] == [theirs.invlists.list_size(n) for n in range(24)]
+    for nprobe in (1, 4, 24):
+        ours.nprobe = theirs.nprobe = nprobe
+        _same_up_to_ties(ours.search(queries, 8), theirs.search(queries, 8), queries, lambda i: codes[i])
+    lims, d, i = ours.range_search(queries, 20)
+    want_lims, want_d, want_i = theirs.range_search(queries, 20)
+    np.testing.assert_array_equal(lims, want_lims)
+    for q in range(len(queries)):
+        a, b = slice(lims[q], lims[q + 1]), slice(want_lims[q], want_lims[q + 1])
+        assert sorted(zip(d[a], i[a])) == sorted(zip(want_d[b], want_i[b]))
+    with pytest.raises(ValueError, match="cannot give its centroids back"):
+        hx.serialize_index_binary(ours)
+
+
+def test_ivf_lists_chosen_by_the_caller():
+    """IVFIndex.add(lists=) and search(lists=) (faiss's add_core and search_preassigned): an untrained
+    index takes codes where it is told, a search probes exactly the lists named (-1: none, a list
+    named twice probed once), and bad lists name the argument."""
+    rng = np.random.default_rng(10)
+    codes = random_codes(rng, 600, 16, pool=100)
+    ids = rng.permutation(10**5)[:600].astype(np.int64)
+    where = rng.integers(0, 9, 600)
+    ivf = hashindex.IVFIndex(128, 9)
+    ivf.add(codes, ids, lists=where)
+    np.testing.assert_array_equal(ivf.list_sizes(), np.bincount(where, minlength=9))
+    queries = random_codes(rng, 12, 16, pool=100)
+    lists = np.stack([rng.permutation(9)[:4] for _ in range(12)])
+    lists[0, 1], lists[1] = -1, [2, 2, -1, 5]
+    got = ivf.search(queries, 7, lists=lists)
+    d = hamming_matrix(queries, codes)
+    for q in range(12):
+        keep = np.isin(where, lists[q][lists[q] >= 0])
+        best = np.lexsort((ids[keep], d[q][keep]))[:7]
+        np.testing.assert_array_equal(got.ids[q, :len(best)], ids[keep][best])
+        np.testing.assert_array_equal(got.distances[q, :len(best)], d[q][keep][best])
+    assert ivf.last_search_stats["lists_probed"] == (lists >= 0).sum() - 1  # list 2 twice for query 1
+    with pytest.raises(ValueError, match="lists: expected list numbers in \\[-1, nlist = 9\\)"):
+        ivf.search(queries, 3, lists=np.full((12, 2), 9))
+    with pytest.raises(ValueError, match="lists: expected shape"):
+        ivf.search(queries, 3, lists=lists[:5])
+    with pytest.raises(ValueError, match="nprobe"):
+        ivf.search(queries, 3, lists=lists, nprobe=2)
+    with pytest.raises(TypeError, match="lists"):
+        ivf.search(queries, 3, lists=lists.astype(float))
+    with pytest.raises(ValueError, match="\\[0, nlist"):
+        ivf.add(codes[:2], lists=np.array([-1, 0]))
+    assert len(ivf) == 600  # nothing added by the refused call
+    with pytest.raises(ValueError, match="not trained"):
+        ivf.search(queries, 3)  # without lists it needs centroids
+
+
 def test_faiss_scripts_ivf_settings_files_and_graph_kinds(tmp_path):
     """What faiss's own binary tests do to an IVF index and its neighbours, through the compat import:
     clustering settings, list sizes, direct-map calls, nprobe kept by the file, replicas built

@@ -45,7 +45,9 @@ class IndexBinaryIVF(IndexBinary):
     search with SearchParametersIVF. Ids are always mapped, so ``set_direct_map_type`` has nothing to
     do and ``reconstruct(id)`` always works. The quantizer may be one of faiss itself (an
     IndexBinaryHNSW): it is given the centroids, and codes and queries go to their lists by an
-    exact search over them (faiss asks the graph, which may miss)."""
+    exact search over them (faiss asks the graph, which may miss). One that cannot give its
+    centroids back (an IndexBinaryFromFloat over a float HNSW or multi-index quantizer) places codes
+    and picks the lists to probe by its own search, as faiss does."""
 
     def __init__(self, quantizer: IndexBinary, d: int, nlist: int) -> None:
         super().__init__(d)
@@ -59,6 +61,7 @@ class IndexBinaryIVF(IndexBinary):
         # as faiss: trained at once by a quantizer that already holds nlist centroids
         self.is_trained = quantizer.ntotal == self.nlist and bool(getattr(quantizer, "is_trained", True))
         self.cp = ClusteringParameters()
+        self._by_quantizer = False  # lists chosen by the quantizer's own search
 
     @property
     def nprobe(self) -> int:
@@ -96,33 +99,37 @@ class IndexBinaryIVF(IndexBinary):
         else:
             try:
                 self._index.centroids = self.quantizer.reconstruct_n(0, self.nlist)
-            except RuntimeError as exc:  # faiss's quantizers over float indexes that keep no codes
-                raise RuntimeError(f"quantizer: this index takes the centroids from its quantizer, and this "
-                                   f"{type(self.quantizer).__name__} cannot give them back ({exc})") from None
+            except RuntimeError:  # faiss's quantizers over float indexes that keep no codes
+                self._by_quantizer = True
         self.is_trained = True
 
     def add(self, x: np.ndarray) -> None:
-        self._centroids()
-        x = codes_arg(x, self.code_size, "x")
-        self._index.add(x, np.arange(self._index.next_id, self._index.next_id + len(x), dtype=np.int64))
+        self.add_with_ids(x, np.arange(self._index.next_id, self._index.next_id + len(codes_arg(x, self.code_size, "x"))))
 
     def add_with_ids(self, x: np.ndarray, ids: np.ndarray) -> None:
         self._centroids()
         x = codes_arg(x, self.code_size, "x")
-        self._index.add(x, ids_arg(ids, "ids", count=len(x)))
+        ids = ids_arg(ids, "ids", count=len(x))
+        if self._by_quantizer:
+            self._index.add(x, ids, lists=self.quantizer.search(x, 1)[1][:, 0])
+        else:
+            self._index.add(x, ids)
 
-    def _nprobe(self, params: SearchParameters | None) -> int:
+    def _probes(self, x: np.ndarray, params: SearchParameters | None) -> dict[str, Any]:
         self._centroids()
         chosen = getattr(params, "nprobe", None)
-        return int_arg(self.nprobe if chosen is None else chosen, "nprobe", minimum=1)
+        nprobe = int_arg(self.nprobe if chosen is None else chosen, "nprobe", minimum=1)
+        if self._by_quantizer:
+            return {"lists": self.quantizer.search(x, min(nprobe, self.nlist))[1]}
+        return {"nprobe": nprobe}
 
     def _knn(self, x: np.ndarray, k: int, params: SearchParameters | None) -> tuple[np.ndarray, np.ndarray]:
-        result = self._index.search(x, k, nprobe=self._nprobe(params), threads=_threads[0], **self._filter(params))
+        result = self._index.search(x, k, threads=_threads[0], **self._probes(x, params), **self._filter(params))
         return result.distances, result.ids
 
     def _range(self, x: np.ndarray, thresh: int,
                params: SearchParameters | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        r = self._index.range_search(x, thresh - 1, nprobe=self._nprobe(params), threads=_threads[0],
+        r = self._index.range_search(x, thresh - 1, threads=_threads[0], **self._probes(x, params),
                                      **self._filter(params))
         return r.lims.astype(np.uint64), r.distances.astype(np.float32), r.ids
 

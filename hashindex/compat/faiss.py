@@ -27,7 +27,9 @@ result types and padding as faiss-cpu 1.15 (tested side by side with it). Where 
 - **IndexBinaryIVF** trains its centroids by k-majority (binary k-means, ``cp.niter`` rounds from
   ``cp.seed``), faiss by k-means on the bits as floats; on the same centroids (a quantizer filled
   beforehand) both probe the same lists. A quantizer of faiss itself (IndexBinaryHNSW) is given the
-  centroids, but lists are chosen by an exact search over them. ``invlists`` tells list sizes;
+  centroids, but lists are chosen by an exact search over them; one that cannot give them back (an
+  IndexBinaryFromFloat over a float HNSW or multi-index quantizer) chooses them by its own search,
+  as in faiss (such an index is not written to a file). ``invlists`` tells list sizes;
   ``set_direct_map_type`` is accepted (ids are always mapped).
 - **serialize_index_binary** returns hashindex's format as a uint8 array (not faiss's bytes).
 - **IndexBinaryShards / IndexBinaryReplicas** run their sub-indexes one after another (``threaded`` is
@@ -128,7 +130,7 @@ def write_index_binary(index: IndexBinary, fname: str | os.PathLike[str]) -> Non
         return
     if not isinstance(index, IndexBinary):
         raise TypeError(f"index: expected a hashindex.compat.faiss index, got {type(index).__name__}")
-    index._index.save(fname)
+    _savable(index)._index.save(fname)
 
 
 def read_index_binary(fname: str | os.PathLike[str]) -> IndexBinary:
@@ -164,7 +166,14 @@ def serialize_index_binary(index: IndexBinary) -> np.ndarray:
         return _real_faiss("serialize_index_binary for faiss's own indexes").serialize_index_binary(index)
     if not isinstance(index, IndexBinary) or isinstance(index, _Composite):
         raise TypeError(f"index: expected a hashindex.compat.faiss index, got {type(index).__name__}")
-    return np.frombuffer(index._index.to_bytes(), np.uint8).copy()
+    return np.frombuffer(_savable(index)._index.to_bytes(), np.uint8).copy()
+
+
+def _savable(index: IndexBinary) -> IndexBinary:
+    if isinstance(index, IndexBinaryIVF) and index._by_quantizer:
+        raise ValueError(f"index: its lists are chosen by its quantizer, a {type(index.quantizer).__name__} of faiss "
+                         "that cannot give its centroids back, and hashindex's file keeps centroids, not quantizers")
+    return index
 
 
 def deserialize_index_binary(data: np.ndarray) -> IndexBinary:
