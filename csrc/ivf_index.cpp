@@ -204,7 +204,7 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
                 const auto local = static_cast<std::size_t>(key[i] & 0xffffffffu);
                 if (sink_of[local] < 0) {
                     sink_of[local] = static_cast<int32_t>(sinks.size());
-                    sinks.emplace_back(start.empty() ? threshold : start[local], keep, threshold);
+                    sinks.emplace_back(start.empty() ? threshold : start[local], keep);
                 }
                 ivf::ListSink& s = sinks[static_cast<std::size_t>(sink_of[local])];
                 s.slot_ids = list.ids().slot_ids();

@@ -38,12 +38,13 @@ struct ListSink : HitSink {
     int32_t top = 0;                // the largest distance of the first k hits
     std::size_t capacity;
 
-    // threshold: a radius (keep = 0), or for a top-k what a hit must not exceed (a k-th distance
-    // already found elsewhere, or `bound`); bound: no distance exceeds it (the code's bits).
-    ListSink(int32_t threshold, int64_t keep_, int32_t bound)
+    // threshold: a radius (keep = 0), or for a top-k what a hit must not exceed: the code's bits, or
+    // a k-th distance already found elsewhere (then few hits come, and the counts are few: the
+    // threshold only falls).
+    ListSink(int32_t threshold, int64_t keep_)
         : HitSink{threshold, &ListSink::cb}, keep(keep_), capacity(static_cast<std::size_t>(4 * keep_ + 64)) {
         if (keep) {
-            count.assign(static_cast<std::size_t>(bound) + 1, 0);
+            count.assign(static_cast<std::size_t>(threshold) + 1, 0);
             hits.reserve(std::min<std::size_t>(capacity, 256) + kBlock);
         }
     }
