@@ -2,6 +2,11 @@
 
     python benchmarks/bench_ivf.py            # 1M x 256-bit clustered codes, nlist 1024
     python benchmarks/bench_ivf.py --quick    # 200k codes, nlist 256
+    python benchmarks/bench_ivf.py --codes codes.npy --nlist 64   # your codes (uint8 rows, or an
+                                              # index file: --field names a MultiFieldIndex's field)
+    python benchmarks/bench_ivf.py --plot ivf.png                  # recall@k against ms/query
+
+With --codes, --nq rows (seeded) are held out as queries and the rest indexed.
 
 Each index trains its own centroids (hashindex by k-majority, faiss by k-means on the bits as
 floats) from the same 100k codes; a second faiss index is given hashindex's centroids, so that the
@@ -26,13 +31,21 @@ def main(argv=None) -> int:
     p.add_argument("--nbits", type=int, default=256)
     p.add_argument("--nlist", type=int, default=1024)
     p.add_argument("--nprobe", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
+    p.add_argument("--codes", default=None, help="codes to index: a .npy of uint8 rows, or a hashindex index file")
+    p.add_argument("--field", default=None, help="with --codes naming a MultiFieldIndex file: the field")
+    p.add_argument("--plot", default=None, help="write recall@k against batch ms/query to this image")
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.nlist, args.single, args.repeats = 200_000, 256, 50, 3
     rng = np.random.default_rng(0)
-    centres = rng.integers(0, 256, (max(1, args.n // 100), args.nbits // 8), dtype=np.uint8)
-    xb = make_codes(rng, args.n, args.nbits, "clustered", centres)
-    xq = make_codes(rng, max(args.nq, args.single), args.nbits, "clustered", centres)
+    if args.codes:
+        xb, xq, what = held_out(args.codes, args.field, max(args.nq, args.single), rng)
+        args.n, args.nbits = len(xb), xb.shape[1] * 8
+    else:
+        centres = rng.integers(0, 256, (max(1, args.n // 100), args.nbits // 8), dtype=np.uint8)
+        xb = make_codes(rng, args.n, args.nbits, "clustered", centres)
+        xq = make_codes(rng, max(args.nq, args.single), args.nbits, "clustered", centres)
+        what = "clustered"
     train = xb[:min(len(xb), 100_000)]
     ours = hashindex.IVFIndex(args.nbits, args.nlist)
     ours.train(train)
@@ -53,7 +66,7 @@ def main(argv=None) -> int:
     faiss.omp_set_num_threads(threads)
     info = machine_info()
     print(f"{info.get('cpu')}, {threads} threads, simd {hashindex.simd_level()}, {args.n:,} x {args.nbits} bits "
-          f"clustered, nlist {args.nlist}, k {args.k}; exact FlatIndex batch {flat_ms:.4f} ms/query")
+          f"{what}, nlist {args.nlist}, k {args.k}; exact FlatIndex batch {flat_ms:.4f} ms/query")
     print(f"{'nprobe':>6} | {'recall ours / faiss same / faiss own':>36} | {'batch ms/q ours / faiss':>24} {'x':>5} | "
           f"{'single ms ours / faiss':>23} {'x':>5} | vs exact")
     rows = []
@@ -73,8 +86,56 @@ def main(argv=None) -> int:
         print(f"{nprobe:>6} | {recall[0]:>10.3f} / {recall[1]:.3f} / {recall[2]:.3f}{'':>7} | {batch[0]:>10.4f} / "
               f"{batch[1]:.4f}   {batch[1] / batch[0]:>5.2f} | {single[0]:>9.4f} / {single[1]:.4f}   "
               f"{single[1] / single[0]:>5.2f} | {flat_ms / batch[0]:>5.1f}x")
-    write_json({"args": vars(args), "machine": info, "rows": rows}, "ivf", args.json)
+    write_json({"args": vars(args), "machine": info, "codes": what, "rows": rows}, "ivf", args.json)
+    if args.plot:
+        plot(rows, args, what)
     return 0
+
+
+def held_out(path: str, field: str | None, nq: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str]:
+    """Base and query rows of a file of codes: a .npy of uint8 rows, or an index file (its codes by
+    id; a MultiFieldIndex's ``field``). ``nq`` seeded rows are the queries, the rest the base."""
+    if path.endswith(".npy"):
+        codes = np.load(path)
+    else:
+        index = hashindex.load(path)
+        ids = np.sort(index.ids())
+        codes = index.get(ids) if field is None else index.get(ids, field)
+        if isinstance(codes, dict):
+            sys.exit(f"--field: {path} holds several fields; name one of {sorted(codes)}")
+    codes = np.ascontiguousarray(codes, dtype=np.uint8)
+    if codes.ndim != 2 or len(codes) <= nq:
+        sys.exit(f"--codes: expected more than {nq} rows of uint8 codes, got shape {codes.shape}")
+    order = rng.permutation(len(codes))
+    name = path.rsplit("/", 1)[-1] + (f" ({field})" if field else "")
+    return codes[order[nq:]], codes[order[:nq]], name
+
+
+def plot(rows: list[dict], args, what: str) -> None:
+    """recall@k against batch ms/query, one curve per index, a point per nprobe."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("note: matplotlib is not installed: no plot (pip install '.[bench]')")
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, ms, recall in (("hashindex IVFIndex", "batch_ms_ours", "recall_ours"),
+                             ("faiss IndexBinaryIVF (same centroids)", "batch_ms_faiss", "recall_faiss_same_centroids")):
+        ax.plot([r[ms] for r in rows], [r[recall] for r in rows], marker="o", label=name)
+        for r in rows:
+            ax.annotate(str(r["nprobe"]), (r[ms], r[recall]), fontsize=7, xytext=(3, -8), textcoords="offset points")
+    ax.axvline(rows[0]["exact_batch_ms"], color="grey", linestyle=":", label="hashindex exact scan")
+    ax.set_xscale("log")
+    ax.set_xlabel("batch ms / query (log)")
+    ax.set_ylabel(f"recall@{args.k}")
+    ax.set_title(f"{args.n:,} x {args.nbits} bits, {what}, nlist {args.nlist}, {hashindex.simd_level()}", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(args.plot, dpi=120)
+    print(f"plot: {args.plot}")
 
 
 if __name__ == "__main__":

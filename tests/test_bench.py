@@ -100,3 +100,28 @@ def test_user_npy_dataset(tmp_path):
     rows = json.loads(out.read_text())["results"]
     assert rows and rows[0]["nbits"] == 128 and rows[0]["dataset"] == "npy"
     assert cli(["bench", "--dataset", "npy", "--out", str(out)]) == 2
+
+
+def test_bench_ivf_on_codes_of_a_file_with_a_plot(harness, tmp_path, capsys):
+    """bench_ivf.py on the codes of an index file (one field of a MultiFieldIndex, as the encoder's
+    archive holds them): queries held out, both IVFs and the exact scan, a record and a plot."""
+    pytest.importorskip("faiss", reason="bench_ivf compares with faiss-cpu: pip install 'hashindex[bench]'")
+    import bench_ivf
+
+    rng = np.random.default_rng(2)
+    index = hashindex.MultiFieldIndex({"normal": 64, "abnormal": 32})
+    index.add({"normal": rng.integers(0, 256, (500, 8), dtype=np.uint8),
+               "abnormal": rng.integers(0, 256, (500, 4), dtype=np.uint8)})
+    index.save(tmp_path / "archive.hx")
+    out, image = tmp_path / "ivf.json", tmp_path / "ivf.png"
+    assert bench_ivf.main(["--codes", str(tmp_path / "archive.hx"), "--field", "normal", "--nlist", "8",
+                           "--nprobe", "1", "8", "--nq", "20", "--single", "5", "--repeats", "1",
+                           "--json", str(out), "--plot", str(image)]) == 0
+    record = json.loads(out.read_text())
+    assert record["codes"] == "archive.hx (normal)" and [r["nprobe"] for r in record["rows"]] == [1, 8]
+    assert record["rows"][1]["recall_ours"] == 1.0  # every list: exact
+    assert "480 x 64 bits" in capsys.readouterr().out
+    pytest.importorskip("matplotlib", reason="plots need matplotlib: pip install 'hashindex[bench]'")
+    assert image.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(SystemExit, match="--field"):
+        bench_ivf.main(["--codes", str(tmp_path / "archive.hx"), "--nq", "5", "--single", "2"])
