@@ -348,6 +348,32 @@ def test_ivf_over_a_float_quantizer_probes_what_it_chooses():
         hx.serialize_index_binary(ours)
 
 
+def test_ivf_stats_count_like_faiss():
+    """cvar.indexIVF_stats counts our IVF searches as faiss's counts its own: queries, lists probed,
+    codes compared (the same lists on the same centroids), and resets."""
+    rng = np.random.default_rng(11)
+    codes = random_codes(rng, 2000, 16, pool=400)
+    queries = codes[:15] ^ np.uint8(2)
+    ours = hx.IndexBinaryIVF(hx.IndexBinaryFlat(128), 128, 20)
+    ours.train(codes)
+    quantizer = faiss.IndexBinaryFlat(128)
+    quantizer.add(ours.quantizer.reconstruct_n(0, 20))
+    theirs = faiss.IndexBinaryIVF(quantizer, 128, 20)
+    for ix in (ours, theirs):
+        ix.add(codes)
+        ix.nprobe = 3
+    for mine, stats in ((ours, hx.cvar.indexIVF_stats), (theirs, faiss.cvar.indexIVF_stats)):
+        stats.reset()
+        mine.search(queries, 5)
+        mine.search(queries[:4], 5)
+    a, b = hx.cvar.indexIVF_stats, faiss.cvar.indexIVF_stats
+    assert (a.nq, a.nlist, a.ndis) == (b.nq, b.nlist, b.ndis) == (19, 57, a.ndis) and a.ndis > 0
+    assert a.search_time > 0 and isinstance(hx.cvar.indexIVF_stats, hx.IndexIVFStats)
+    a.reset()
+    assert (a.nq, a.ndis) == (0, 0)
+    assert hx.cvar.indexIVF_stats is a  # one object, as faiss's global
+
+
 def test_ivf_lists_chosen_by_the_caller():
     """IVFIndex.add(lists=) and search(lists=) (faiss's add_core and search_preassigned): an untrained
     index takes codes where it is told, a search probes exactly the lists named (-1: none, a list

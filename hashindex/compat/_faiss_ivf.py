@@ -2,6 +2,7 @@
 scripts set and read on it: the clustering settings and the inverted lists' sizes."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,32 @@ class InvertedLists:
 
     def list_size(self, list_no: int) -> int:
         return int(self._index.list_sizes()[int_arg(list_no, "list_no", minimum=0, maximum=self.nlist - 1)])
+
+
+class IndexIVFStats:
+    """faiss's ``cvar.indexIVF_stats``, summed over this module's IVF searches: ``nq`` queries,
+    ``nlist`` lists probed, ``ndis`` codes compared, ``search_time`` (ms, the whole search: the coarse
+    search is not timed apart, so ``quantization_time`` stays 0); ``nheap_updates`` is not counted."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.nq = self.nlist = self.ndis = self.nheap_updates = 0
+        self.quantization_time = self.search_time = 0.0
+
+    def add(self, other: IndexIVFStats) -> None:
+        for name in ("nq", "nlist", "ndis", "nheap_updates", "quantization_time", "search_time"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def _count(self, stats: dict[str, int], seconds: float) -> None:
+        self.nq += stats["queries"]
+        self.nlist += stats["lists_probed"]
+        self.ndis += stats["codes_compared"]
+        self.search_time += seconds * 1e3
+
+
+indexIVF_stats = IndexIVFStats()
 
 
 class IndexBinaryIVF(IndexBinary):
@@ -124,13 +151,17 @@ class IndexBinaryIVF(IndexBinary):
         return {"nprobe": nprobe}
 
     def _knn(self, x: np.ndarray, k: int, params: SearchParameters | None) -> tuple[np.ndarray, np.ndarray]:
+        start = time.perf_counter()
         result = self._index.search(x, k, threads=_threads[0], **self._probes(x, params), **self._filter(params))
+        indexIVF_stats._count(self._index.last_search_stats, time.perf_counter() - start)
         return result.distances, result.ids
 
     def _range(self, x: np.ndarray, thresh: int,
                params: SearchParameters | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        start = time.perf_counter()
         r = self._index.range_search(x, thresh - 1, threads=_threads[0], **self._probes(x, params),
                                      **self._filter(params))
+        indexIVF_stats._count(self._index.last_search_stats, time.perf_counter() - start)
         return r.lims.astype(np.uint64), r.distances.astype(np.float32), r.ids
 
     def remove_ids(self, sel: Any) -> int:

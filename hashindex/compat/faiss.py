@@ -38,6 +38,8 @@ result types and padding as faiss-cpu 1.15 (tested side by side with it). Where 
   global ids (faiss hands it to each shard, which reads its own local ids), and shards answer
   range_search (faiss's raise).
 - **omp_set_num_threads** sets the threads of this module's searches (hashindex's pool, not OpenMP).
+- **cvar.indexIVF_stats** sums this module's IVF searches (``nq``, ``nlist`` probed, ``ndis``,
+  ``search_time``; the coarse search is not timed apart); ``cvar``'s other globals are faiss's.
 - Names this module lacks (``IndexFlatL2``, ``normalize_L2``, ...) come from faiss itself when it is
   installed, so a script that uses them beside its binary index still swaps with one import; without
   faiss they raise ImportError naming the package. Among them ``IndexBinaryFromFloat`` (a binary index
@@ -84,16 +86,30 @@ from ._faiss_classes import (
     _threads,
 )
 from ._faiss_composite import IndexBinaryReplicas, IndexBinaryShards, _Composite
-from ._faiss_ivf import IndexBinaryIVF
+from ._faiss_ivf import IndexBinaryIVF, IndexIVFStats, indexIVF_stats
 
 __all__ = [
     "IDSelector", "IDSelectorArray", "IDSelectorBatch", "IDSelectorBitmap", "IDSelectorNot", "IDSelectorRange",
     "IndexBinary", "IndexBinaryFlat", "IndexBinaryHash", "IndexBinaryIDMap", "IndexBinaryIDMap2",
-    "IndexBinaryIVF", "IndexBinaryMultiHash", "IndexBinaryReplicas", "IndexBinaryShards", "METRIC_INNER_PRODUCT", "METRIC_L2",
+    "IndexBinaryIVF", "IndexBinaryMultiHash", "IndexBinaryReplicas", "IndexBinaryShards", "IndexIVFStats",
+    "METRIC_INNER_PRODUCT", "METRIC_L2", "cvar",
     "SearchParameters", "SearchParametersIVF", "deserialize_index_binary", "downcast_IndexBinary", "index_binary_factory",
     "omp_get_max_threads", "omp_set_num_threads", "read_index_binary", "serialize_index_binary",
     "write_index_binary",
 ]
+
+class _CVar:
+    """faiss's ``cvar``: ``indexIVF_stats`` counts this module's IVF searches (faiss's own would never
+    see them); its other globals are faiss's."""
+
+    indexIVF_stats = indexIVF_stats
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_real_faiss(f"cvar.{name}").cvar, name)
+
+
+cvar = _CVar()
+
 
 def omp_set_num_threads(n: int) -> None:
     """Threads for this module's searches (faiss sets OpenMP's; here hashindex's pool takes them)."""
