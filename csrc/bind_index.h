@@ -72,11 +72,13 @@ inline py::dict stats_dict(const MihStats& st) {
     return d;
 }
 
-// Lists chosen by the caller for an IVF search: nprobe a query (a (nq, nprobe) array, row-major).
-inline void check_probes(const Codes& queries, int nprobe, const std::optional<Ids>& lists) {
+// What an IVF search probes beyond nprobe: lists chosen by the caller, nprobe a query (a (nq, nprobe)
+// array, row-major; the array outlives the search), and max_codes.
+inline IvfProbe ivf_probe(const Codes& queries, int nprobe, const std::optional<Ids>& lists, int64_t max_codes) {
     if (lists && lists->size() != queries.shape(0) * static_cast<py::ssize_t>(nprobe))
         throw std::invalid_argument("lists: expected nprobe = " + std::to_string(nprobe) + " lists per query, " +
                                     std::to_string(queries.shape(0) * nprobe) + " in all, got " + std::to_string(lists->size()));
+    return IvfProbe{lists ? lists->data() : nullptr, max_codes};
 }
 
 inline py::dict ivf_stats(const IvfStats& st) {

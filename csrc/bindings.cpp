@@ -172,34 +172,36 @@ PYBIND11_MODULE(_core, m) {
         .def(
             "search",
             [](const IVFIndex& self, const Codes& q, int64_t k, int nprobe, int threads, std::optional<Ids> allow,
-               std::optional<Ids> deny, std::optional<Ids> lists) {
-                check_probes(q, nprobe, lists);
+               std::optional<Ids> deny, std::optional<Ids> lists, int64_t max_codes) {
+                const IvfProbe probe = ivf_probe(q, nprobe, lists, max_codes);
                 const IdFilter filter = make_filter(allow, deny);
                 IvfStats st;
                 py::tuple r = knn_arrays(self, q, k, [&](const uint8_t* qs, int64_t nq, int32_t* d, int64_t* i) {
-                    self.search(qs, nq, k, nprobe, threads, d, i, &st, filter, lists ? lists->data() : nullptr);
+                    self.search(qs, nq, k, nprobe, threads, d, i, &st, filter, probe);
                 });
                 return py::make_tuple(r[0], r[1], ivf_stats(st));
             },
             py::arg("queries"), py::arg("k"), py::arg("nprobe"), py::arg("threads") = 0,
-            py::arg("allow") = py::none(), py::arg("deny") = py::none(), py::arg("lists") = py::none())
+            py::arg("allow") = py::none(), py::arg("deny") = py::none(), py::arg("lists") = py::none(),
+            py::arg("max_codes") = 0)
         .def(
             "range_search",
             [](const IVFIndex& self, const Codes& q, int32_t radius, int nprobe, int threads, std::optional<Ids> allow,
-               std::optional<Ids> deny, std::optional<Ids> lists) {
+               std::optional<Ids> deny, std::optional<Ids> lists, int64_t max_codes) {
                 check_rows(q, self.code_size(), "queries");
-                check_probes(q, nprobe, lists);
+                const IvfProbe probe = ivf_probe(q, nprobe, lists, max_codes);
                 const IdFilter filter = make_filter(allow, deny);
                 IvfStats st;
                 RangeResult r;
                 run_interruptible([&] {
-                    r = self.range_search(q.data(), q.shape(0), radius, nprobe, threads, &st, filter, lists ? lists->data() : nullptr);
+                    r = self.range_search(q.data(), q.shape(0), radius, nprobe, threads, &st, filter, probe);
                 });
                 py::tuple t = range_arrays(std::move(r));
                 return py::make_tuple(t[0], t[1], t[2], ivf_stats(st));
             },
             py::arg("queries"), py::arg("radius"), py::arg("nprobe"), py::arg("threads") = 0,
-            py::arg("allow") = py::none(), py::arg("deny") = py::none(), py::arg("lists") = py::none());
+            py::arg("allow") = py::none(), py::arg("deny") = py::none(), py::arg("lists") = py::none(),
+            py::arg("max_codes") = 0);
     bind_storage(ivf);
     bind_rows(ivf);
 

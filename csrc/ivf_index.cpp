@@ -6,6 +6,7 @@
 #include <numeric>
 #include <limits>
 #include <random>
+#include <unordered_map>
 
 #include "errors.h"
 #include "dispatch.h"
@@ -158,10 +159,12 @@ std::vector<int64_t> IVFIndex::nearest_lists(const uint64_t* qwords, int64_t nq,
 
 std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64_t nq, int nprobe, int threads,
                                                    const IdFilter& filter, int64_t keep, int32_t threshold,
-                                                   IvfStats& stats, const int64_t* chosen) const {
+                                                   IvfStats& stats, const IvfProbe& how) const {
     HX_CHECK(nprobe >= 1, "nprobe must be >= 1, got " + std::to_string(nprobe));
     const std::vector<uint64_t> qwords = rows_to_words(queries, nq, code_size_);
     std::vector<int64_t> probes;
+    HX_CHECK(how.max_codes >= 0, "max_codes must be >= 0, got " + std::to_string(how.max_codes));
+    const int64_t* chosen = how.lists;
     if (chosen) {
         check_lists(chosen, nq * nprobe, true);
         probes.assign(chosen, chosen + nq * nprobe);
@@ -181,6 +184,28 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
         nprobe = std::min(nprobe, nlist_);
         probes = nearest_lists(qwords.data(), nq, nprobe, threads);
     }
+    // With max_codes, each query's lists in probe order take what is left of its budget: (query <<
+    // 32 | list) -> codes to scan, and the lists past the budget are not probed.
+    std::unordered_map<uint64_t, int64_t> budget;
+    if (how.max_codes > 0)
+        for (int64_t q = 0; q < nq; ++q) {
+            int64_t left = how.max_codes;
+            for (int r = 0; r < nprobe; ++r) {
+                int64_t& l = probes[static_cast<std::size_t>(q * nprobe + r)];
+                if (l < 0) continue;
+                if (left <= 0) {
+                    l = -1;
+                    continue;
+                }
+                const int64_t take = std::min(left, lists_[static_cast<std::size_t>(l)].size());
+                budget[static_cast<uint64_t>(q) << 32 | static_cast<uint64_t>(l)] = take;
+                left -= take;
+            }
+        }
+    auto codes_of = [&](int64_t q, int64_t l) {
+        return budget.empty() ? lists_[static_cast<std::size_t>(l)].size()
+                              : budget.at(static_cast<uint64_t>(q) << 32 | static_cast<uint64_t>(l));
+    };
     std::vector<std::vector<uint8_t>> masks(static_cast<std::size_t>(filter.active() ? nlist_ : 0));
     if (filter.active())
         for (const int64_t l : probes)
@@ -200,6 +225,7 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
             const Items& list = lists_[l];
             rq.clear();
             ptrs.clear();
+            int64_t scanned = 0;  // the codes of the list that some query of this pass scans
             for (; i < i1 && static_cast<std::size_t>(key[i] >> 32) == l; ++i) {
                 const auto local = static_cast<std::size_t>(key[i] & 0xffffffffu);
                 if (sink_of[local] < 0) {
@@ -207,16 +233,17 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
                     sinks.emplace_back(start.empty() ? threshold : start[local], keep);
                 }
                 ivf::ListSink& s = sinks[static_cast<std::size_t>(sink_of[local])];
-                s.slot_ids = list.ids().slot_ids();
-                s.n = list.size();
-                s.pass = masks.empty() ? nullptr : masks[l].data();
                 const std::size_t q = static_cast<std::size_t>(q0) + local;
+                s.slot_ids = list.ids().slot_ids();
+                s.n = codes_of(static_cast<int64_t>(q), static_cast<int64_t>(l));  // lanes past it are not reported
+                scanned = std::max(scanned, s.n);
+                s.pass = masks.empty() ? nullptr : masks[l].data();
                 rq.insert(rq.end(), &qwords[q * static_cast<std::size_t>(words)], &qwords[(q + 1) * static_cast<std::size_t>(words)]);
                 ptrs.push_back(&s);
             }
-            if (list.size() == 0) continue;
+            if (scanned == 0) continue;
             interruption_point();
-            kern.scan(list.store(0).blocks(), 0, list.store(0).nblocks(), words, rq.data(),
+            kern.scan(list.store(0).blocks(), 0, (scanned + kBlock - 1) / kBlock, words, rq.data(),
                       static_cast<int64_t>(ptrs.size()), ptrs.data());
         }
     };
@@ -296,28 +323,30 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
             for (auto& [q, hits] : part)
                 merge_best_k(out[static_cast<std::size_t>(q)], hits, keep ? keep : std::numeric_limits<int64_t>::max());
     }
-    for (const int64_t l : probes) stats.codes_compared += l < 0 ? 0 : lists_[static_cast<std::size_t>(l)].size();
+    for (int64_t q = 0; q < nq; ++q)
+        for (int r = 0; r < nprobe; ++r)
+            if (probe(q, r) >= 0) stats.codes_compared += codes_of(q, probe(q, r));
     stats.queries = nq;
     stats.lists_probed = std::count_if(probes.begin(), probes.end(), [](int64_t l) { return l >= 0; });
     return out;
 }
 
 void IVFIndex::search(const uint8_t* queries, int64_t nq, int64_t k, int nprobe, int threads, int32_t* distances,
-                      int64_t* ids, IvfStats* stats, const IdFilter& filter, const int64_t* lists) const {
+                      int64_t* ids, IvfStats* stats, const IdFilter& filter, const IvfProbe& probe) const {
     HX_CHECK(k > 0, "k must be > 0, got " + std::to_string(k));
     std::shared_lock<std::shared_mutex> lk(mu_);
     IvfStats st;
-    const auto found = scan_lists(queries, nq, nprobe, threads, filter, k, nbits(), st, lists);  // no distance exceeds nbits
+    const auto found = scan_lists(queries, nq, nprobe, threads, filter, k, nbits(), st, probe);  // no distance exceeds nbits
     for (int64_t q = 0; q < nq; ++q) write_padded(found[static_cast<std::size_t>(q)], k, distances + q * k, ids + q * k);
     if (stats) *stats = st;
 }
 
 RangeResult IVFIndex::range_search(const uint8_t* queries, int64_t nq, int32_t radius, int nprobe, int threads,
-                                   IvfStats* stats, const IdFilter& filter, const int64_t* lists) const {
+                                   IvfStats* stats, const IdFilter& filter, const IvfProbe& probe) const {
     HX_CHECK(radius >= 0, "radius must be >= 0, got " + std::to_string(radius));
     std::shared_lock<std::shared_mutex> lk(mu_);
     IvfStats st;
-    RangeResult r = ranges_of(scan_lists(queries, nq, nprobe, threads, filter, 0, radius, st, lists));
+    RangeResult r = ranges_of(scan_lists(queries, nq, nprobe, threads, filter, 0, radius, st, probe));
     if (stats) *stats = st;
     return r;
 }

@@ -18,6 +18,15 @@
 
 namespace hashindex {
 
+// What a search probes beyond its nprobe: lists (nq x nprobe, -1 for none) chosen by the caller
+// (faiss's search_preassigned), null for each query's nprobe nearest centroids'; and max_codes: a
+// query scans its lists in probe order until it has compared that many codes, the last list in
+// part (faiss's max_codes; 0: no limit).
+struct IvfProbe {
+    const int64_t* lists = nullptr;
+    int64_t max_codes = 0;
+};
+
 struct IvfStats {
     int64_t queries = 0;
     int64_t lists_probed = 0;     // (query, list) pairs scanned
@@ -53,12 +62,10 @@ public:
     // lists (n): the list of each code, chosen by the caller (a quantizer of its own: faiss's
     // add_core); null: its nearest centroid's.
     void add(const uint8_t* codes, int64_t n, const int64_t* ids, const int64_t* lists = nullptr);
-    // lists (nq x nprobe, -1 for none): the lists each query probes, chosen by the caller (faiss's
-    // search_preassigned); null: its nprobe nearest centroids'.
     void search(const uint8_t* queries, int64_t nq, int64_t k, int nprobe, int threads, int32_t* distances,
-                int64_t* ids, IvfStats* stats, const IdFilter& filter = {}, const int64_t* lists = nullptr) const;
+                int64_t* ids, IvfStats* stats, const IdFilter& filter = {}, const IvfProbe& probe = {}) const;
     RangeResult range_search(const uint8_t* queries, int64_t nq, int32_t radius, int nprobe, int threads,
-                             IvfStats* stats, const IdFilter& filter = {}, const int64_t* lists = nullptr) const;
+                             IvfStats* stats, const IdFilter& filter = {}, const IvfProbe& probe = {}) const;
     // The list each query's codes would go to (nearest centroid), as faiss's quantizer assigns.
     std::vector<int64_t> assign(const uint8_t* codes, int64_t n) const;
     std::vector<int64_t> list_sizes() const;
@@ -83,11 +90,11 @@ private:
     void check_lists(const int64_t* lists, int64_t count, bool none) const;
     // Each query's nprobe nearest lists (by distance to the centroid, then list), row-major.
     std::vector<int64_t> nearest_lists(const uint64_t* qwords, int64_t nq, int nprobe, int threads) const;
-    // Each query's hits, sorted, in the lists of its nprobe nearest centroids (or in `lists`): its k
+    // Each query's hits, sorted, in the lists of its nprobe nearest centroids (or as `probe` says): its k
     // best (keep = k, `threshold` the code's bits), or every one within `threshold` (keep = 0).
     std::vector<std::vector<Hit>> scan_lists(const uint8_t* queries, int64_t nq, int nprobe, int threads,
                                              const IdFilter& filter, int64_t keep, int32_t threshold,
-                                             IvfStats& stats, const int64_t* lists) const;
+                                             IvfStats& stats, const IvfProbe& probe) const;
 
     int code_size_, nlist_;
     int nprobe_ = 1;

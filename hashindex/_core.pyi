@@ -104,12 +104,12 @@ class IVFIndex(_SingleField):
     def search(
         self, queries: npt.NDArray[np.uint8], k: int, nprobe: int, threads: int = 0,
         allow: Optional[npt.NDArray[np.int64]] = None, deny: Optional[npt.NDArray[np.int64]] = None,
-        lists: Optional[npt.NDArray[np.int64]] = None
+        lists: Optional[npt.NDArray[np.int64]] = None, max_codes: int = 0
     ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64], dict[str, int]]: ...
     def range_search(
         self, queries: npt.NDArray[np.uint8], radius: int, nprobe: int, threads: int = 0,
         allow: Optional[npt.NDArray[np.int64]] = None, deny: Optional[npt.NDArray[np.int64]] = None,
-        lists: Optional[npt.NDArray[np.int64]] = None
+        lists: Optional[npt.NDArray[np.int64]] = None, max_codes: int = 0
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int64], dict[str, int]]: ...
 
 class MultiFieldIndex(_Storage):

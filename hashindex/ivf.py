@@ -84,25 +84,30 @@ class IVFIndex(_ProbingIndex, _SingleFieldIndex):
                                  _lists_arg(lists, (len(codes),)))
 
     def search(self, queries: np.ndarray, k: int, *, nprobe: int | None = None, threads: int | None = None,
-               allow: object = None, deny: object = None, lists: np.ndarray | None = None) -> SearchResult:
+               allow: object = None, deny: object = None, lists: np.ndarray | None = None,
+               max_codes: int | None = None) -> SearchResult:
         """The k nearest codes among the lists of each query's nprobe nearest centroids, or among
         ``lists``: int64 (nq, nprobe), the lists each query probes (-1: none), chosen by a quantizer of
-        the caller's own (faiss's search_preassigned)."""
+        the caller's own (faiss's search_preassigned). ``max_codes``: a query scans its lists nearest
+        first until it has compared that many codes, the last in part (faiss's max_codes; 0 or None:
+        every code of its lists)."""
         queries = self._queries(queries)
         nprobe, lists = self._probes(queries, nprobe, lists)
         distances, ids, stats = self._index.search(queries, k_arg(k), nprobe, threads_arg(threads),
-                                                   *filter_arg(allow, deny), lists)
+                                                   *filter_arg(allow, deny), lists, _max_codes(max_codes))
         self._keep(stats)
         return SearchResult(distances, ids)
 
     def range_search(self, queries: np.ndarray, radius: int, *, nprobe: int | None = None, threads: int | None = None,
-                     allow: object = None, deny: object = None, lists: np.ndarray | None = None) -> RangeSearchResult:
-        """Every code within ``radius`` (inclusive) among the lists each query probes (``lists`` as in
-        :meth:`search`)."""
+                     allow: object = None, deny: object = None, lists: np.ndarray | None = None,
+                     max_codes: int | None = None) -> RangeSearchResult:
+        """Every code within ``radius`` (inclusive) among the lists each query probes (``lists`` and
+        ``max_codes`` as in :meth:`search`)."""
         queries = self._queries(queries)
         nprobe, lists = self._probes(queries, nprobe, lists)
         lims, distances, ids, stats = self._index.range_search(queries, self._radius(radius), nprobe,
-                                                               threads_arg(threads), *filter_arg(allow, deny), lists)
+                                                               threads_arg(threads), *filter_arg(allow, deny), lists,
+                                                               _max_codes(max_codes))
         self._keep(stats)
         return RangeSearchResult(lims, distances, ids)
 
@@ -130,3 +135,7 @@ def _lists_arg(lists: object, shape: tuple) -> np.ndarray:
     if rows.shape != shape:
         raise ValueError(f"lists: expected shape {shape}, got {rows.shape}")
     return np.ascontiguousarray(rows, dtype=np.int64)
+
+
+def _max_codes(max_codes: object) -> int:
+    return 0 if max_codes is None else int_arg(max_codes, "max_codes", minimum=0)

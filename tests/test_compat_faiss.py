@@ -368,6 +368,14 @@ def test_ivf_stats_count_like_faiss():
         mine.search(queries[:4], 5)
     a, b = hx.cvar.indexIVF_stats, faiss.cvar.indexIVF_stats
     assert (a.nq, a.nlist, a.ndis) == (b.nq, b.nlist, b.ndis) == (19, 57, a.ndis) and a.ndis > 0
+    for q in range(len(queries)):  # max_codes: the same codes compared, the same answers
+        for mine, stats, params in ((ours, a, hx.SearchParametersIVF(nprobe=4, max_codes=130)),
+                                    (theirs, b, faiss.SearchParametersIVF(nprobe=4, max_codes=130))):
+            stats.reset()
+            mine.search(queries[q:q + 1], 5, params=params)
+        assert a.ndis == b.ndis <= 130 and a.nlist == b.nlist
+    ours.max_codes = theirs.max_codes = 60
+    _same_up_to_ties(ours.search(queries, 5), theirs.search(queries, 5), queries, lambda i: codes[i])
     assert a.search_time > 0 and isinstance(hx.cvar.indexIVF_stats, hx.IndexIVFStats)
     a.reset()
     assert (a.nq, a.ndis) == (0, 0)

@@ -85,6 +85,37 @@ def test_batches_past_a_round_split_over_threads_equal_the_oracle(trained, simd)
             assert sorted(zip(ranged.distances[lo:hi], ranged.ids[lo:hi])) == sorted(zip(d[q][within], ids[within]))
 
 
+def test_max_codes_scans_lists_nearest_first_until_the_budget(trained):
+    """max_codes (faiss's): a query scans its lists in probe order, each up to what is left of the
+    budget (a list's codes in the order they were added), and probes none past it."""
+    ivf, xb, xq = trained
+    ivf.add(xb)
+    lists, sizes = ivf.assign(xb), ivf.list_sizes()
+    order = np.lexsort((np.broadcast_to(np.arange(16), (len(xq), 16)), hamming_matrix(xq, ivf.centroids)))
+    d = hamming_matrix(xq, xb)
+    for max_codes in (1, 150, int(sizes.max()) + 7, 10**9):
+        got = ivf.search(xq, 6, nprobe=5, max_codes=max_codes)
+        compared = 0
+        for q in range(len(xq)):
+            left, scanned = max_codes, []
+            for n in order[q, :5]:
+                if left <= 0:
+                    break
+                members = np.flatnonzero(lists == n)[:left]
+                scanned.append(members)
+                left -= len(members)
+            scanned = np.concatenate(scanned)
+            compared += len(scanned)
+            best = np.lexsort((scanned, d[q][scanned]))[:6]
+            np.testing.assert_array_equal(got.ids[q, :len(best)], scanned[best])
+            np.testing.assert_array_equal(got.distances[q, :len(best)], d[q][scanned][best])
+        assert ivf.last_search_stats["codes_compared"] == compared
+    ranged = ivf.range_search(xq, 128, nprobe=5, max_codes=40)
+    assert (np.diff(ranged.lims) <= 40).all() and ivf.last_search_stats["codes_compared"] == 40 * len(xq)
+    with pytest.raises(ValueError, match="max_codes"):
+        ivf.search(xq, 3, max_codes=-1)
+
+
 def test_filters_apply_inside_the_lists(trained):
     ivf, xb, xq = trained
     ivf.add(xb)

@@ -116,11 +116,14 @@ class SearchParameters:
 
 
 class SearchParametersIVF(SearchParameters):
-    """faiss.SearchParametersIVF(nprobe=..., sel=...): a search's lists to probe, and its selector."""
+    """faiss.SearchParametersIVF(nprobe=..., max_codes=..., sel=...): a search's lists to probe, the
+    codes a query may compare (0: no limit), and its selector."""
 
-    def __init__(self, sel: IDSelector | None = None, nprobe: int | None = None, **ignored: Any) -> None:
+    def __init__(self, sel: IDSelector | None = None, nprobe: int | None = None, max_codes: int | None = None,
+                 **ignored: Any) -> None:
         super().__init__(sel, **ignored)
         self.nprobe = None if nprobe is None else int_arg(nprobe, "nprobe", minimum=1)
+        self.max_codes = None if max_codes is None else int_arg(max_codes, "max_codes", minimum=0)
 
 
 def _remove_selected(index: Any, sel: Any) -> int:

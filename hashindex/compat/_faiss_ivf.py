@@ -89,6 +89,7 @@ class IndexBinaryIVF(IndexBinary):
         self.is_trained = quantizer.ntotal == self.nlist and bool(getattr(quantizer, "is_trained", True))
         self.cp = ClusteringParameters()
         self._by_quantizer = False  # lists chosen by the quantizer's own search
+        self.max_codes = 0  # codes a query may compare (0: no limit), as faiss's index.max_codes
 
     @property
     def nprobe(self) -> int:
@@ -144,11 +145,12 @@ class IndexBinaryIVF(IndexBinary):
 
     def _probes(self, x: np.ndarray, params: SearchParameters | None) -> dict[str, Any]:
         self._centroids()
-        chosen = getattr(params, "nprobe", None)
+        chosen, cap = getattr(params, "nprobe", None), getattr(params, "max_codes", None)
         nprobe = int_arg(self.nprobe if chosen is None else chosen, "nprobe", minimum=1)
+        max_codes = int_arg(self.max_codes if cap is None else cap, "max_codes", minimum=0)
         if self._by_quantizer:
-            return {"lists": self.quantizer.search(x, min(nprobe, self.nlist))[1]}
-        return {"nprobe": nprobe}
+            return {"lists": self.quantizer.search(x, min(nprobe, self.nlist))[1], "max_codes": max_codes}
+        return {"nprobe": nprobe, "max_codes": max_codes}
 
     def _knn(self, x: np.ndarray, k: int, params: SearchParameters | None) -> tuple[np.ndarray, np.ndarray]:
         start = time.perf_counter()
