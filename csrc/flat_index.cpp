@@ -124,8 +124,7 @@ FlatIndex FlatIndex::from_image(const uint8_t* data, std::size_t size, const std
         const CodesPayload p = read_codes_payload(r);
         return index_from_payload(p, r, FlatIndex(static_cast<int>(p.nbits)));
     }
-    const uint32_t nbits = r.get<uint32_t>("nbits");
-    if (nbits == 0 || nbits % 8 != 0 || nbits > (1u << 24)) r.fail("invalid nbits " + std::to_string(nbits));
+    const uint32_t nbits = r.get_nbits();
     const uint32_t flags = r.get<uint32_t>("flags");
     if (flags & ~Items::kDenseIds) r.fail("unknown flags " + std::to_string(flags));
     const uint64_t n = r.get<uint64_t>("ntotal");

@@ -153,6 +153,12 @@ const uint8_t* PayloadReader::take(std::size_t size, const char* what) {
     return p;
 }
 
+uint32_t PayloadReader::get_nbits() {
+    const uint32_t nbits = get<uint32_t>("nbits");
+    if (nbits == 0 || nbits % 8 != 0 || nbits > (1u << 24)) fail("invalid nbits " + std::to_string(nbits));
+    return nbits;
+}
+
 void PayloadReader::skip_padding(std::size_t align) {
     const std::size_t at = static_cast<std::size_t>(cur_ - base_);
     take((align - at % align) % align, "padding");
@@ -179,8 +185,7 @@ void write_codes_header(PayloadWriter& w, int nbits, uint32_t param, int64_t n, 
 
 CodesPayload read_codes_payload(PayloadReader& r) {
     CodesPayload p;
-    p.nbits = r.get<uint32_t>("nbits");
-    if (p.nbits == 0 || p.nbits % 8 != 0 || p.nbits > (1u << 24)) r.fail("invalid nbits " + std::to_string(p.nbits));
+    p.nbits = r.get_nbits();
     p.param = r.get<uint32_t>("parameter");
     p.n = r.get<uint64_t>("ntotal");
     p.next_id = r.get<int64_t>("next_id");

@@ -70,6 +70,8 @@ public:
         return value;
     }
     const uint8_t* take(std::size_t size, const char* what);
+    // A code length: a positive multiple of 8, at most 2^24 (as check_nbits wants), or fail().
+    uint32_t get_nbits();
     std::size_t remaining() const { return static_cast<std::size_t>(end_ - cur_); }
     void expect_end() const;
     [[noreturn]] void fail(const std::string& why) const;

@@ -43,8 +43,7 @@ IVFIndex IVFIndex::from_bytes(const uint8_t* data, std::size_t size, const std::
 IVFIndex IVFIndex::from_image(const uint8_t* data, std::size_t size, const std::string& source,
                               std::shared_ptr<const void> keep, bool verify) {
     PayloadReader r(data, size, IndexKind::IVF, source, verify || !keep);
-    const uint32_t nbits = r.get<uint32_t>("nbits");
-    if (nbits == 0 || nbits % 8 != 0 || nbits > (1u << 24)) r.fail("invalid nbits " + std::to_string(nbits));
+    const uint32_t nbits = r.get_nbits();
     const uint32_t nlist = r.get<uint32_t>("nlist");
     if (nlist == 0 || nlist > (1u << 24)) r.fail("invalid nlist " + std::to_string(nlist));
     const uint32_t flags = r.get<uint32_t>("flags");

@@ -91,21 +91,17 @@ struct ListSink : HitSink {
         }
         capacity = std::max(capacity, 2 * hits.size());
     }
-    // The hits, sorted by (distance, id), at most k of them.
-    const std::vector<Found>& sorted() {
-        tidy();
-        auto by_hit = [](const Found& a, const Found& b) { return a.hit() < b.hit(); };
-        if (keep && static_cast<int64_t>(hits.size()) > keep) {
-            std::nth_element(hits.begin(), hits.begin() + (keep - 1), hits.end(), by_hit);
-            hits.resize(static_cast<std::size_t>(keep));
-        }
-        std::sort(hits.begin(), hits.end(), by_hit);
-        return hits;
-    }
+    // The hits by (distance, id), at most k of them; each id looked up once.
     std::vector<Hit> result() {
+        tidy();
         std::vector<Hit> out;
         out.reserve(hits.size());
-        for (const Found& h : sorted()) out.push_back(h.hit());
+        for (const Found& h : hits) out.push_back(h.hit());
+        if (keep && static_cast<int64_t>(out.size()) > keep) {
+            std::nth_element(out.begin(), out.begin() + (keep - 1), out.end());
+            out.resize(static_cast<std::size_t>(keep));
+        }
+        std::sort(out.begin(), out.end());
         return out;
     }
 };

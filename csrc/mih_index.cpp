@@ -369,8 +369,7 @@ MIHIndex MIHIndex::from_bytes(const uint8_t* data, std::size_t size, const std::
     if (r.version() == 1) {
         p = read_codes_payload(r);
     } else {
-        p.nbits = r.get<uint32_t>("nbits");
-        if (p.nbits == 0 || p.nbits % 8 != 0 || p.nbits > (1u << 24)) r.fail("invalid nbits " + std::to_string(p.nbits));
+        p.nbits = r.get_nbits();
         p.param = r.get<uint32_t>("m");
         const uint32_t flags = r.get<uint32_t>("flags");
         if (flags & ~Items::kDenseIds) r.fail("unknown flags " + std::to_string(flags));

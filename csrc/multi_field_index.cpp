@@ -220,8 +220,7 @@ MultiFieldIndex MultiFieldIndex::from_image(const uint8_t* data, std::size_t siz
     std::vector<std::string> names;
     std::vector<int> nbits;
     for (uint32_t f = 0; f < nfields; ++f) {
-        const uint32_t b = r.get<uint32_t>("nbits");
-        if (b == 0 || b % 8 || b > (1u << 24)) r.fail("invalid nbits " + std::to_string(b));
+        const uint32_t b = r.get_nbits();
         const uint32_t len = r.get<uint32_t>("name length");
         if (len > r.remaining()) r.fail("field name longer than the file");
         const uint8_t* name = r.take(len, "field name");

@@ -132,7 +132,8 @@ class IndexBinaryIVF(IndexBinary):
         self.is_trained = True
 
     def add(self, x: np.ndarray) -> None:
-        self.add_with_ids(x, np.arange(self._index.next_id, self._index.next_id + len(codes_arg(x, self.code_size, "x"))))
+        x = codes_arg(x, self.code_size, "x")
+        self.add_with_ids(x, np.arange(self._index.next_id, self._index.next_id + len(x)))
 
     def add_with_ids(self, x: np.ndarray, ids: np.ndarray) -> None:
         self._centroids()
