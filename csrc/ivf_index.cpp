@@ -252,7 +252,7 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
     // Then the other lists, each read once for every query of the round that probes it (one part
     // of the lists per thread, each query's sinks starting from that distance): parts of queries
     // read each list once per thread, twice the memory traffic on 2 threads, and from nprobe 16 on
-    // the scan waits on memory (RESULTS.md, "IVFIndex against faiss.IndexBinaryIVF").
+    // the scan waits on memory (CHANGELOG.md, "Binary IVF").
     // A round's sinks (at most one per query and thread, each counting distances 0 .. nbits) stay
     // within about 64 MiB whatever the code length.
     const int64_t round = std::min<int64_t>(

@@ -15,8 +15,8 @@ namespace hashindex::ivf {
 // later lists report only what can still enter. Distances are small integers, so the sink counts its
 // hits per distance and lowers the threshold to the k-th distance the moment a hit allows it: no
 // selection pass while scanning, and no hit above it is kept (buffering hits and selecting the k-th
-// when the buffer filled cost a third of a search at nprobe 1 on clustered codes: RESULTS.md,
-// "IVFIndex against faiss.IndexBinaryIVF"). Hits keep their list's slot until the end (an id looked
+// when the buffer filled cost a third of a search at nprobe 1 on clustered codes: CHANGELOG.md,
+// "Binary IVF"). Hits keep their list's slot until the end (an id looked
 // up per hit was a cache miss per hit); ids are looked up only to cut ties at the k-th distance.
 // keep = 0: range search (every hit within the radius).
 struct ListSink : HitSink {

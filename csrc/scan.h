@@ -51,7 +51,8 @@ void drive_scan(int64_t nblocks, int64_t block_bytes, int64_t nq, int threads, M
     if (threads == 1 || nq >= 2 * threads || max_parts < 2) {
         // Split the queries: each task takes a batch and walks the database in L2-sized chunks. One
         // task per thread: each task reads the whole database, and two per thread read it twice as
-        // often for no better balance (benchmarks/RESULTS.md, "One scan driver").
+        // often for no better balance (CHANGELOG.md, "One index skeleton, one multi-index hashing
+        // engine").
         const int64_t chunk = std::max<int64_t>(1, kChunkBytes / block_bytes);
         const int64_t batch = std::min(kMaxQueryBatch, (nq + threads - 1) / threads);
         const int64_t ntasks = (nq + batch - 1) / batch;

@@ -449,8 +449,8 @@ def _resize(volume: np.ndarray, size: int, labels: bool) -> np.ndarray:
     # the (..., size, size, Z) view of it
     out = np.moveaxis(np.empty((volume.shape[-1],) + volume.shape[:-3] + (size, size), np.float32), 0, -1)
     # A band of output rows at a time, its first axis's float64 rows small enough to stay in the
-    # core's cache for the second axis: whole planes went through memory twice as slowly (RESULTS.md,
-    # "Archive"). Each value is the same w0 * a + w1 * b per axis, in float64 as zoom computes it.
+    # core's cache for the second axis: whole planes went through memory twice as slowly (CHANGELOG.md,
+    # "An archive that grows"). Each value is the same w0 * a + w1 * b per axis, in float64 as zoom computes it.
     band = max(1, (2 << 20) // (side * volume.shape[-1] * 8))
     for lead_index in np.ndindex(volume.shape[:-3]):
         plane, into = volume[lead_index], out[lead_index]
