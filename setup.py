@@ -25,7 +25,7 @@ COMMON_SOURCES = [
     "items.cpp",
     "ivf_format.cpp",
     "ivf_index.cpp",
-    "ivf_train.cpp",
+    "ivf_coarse.cpp",
     "kernel_scalar.cpp",
     "mih_cost.cpp",
     "mih_index.cpp",

@@ -86,6 +86,8 @@ inline py::dict ivf_stats(const IvfStats& st) {
     d["queries"] = st.queries;
     d["lists_probed"] = st.lists_probed;
     d["codes_compared"] = st.codes_compared;
+    d["lists_skipped"] = st.lists_skipped;
+    d["codes_skipped"] = st.codes_skipped;
     return d;
 }
 

@@ -7,17 +7,19 @@
 
 namespace hashindex {
 
-// Payload of kind IVF: nbits u32, nlist u32, flags u32 (bit 0: trained), nprobe u32, next_id i64;
-// if trained, nlist centroid rows; then per list its count u64, its Items flags u32 (ids dense or
+// Payload of kind IVF: nbits u32, nlist u32, flags u32 (bit 0: trained; bit 1: bounds follow the
+// lists), nprobe u32, next_id i64; if trained, nlist centroid rows; then per list its count u64, its Items flags u32 (ids dense or
 // not; never groups), a zero u32, and its Items body (format 2's arrays: blocked codes, ids), so that
-// a mapped file's lists are scanned in place.
+// a mapped file's lists are scanned in place; then, with bit 1, per list holding codes the bounds of
+// each block's distances to the centroid (ivf_bounds.h), near i32 and far i32 (files of earlier builds
+// have none: they are computed on load).
 std::vector<uint8_t> IVFIndex::to_bytes() const {
     std::shared_lock<std::shared_mutex> lk(mu_);
     PayloadWriter w;
     w.reserve(static_cast<std::size_t>(ids_.size() * (code_size_ + 8) + nlist_ * (code_size_ + 96) + 32));
     w.put<uint32_t>(static_cast<uint32_t>(nbits()));
     w.put<uint32_t>(static_cast<uint32_t>(nlist_));
-    w.put<uint32_t>(trained_ ? 1u : 0u);
+    w.put<uint32_t>(trained_ ? 3u : 0u);
     w.put<uint32_t>(static_cast<uint32_t>(nprobe_));
     w.put<int64_t>(ids_.next_id());
     std::vector<uint8_t> row(static_cast<std::size_t>(code_size_));
@@ -33,6 +35,11 @@ std::vector<uint8_t> IVFIndex::to_bytes() const {
         w.put<uint32_t>(0);
         list.write_body(w, flags);
     }
+    if (trained_)
+        for (const Items& list : lists_) {
+            const std::vector<int32_t>& b = bounds_[static_cast<std::size_t>(&list - lists_.data())].blocks;
+            for (int64_t i = 0; i < 2 * ((list.size() + kBlock - 1) / kBlock); ++i) w.put<int32_t>(b[static_cast<std::size_t>(i)]);
+        }
     return w.finish(IndexKind::IVF);
 }
 
@@ -47,7 +54,7 @@ IVFIndex IVFIndex::from_image(const uint8_t* data, std::size_t size, const std::
     const uint32_t nlist = r.get<uint32_t>("nlist");
     if (nlist == 0 || nlist > (1u << 24)) r.fail("invalid nlist " + std::to_string(nlist));
     const uint32_t flags = r.get<uint32_t>("flags");
-    if (flags & ~1u) r.fail("unknown flags " + std::to_string(flags));
+    if ((flags & ~3u) || (flags & 2u && !(flags & 1u))) r.fail("unknown flags " + std::to_string(flags));
     const uint32_t nprobe = r.get<uint32_t>("nprobe");
     if (nprobe == 0 || nprobe > (1u << 24)) r.fail("invalid nprobe " + std::to_string(nprobe));
     const int64_t next_id = r.get<int64_t>("next_id");
@@ -68,6 +75,25 @@ IVFIndex IVFIndex::from_image(const uint8_t* data, std::size_t size, const std::
         for (int64_t s = 0; s < list.size(); ++s) ids.push_back(list.ids().id_of(s));
         index.list_by_slot_.insert(index.list_by_slot_.end(), n, static_cast<int32_t>(l));
     }
+    // A bound that does not hold its block's codes would skip results: whenever the codes are read (a
+    // copy, or verify) the bounds are computed from them and a file's must hold them; a mapped file
+    // opened without verify is trusted, as its codes are.
+    const bool computed = !(flags & 2u) || verify || !keep;
+    if (computed) index.compute_bounds();
+    for (uint32_t l = 0; l < nlist && (flags & 2u); ++l) {
+        ivf::Bounds& have = index.bounds_[l];
+        ivf::Bounds file;
+        for (int64_t b = 0; b < (index.lists_[l].size() + kBlock - 1) / kBlock; ++b) {
+            const int32_t near = r.get<int32_t>("bound"), far = r.get<int32_t>("bound");
+            if (near < 0 || near > far || far > static_cast<int32_t>(nbits))
+                r.fail("invalid bounds of list " + std::to_string(l));
+            if (computed && (near > have.blocks[2 * b] || far < have.blocks[2 * b + 1]))
+                r.fail("the bounds of list " + std::to_string(l) + " do not hold its codes");
+            file.widen(b * kBlock, near);
+            file.widen(b * kBlock, far);
+        }
+        if (!computed) have = std::move(file);
+    }
     r.expect_end();
     try {  // the same checks as add, over every list (an id in two lists is refused)
         index.ids_.check_new(ids.data(), static_cast<int64_t>(ids.size()));
@@ -76,7 +102,6 @@ IVFIndex IVFIndex::from_image(const uint8_t* data, std::size_t size, const std::
         r.fail(std::string("invalid ids: ") + e.what());
     }
     if (!index.ids_.size() && next_id < 0) r.fail("invalid next_id " + std::to_string(next_id));
-    if (!index.restore_next_id(next_id)) r.fail("next_id " + std::to_string(next_id) + " is below the largest id");
     return index;
 }
 

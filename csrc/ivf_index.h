@@ -14,6 +14,7 @@
 #include "code_store.h"
 #include "flat_index.h"
 #include "id_filter.h"
+#include "ivf_bounds.h"
 #include "items.h"
 
 namespace hashindex {
@@ -29,8 +30,10 @@ struct IvfProbe {
 
 struct IvfStats {
     int64_t queries = 0;
-    int64_t lists_probed = 0;     // (query, list) pairs scanned
-    int64_t codes_compared = 0;   // codes in those lists
+    int64_t lists_probed = 0;     // (query, list) pairs probed
+    int64_t codes_compared = 0;   // codes of those lists compared with the query
+    int64_t lists_skipped = 0;    // pairs whose list's bound proved that none of its codes could enter
+    int64_t codes_skipped = 0;    // the codes of those lists, not compared
 };
 
 // nlist centroids of n codes by k-majority: nlist distinct codes of a seeded shuffle to start; then,
@@ -88,8 +91,16 @@ private:
     void check_trained() const;
     // Caller-chosen list numbers: each in [0, nlist), or -1 too where `none` (no list).
     void check_lists(const int64_t* lists, int64_t count, bool none) const;
-    // Each query's nprobe nearest lists (by distance to the centroid, then list), row-major.
-    std::vector<int64_t> nearest_lists(const uint64_t* qwords, int64_t nq, int nprobe, int threads) const;
+    // Each query's nprobe nearest lists (by distance to the centroid, then list), row-major, and
+    // their distances to the query if `distances` is given.
+    std::vector<int64_t> nearest_lists(const uint64_t* qwords, int64_t nq, int nprobe, int threads,
+                                       std::vector<int32_t>* distances = nullptr) const;
+    // Distances of n codes (row-major words) to list l's centroid.
+    std::vector<uint32_t> to_centroid(int64_t l, const uint64_t* rows, int64_t n) const;
+    // bounds_ (below): widened to hold n codes of list l from `slot` on (none while untrained); all
+    // of them, from the codes.
+    void widen_bounds(int64_t l, int64_t slot, const uint64_t* rows, int64_t n);
+    void compute_bounds();
     // Each query's hits, sorted, in the lists of its nprobe nearest centroids (or as `probe` says): its k
     // best (keep = k, `threshold` the code's bits), or every one within `threshold` (keep = 0).
     std::vector<std::vector<Hit>> scan_lists(const uint8_t* queries, int64_t nq, int nprobe, int threads,
@@ -101,6 +112,7 @@ private:
     CodeStore centroids_;
     bool trained_ = false;
     std::vector<Items> lists_;
+    std::vector<ivf::Bounds> bounds_;  // per list: its members' distances to its centroid
     // Every id (in no particular slot order: a removal moves the last into the hole) and, by the same
     // slot, its list: the checks and default ids of every other kind, and id -> list.
     IdMap ids_;

@@ -91,6 +91,14 @@ struct ListSink : HitSink {
         }
         capacity = std::max(capacity, 2 * hits.size());
     }
+    // Another part's hits (a query split between threads), as if reported here.
+    void absorb(ListSink& other) {
+        for (const Found& h : other.hits)
+            if (h.distance <= threshold) {
+                hits.push_back(h);
+                if (keep) counted(h.distance);
+            }
+    }
     // The hits by (distance, id), at most k of them; each id looked up once.
     std::vector<Hit> result() {
         tidy();

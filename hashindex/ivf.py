@@ -18,7 +18,9 @@ class IVFIndex(_ProbingIndex, _SingleFieldIndex):
     its nearest centroid's list. Each list is stored in the kernels' blocked layout and scanned by
     the same SIMD kernels as :class:`FlatIndex`, once for all the queries of a batch that probe it.
     Results are sorted by (distance, id), padded as FlatIndex pads them; allow / deny apply inside
-    the scan. :attr:`last_search_stats` counts the lists probed and the codes compared.
+    the scan; a list, or a block of 8 codes, whose distances to its centroid put it past a query's
+    k-th distance so far (triangle inequality) is not compared, with the same answers.
+    :attr:`last_search_stats` counts the lists probed, the codes compared and those skipped.
     :attr:`nprobe` is what a search probes when it names no ``nprobe``; it is saved with the index.
     """
 

@@ -1,5 +1,8 @@
 """IVFIndex: exact at nprobe = nlist (against FlatIndex and the numpy oracle), the same recall as faiss's
 IndexBinaryIVF on the same centroids, filters inside the scan, and the index's lifecycle."""
+import struct
+import zlib
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -37,7 +40,10 @@ def test_exact_when_every_list_is_probed(trained, simd):
     r, w = ivf.range_search(xq, 40, nprobe=16), flat.range_search(xq, 40)
     np.testing.assert_array_equal(r.lims, w.lims)
     np.testing.assert_array_equal(r.ids, w.ids)
-    assert ivf.last_search_stats == {"queries": 25, "lists_probed": 25 * 16, "codes_compared": 25 * len(xb)}
+    st = ivf.last_search_stats
+    assert st["queries"] == 25 and st["lists_probed"] == 25 * 16
+    # radius 40 of 128 bits: some lists' bounds prove them empty of hits, and they are not compared
+    assert st["codes_compared"] + st["codes_skipped"] == 25 * len(xb) and st["lists_skipped"] > 0
 
 
 def test_probing_fewer_lists_finds_what_those_lists_hold(trained):
@@ -109,7 +115,7 @@ def test_max_codes_scans_lists_nearest_first_until_the_budget(trained):
             best = np.lexsort((scanned, d[q][scanned]))[:6]
             np.testing.assert_array_equal(got.ids[q, :len(best)], scanned[best])
             np.testing.assert_array_equal(got.distances[q, :len(best)], d[q][scanned][best])
-        assert ivf.last_search_stats["codes_compared"] == compared
+        assert ivf.last_search_stats["codes_compared"] + ivf.last_search_stats["codes_skipped"] == compared
     ranged = ivf.range_search(xq, 128, nprobe=5, max_codes=40)
     assert (np.diff(ranged.lims) <= 40).all() and ivf.last_search_stats["codes_compared"] == 40 * len(xq)
     with pytest.raises(ValueError, match="max_codes"):
@@ -248,13 +254,73 @@ def test_every_list_probed_equals_the_oracle(nbytes, n, nlist, pool, k, removed,
     ivf.train(xb, iterations=3, seed=seed)
     ivf.add(xb, ids)
     gone = ids[:min(removed, len(ids))]
-    ivf.remove(gone)
+    ivf.remove(gone)  # moves members between blocks: their bounds only widen
+    back = rng.permutation(len(gone))[:len(gone) // 2]
+    ivf.add(xb[:len(gone)][back], gone[back] + 10**6)  # appended: the lists' bounds widen
+    xb, ids = np.concatenate([xb, xb[:len(gone)][back]]), np.concatenate([ids, gone[back] + 10**6])
     keep = ~np.isin(ids, gone)
     d = hamming_matrix(xq, xb[keep])
     got = ivf.search(xq, k, nprobe=nlist)
+    radius = int(rng.integers(0, 8 * nbytes + 1))
+    ranged = ivf.range_search(xq, radius, nprobe=nlist)
     for q in range(len(xq)):
         order = np.lexsort((ids[keep], d[q]))[:k]
         m = len(order)
         np.testing.assert_array_equal(got.distances[q, :m], d[q][order])
         np.testing.assert_array_equal(got.ids[q, :m], ids[keep][order])
         assert (got.ids[q, m:] == -1).all()
+        within = np.flatnonzero(d[q] <= radius)
+        lo, hi = ranged.lims[q], ranged.lims[q + 1]
+        assert sorted(zip(ranged.distances[lo:hi], ranged.ids[lo:hi])) == sorted(zip(d[q][within], ids[keep][within]))
+
+
+def test_lists_and_blocks_the_bounds_rule_out_are_not_compared(trained, tmp_path):
+    """Each list keeps how far its members lie from its centroid, per block of 8: lists and blocks
+    that the triangle inequality puts past a query's k-th distance are skipped, with the same answers.
+    The bounds travel in the file: checked against the codes when these are read, trusted in a
+    mapping opened without verify, computed for a file that has none."""
+    ivf, xb, xq = trained
+    ivf.add(xb)
+    ivf.remove(np.arange(0, len(xb), 3))
+    ivf.add(xb[:500], np.arange(len(xb), len(xb) + 500))
+    want = ivf.search(xq, 5, nprobe=8)
+    st = ivf.last_search_stats
+    assert st["codes_skipped"] > st["codes_compared"] and st["lists_skipped"] > 0  # clustered: most ruled out
+    order = np.lexsort((np.broadcast_to(np.arange(16), (len(xq), 16)), hamming_matrix(xq, ivf.centroids)))
+    assert st["codes_compared"] + st["codes_skipped"] == ivf.list_sizes()[order[:, :8]].sum()
+    path = tmp_path / "ivf.hx"
+    ivf.save(path)
+
+    def same(index):
+        got = index.search(xq, 5, nprobe=8)
+        np.testing.assert_array_equal(got.ids, want.ids)
+        np.testing.assert_array_equal(got.distances, want.distances)
+
+    for index in (hashindex.load(path), hashindex.load(path, mmap=True), hashindex.load(path, mmap=True, verify=True)):
+        same(index)
+    data = bytearray(path.read_bytes())
+    payload = struct.unpack_from("<Q", data, 16)[0]
+    nbounds = sum(2 * ((int(n) + 7) // 8) for n in ivf.list_sizes())
+    end = 24 + payload
+    first = end - 4 * nbounds
+    assert struct.unpack_from("<ii", data, first) != (0, 0)
+    bad = bytearray(data)
+    struct.pack_into("<ii", bad, first, 0, 0)  # valid numbers, but the block's codes lie farther
+    struct.pack_into("<I", bad, len(bad) - 4, zlib.crc32(bytes(bad[:-4])))
+    with pytest.raises(hashindex.FormatError, match="bounds of list"):
+        hashindex.loads(bytes(bad))
+    (tmp_path / "bad.hx").write_bytes(bad)
+    with pytest.raises(hashindex.FormatError, match="bounds of list"):
+        hashindex.load(tmp_path / "bad.hx", mmap=True, verify=True)
+    struct.pack_into("<ii", bad, first, 5, 2)  # near past far: refused even unverified
+    struct.pack_into("<I", bad, len(bad) - 4, zlib.crc32(bytes(bad[:-4])))
+    (tmp_path / "bad.hx").write_bytes(bad)
+    with pytest.raises(hashindex.FormatError, match="invalid bounds"):
+        hashindex.load(tmp_path / "bad.hx", mmap=True)
+    old = data[:first] + data[end:-4]  # as earlier builds wrote it: no bounds, flag bit 1 clear
+    struct.pack_into("<Q", old, 16, payload - 4 * nbounds)
+    struct.pack_into("<I", old, 32, struct.unpack_from("<I", old, 32)[0] & ~2)
+    old += struct.pack("<I", zlib.crc32(bytes(old)))
+    (tmp_path / "old.hx").write_bytes(old)
+    for index in (hashindex.loads(bytes(old)), hashindex.load(tmp_path / "old.hx", mmap=True)):
+        same(index)
