@@ -37,8 +37,11 @@ std::vector<uint8_t> IVFIndex::to_bytes() const {
     }
     if (trained_)
         for (const Items& list : lists_) {
-            const std::vector<int32_t>& b = bounds_[static_cast<std::size_t>(&list - lists_.data())].blocks;
-            for (int64_t i = 0; i < 2 * ((list.size() + kBlock - 1) / kBlock); ++i) w.put<int32_t>(b[static_cast<std::size_t>(i)]);
+            const ivf::Bounds& b = bounds_[static_cast<std::size_t>(&list - lists_.data())];
+            for (std::size_t i = 0; i < static_cast<std::size_t>((list.size() + kBlock - 1) / kBlock); ++i) {
+                w.put<int32_t>(b.block_near[i]);
+                w.put<int32_t>(b.block_far[i]);
+            }
         }
     return w.finish(IndexKind::IVF);
 }
@@ -87,7 +90,7 @@ IVFIndex IVFIndex::from_image(const uint8_t* data, std::size_t size, const std::
             const int32_t near = r.get<int32_t>("bound"), far = r.get<int32_t>("bound");
             if (near < 0 || near > far || far > static_cast<int32_t>(nbits))
                 r.fail("invalid bounds of list " + std::to_string(l));
-            if (computed && (near > have.blocks[2 * b] || far < have.blocks[2 * b + 1]))
+            if (computed && (near > have.block_near[static_cast<std::size_t>(b)] || far < have.block_far[static_cast<std::size_t>(b)]))
                 r.fail("the bounds of list " + std::to_string(l) + " do not hold its codes");
             file.widen(b * kBlock, near);
             file.widen(b * kBlock, far);

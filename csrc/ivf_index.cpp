@@ -190,6 +190,7 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
         std::vector<uint64_t> rq;
         std::vector<HitSink*> ptrs;
         std::vector<std::pair<int64_t, int64_t>> runs;
+        std::vector<uint8_t> keep_blocks;
         IvfStats tally;
         for (std::size_t i = i0; i < i1;) {
             const auto l = static_cast<std::size_t>(key[i] >> 32);
@@ -218,7 +219,7 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
                         tally.codes_skipped += n;
                         continue;
                     }
-                    if (bounds_[l].runs(d, s.threshold, nb, runs) * 2 < nb) {  // those blocks for this query alone
+                    if (bounds_[l].runs(d, s.threshold, nb, keep_blocks, runs) * 2 < nb) {  // those blocks for this query alone
                         HitSink* one = &s;
                         int64_t compared = 0;
                         for (const auto& [b0, b1] : runs) {
