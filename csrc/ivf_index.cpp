@@ -201,24 +201,28 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
             for (; i < i1 && static_cast<std::size_t>(key[i] >> 32) == l; ++i) {
                 const auto p = static_cast<std::size_t>(key[i] & 0xffffffffu);
                 const std::size_t local = p / static_cast<std::size_t>(nprobe);
-                if (sink_of[local] < 0) {
-                    sink_of[local] = static_cast<int32_t>(sinks.size());
-                    sinks.emplace_back(start.empty() ? threshold : start[local], keep);
-                }
-                ivf::ListSink& s = sinks[static_cast<std::size_t>(sink_of[local])];
                 const std::size_t q = static_cast<std::size_t>(q0) + local;
                 const int64_t n = codes_of(static_cast<int64_t>(q), static_cast<int64_t>(l));
+                // The bounds (ivf_bounds.h): the list skipped (before a sink is made for the query), or
+                // all but a few of its blocks.
+                const int64_t d = pdist.empty() ? 0 : pdist[static_cast<std::size_t>(q0) * static_cast<std::size_t>(nprobe) + p];
+                const int32_t t = sink_of[local] >= 0 ? sinks[static_cast<std::size_t>(sink_of[local])].threshold
+                                                      : start.empty() ? threshold : start[local];
+                if (!pdist.empty() && bounds_[l].skips(d, t)) {
+                    ++tally.lists_skipped;
+                    tally.codes_skipped += n;
+                    continue;
+                }
+                if (sink_of[local] < 0) {
+                    sink_of[local] = static_cast<int32_t>(sinks.size());
+                    sinks.emplace_back(t, keep);
+                }
+                ivf::ListSink& s = sinks[static_cast<std::size_t>(sink_of[local])];
                 s.slot_ids = list.ids().slot_ids();
                 s.n = n;  // lanes past it are not reported
                 s.pass = masks.empty() ? nullptr : masks[l].data();
-                if (!pdist.empty()) {  // the bounds (ivf_bounds.h): the list, or all but a few blocks, skipped
-                    const int64_t d = pdist[static_cast<std::size_t>(q0) * static_cast<std::size_t>(nprobe) + p];
+                if (!pdist.empty()) {
                     const int64_t nb = (n + kBlock - 1) / kBlock;
-                    if (bounds_[l].skips(d, s.threshold)) {
-                        ++tally.lists_skipped;
-                        tally.codes_skipped += n;
-                        continue;
-                    }
                     if (bounds_[l].runs(d, s.threshold, nb, keep_blocks, runs) * 2 < nb) {  // those blocks for this query alone
                         HitSink* one = &s;
                         int64_t compared = 0;
