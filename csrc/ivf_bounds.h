@@ -46,8 +46,8 @@ struct Bounds {
     }
     // Whether no member can lie within `threshold` of a query at distance d from the centroid.
     bool skips(int64_t d, int32_t threshold) const { return lower(d, near, far) > threshold; }
-    // The runs of blocks among the first `nblocks` that may hold a member within `threshold`, as
-    // [begin, end) pairs; returns how many blocks they cover. `keep` is scratch.
+    // How many blocks among the first `nblocks` may hold a member within `threshold`, and, when they
+    // are under half of them, their runs as [begin, end) pairs. `keep` is scratch.
     int64_t runs(int64_t d, int32_t threshold, int64_t nblocks, std::vector<uint8_t>& keep,
                  std::vector<std::pair<int64_t, int64_t>>& out) const {
         const auto nb = static_cast<std::size_t>(std::min<int64_t>(nblocks, static_cast<int64_t>(block_near.size())));
@@ -61,6 +61,7 @@ struct Bounds {
             kept += keep[b];
         }
         out.clear();
+        if (kept * 2 >= nblocks) return kept;
         for (std::size_t b = 0; b < nb;) {  // kept blocks are few: eight flags at a time past the others
             uint64_t eight = 0;
             if (b + 8 <= nb) std::memcpy(&eight, &keep[b], 8);

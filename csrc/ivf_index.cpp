@@ -221,7 +221,7 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
                 s.slot_ids = list.ids().slot_ids();
                 s.n = n;  // lanes past it are not reported
                 s.pass = masks.empty() ? nullptr : masks[l].data();
-                if (!pdist.empty()) {
+                if (!pdist.empty() && s.threshold < nbits()) {  // (a first list's k-NN sink starts at nbits)
                     const int64_t nb = (n + kBlock - 1) / kBlock;
                     if (bounds_[l].runs(d, s.threshold, nb, keep_blocks, runs) * 2 < nb) {  // those blocks for this query alone
                         HitSink* one = &s;
