@@ -103,6 +103,13 @@ void scan_group(const uint64_t* blocks, int64_t b0, int64_t b1, int runtime_word
             block_acc<G, WC>(blk, q, words, acc);
         }
         if (__builtin_expect(Ops::template any_within<G>(acc, thr), 0)) {
+            if constexpr (G == 1) {  // one query: its distances are at hand, nothing to recompute
+                uint32_t dist[kBlock];
+                Ops::store(acc[0], dist);
+                sinks[0]->on_hits(sinks[0], b * kBlock, Ops::within(acc[0], thr[0]), dist);
+                thr[0] = Ops::threshold(sinks[0]->threshold);
+                continue;
+            }
             report_block<G, WC>(blk, q, words, b * kBlock, sinks);
 #pragma GCC unroll 4
             for (int j = 0; j < G; ++j) thr[j] = Ops::threshold(sinks[j]->threshold);
