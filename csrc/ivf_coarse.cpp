@@ -93,7 +93,6 @@ void IVFIndex::compute_bounds() {
     }
 }
 
-
 void IVFIndex::train(const uint8_t* codes, int64_t n, int iterations, uint64_t seed) {
     HX_CHECK(n >= nlist_, "codes: training needs at least nlist = " + std::to_string(nlist_) + " codes, got " +
                               std::to_string(n));

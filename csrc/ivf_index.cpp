@@ -63,7 +63,6 @@ std::vector<int64_t> IVFIndex::list_sizes() const {
     return out;
 }
 
-
 void IVFIndex::add(const uint8_t* codes, int64_t n, const int64_t* ids, const int64_t* chosen) {
     HX_CHECK(n >= 0, "number of codes must be >= 0");
     std::unique_lock<std::shared_mutex> lk(mu_);
@@ -115,7 +114,6 @@ void IVFIndex::add(const uint8_t* codes, int64_t n, const int64_t* ids, const in
     }
     for (int64_t i = 0; i < n; ++i) list_by_slot_.push_back(static_cast<int32_t>(lists[static_cast<std::size_t>(i)]));
 }
-
 
 std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64_t nq, int nprobe, int threads,
                                                    const IdFilter& filter, int64_t keep, int32_t threshold,
