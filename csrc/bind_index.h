@@ -58,18 +58,11 @@ inline py::bytes to_pybytes(const std::vector<uint8_t>& b) {
 }
 
 inline py::dict stats_dict(const MihStats& st) {
-    py::dict d;
-    d["queries"] = st.queries;
-    d["by_mih"] = st.by_mih;
-    d["by_scan"] = st.by_scan;
-    d["candidates"] = st.candidates;
-    d["hits"] = st.hits;
-    d["buckets"] = st.buckets;
-    d["max_radius"] = st.max_radius;
-    d["tail"] = st.tail;
-    d["probe_scale"] = st.probe_scale;
-    d["scan_ns_per_word"] = st.scan_ns_per_word;
-    return d;
+    using namespace pybind11::literals;
+    return py::dict("queries"_a = st.queries, "by_mih"_a = st.by_mih, "by_scan"_a = st.by_scan,
+                    "candidates"_a = st.candidates, "hits"_a = st.hits, "buckets"_a = st.buckets,
+                    "max_radius"_a = st.max_radius, "tail"_a = st.tail, "probe_scale"_a = st.probe_scale,
+                    "scan_ns_per_word"_a = st.scan_ns_per_word);
 }
 
 // What an IVF search probes beyond nprobe: lists chosen by the caller, nprobe a query (a (nq, nprobe)
@@ -82,13 +75,9 @@ inline IvfProbe ivf_probe(const Codes& queries, int nprobe, const std::optional<
 }
 
 inline py::dict ivf_stats(const IvfStats& st) {
-    py::dict d;
-    d["queries"] = st.queries;
-    d["lists_probed"] = st.lists_probed;
-    d["codes_compared"] = st.codes_compared;
-    d["lists_skipped"] = st.lists_skipped;
-    d["codes_skipped"] = st.codes_skipped;
-    return d;
+    using namespace pybind11::literals;
+    return py::dict("queries"_a = st.queries, "lists_probed"_a = st.lists_probed, "codes_compared"_a = st.codes_compared,
+                    "lists_skipped"_a = st.lists_skipped, "codes_skipped"_a = st.codes_skipped);
 }
 
 // Python runs signal handlers on its main thread only, between bytecodes; a
