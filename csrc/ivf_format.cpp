@@ -8,11 +8,11 @@
 namespace hashindex {
 
 // Payload of kind IVF: nbits u32, nlist u32, flags u32 (bit 0: trained; bit 1: bounds follow the
-// lists), nprobe u32, next_id i64; if trained, nlist centroid rows; then per list its count u64, its Items flags u32 (ids dense or
-// not; never groups), a zero u32, and its Items body (format 2's arrays: blocked codes, ids), so that
-// a mapped file's lists are scanned in place; then, with bit 1, per list holding codes the bounds of
-// each block's distances to the centroid (ivf_bounds.h), near i32 and far i32 (files of earlier builds
-// have none: they are computed on load).
+// lists), nprobe u32, next_id i64; if trained, nlist centroid rows; then per list its count u64, its
+// Items flags u32 (ids dense or not; never groups), a zero u32, and its Items body (format 2's arrays:
+// blocked codes, ids), so that a mapped file's lists are scanned in place; then, with bit 1, per list
+// the bounds of each block's distances to the centroid (ivf_bounds.h), near i32 and far i32 (files of
+// earlier builds have none: they are computed on load).
 std::vector<uint8_t> IVFIndex::to_bytes() const {
     std::shared_lock<std::shared_mutex> lk(mu_);
     PayloadWriter w;
@@ -105,6 +105,7 @@ IVFIndex IVFIndex::from_image(const uint8_t* data, std::size_t size, const std::
         r.fail(std::string("invalid ids: ") + e.what());
     }
     if (!index.ids_.size() && next_id < 0) r.fail("invalid next_id " + std::to_string(next_id));
+    if (!index.restore_next_id(next_id)) r.fail("next_id " + std::to_string(next_id) + " is below the largest id");
     return index;
 }
 

@@ -283,6 +283,7 @@ def test_lists_and_blocks_the_bounds_rule_out_are_not_compared(trained, tmp_path
     ivf.add(xb)
     ivf.remove(np.arange(0, len(xb), 3))
     ivf.add(xb[:500], np.arange(len(xb), len(xb) + 500))
+    ivf.remove(np.array([len(xb) + 499]))  # the largest id gone: the next default id must survive a file
     want = ivf.search(xq, 5, nprobe=8)
     st = ivf.last_search_stats
     assert st["codes_skipped"] > st["codes_compared"] and st["lists_skipped"] > 0  # clustered: most ruled out
@@ -298,6 +299,7 @@ def test_lists_and_blocks_the_bounds_rule_out_are_not_compared(trained, tmp_path
 
     for index in (hashindex.load(path), hashindex.load(path, mmap=True), hashindex.load(path, mmap=True, verify=True)):
         same(index)
+        assert index.next_id == ivf.next_id == len(xb) + 500
     data = bytearray(path.read_bytes())
     payload = struct.unpack_from("<Q", data, 16)[0]
     nbounds = sum(2 * ((int(n) + 7) // 8) for n in ivf.list_sizes())
@@ -324,3 +326,4 @@ def test_lists_and_blocks_the_bounds_rule_out_are_not_compared(trained, tmp_path
     (tmp_path / "old.hx").write_bytes(old)
     for index in (hashindex.loads(bytes(old)), hashindex.load(tmp_path / "old.hx", mmap=True)):
         same(index)
+        assert index.next_id == ivf.next_id
