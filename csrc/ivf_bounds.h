@@ -39,10 +39,13 @@ struct Bounds {
         near = std::min(near, d);
         far = std::max(far, d);
     }
-    // The list now holds `size` members (its last blocks went).
+    // The list now holds `size` members: its blocks past them go (none come: an untrained index has none).
     void truncate(int64_t size) {
-        block_near.resize(static_cast<std::size_t>((size + kBlock - 1) / kBlock));
-        block_far.resize(block_near.size());
+        const auto blocks = static_cast<std::size_t>((size + kBlock - 1) / kBlock);
+        if (block_near.size() > blocks) {
+            block_near.resize(blocks);
+            block_far.resize(blocks);
+        }
     }
     // Whether no member can lie within `threshold` of a query at distance d from the centroid.
     bool skips(int64_t d, int32_t threshold) const { return lower(d, near, far) > threshold; }
