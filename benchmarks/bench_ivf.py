@@ -15,6 +15,7 @@ same lists are probed. For each nprobe: recall@k against the exact answer, batch
 """
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -65,8 +66,14 @@ def main(argv=None) -> int:
     threads = hashindex.available_threads()
     faiss.omp_set_num_threads(threads)
     info = machine_info()
+    # import_faiss lets faiss's idle OpenMP threads sleep (they took our cores when they spun), which
+    # costs faiss a wake-up per parallel region: a large share of a search that does little work (low
+    # nprobe, single queries). OMP_WAIT_POLICY= (empty: OpenMP's default) times faiss as a process of
+    # its own runs it; the record says which (RESULTS.md has both).
+    info["faiss_omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY") or "default"
     print(f"{info.get('cpu')}, {threads} threads, simd {hashindex.simd_level()}, {args.n:,} x {args.nbits} bits "
-          f"{what}, nlist {args.nlist}, k {args.k}; exact FlatIndex batch {flat_ms:.4f} ms/query")
+          f"{what}, nlist {args.nlist}, k {args.k}; exact FlatIndex batch {flat_ms:.4f} ms/query; "
+          f"faiss's OpenMP wait policy {info['faiss_omp_wait_policy']}")
     print(f"{'nprobe':>6} | {'recall ours / faiss same / faiss own':>36} | {'batch ms/q ours / faiss':>24} {'x':>5} | "
           f"{'single ms ours / faiss':>23} {'x':>5} | vs exact")
     rows = []
