@@ -76,6 +76,29 @@ std::vector<uint32_t> IVFIndex::to_centroid(int64_t l, const uint64_t* rows, int
     return dist;
 }
 
+std::vector<int32_t> IVFIndex::probe_distances(const uint64_t* qwords, int64_t nq, const std::vector<int64_t>& probes,
+                                               int nprobe) const {
+    // A query's probed centroids gathered as rows, then one kernel call per query.
+    const int words = words_for(code_size_);
+    const auto np = static_cast<std::size_t>(nprobe);
+    std::vector<int32_t> out(probes.size(), 0);
+    std::vector<uint64_t> rows(np * static_cast<std::size_t>(words));
+    std::vector<uint32_t> idx(np), dist(np), at(np);
+    for (int64_t q = 0; q < nq; ++q) {
+        int64_t n = 0;
+        for (std::size_t r = 0; r < np; ++r) {
+            const int64_t l = probes[static_cast<std::size_t>(q) * np + r];
+            if (l < 0) continue;
+            centroids_.read_words(l, &rows[static_cast<std::size_t>(n) * static_cast<std::size_t>(words)]);
+            at[static_cast<std::size_t>(n++)] = static_cast<uint32_t>(r);
+        }
+        active_kernels().filter(rows.data(), n, words, qwords + q * words, nbits(), idx.data(), dist.data());  // all pass
+        for (int64_t i = 0; i < n; ++i)
+            out[static_cast<std::size_t>(q) * np + at[static_cast<std::size_t>(i)]] = static_cast<int32_t>(dist[static_cast<std::size_t>(i)]);
+    }
+    return out;
+}
+
 void IVFIndex::widen_bounds(int64_t l, int64_t slot, const uint64_t* rows, int64_t n) {
     if (!trained_ || n == 0) return;  // codes placed by the caller's quantizer, no centroid: no bound
     const std::vector<uint32_t> d = to_centroid(l, rows, n);

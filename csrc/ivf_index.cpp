@@ -139,12 +139,7 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
                 if (row[i].first >= 0 && row[i].first == row[i - 1].first)
                     probes[static_cast<std::size_t>(q * nprobe + row[i].second)] = -1;
         }
-        if (trained_) {
-            pdist.assign(probes.size(), 0);
-            for (std::size_t i = 0; i < probes.size(); ++i)
-                if (probes[i] >= 0)
-                    pdist[i] = static_cast<int32_t>(to_centroid(probes[i], &qwords[i / static_cast<std::size_t>(nprobe) * words], 1)[0]);
-        }
+        if (trained_) pdist = probe_distances(qwords.data(), nq, probes, nprobe);
     } else {
         check_trained();
         nprobe = std::min(nprobe, nlist_);

@@ -97,6 +97,9 @@ private:
                                        std::vector<int32_t>* distances = nullptr) const;
     // Distances of n codes (row-major words) to list l's centroid.
     std::vector<uint32_t> to_centroid(int64_t l, const uint64_t* rows, int64_t n) const;
+    // Each query's distance to the centroid of each list it probes (nq x nprobe, -1 for none: 0).
+    std::vector<int32_t> probe_distances(const uint64_t* qwords, int64_t nq, const std::vector<int64_t>& probes,
+                                         int nprobe) const;
     // bounds_ (below): widened to hold n codes of list l from `slot` on (none while untrained); all
     // of them, from the codes.
     void widen_bounds(int64_t l, int64_t slot, const uint64_t* rows, int64_t n);

@@ -327,3 +327,28 @@ def test_lists_and_blocks_the_bounds_rule_out_are_not_compared(trained, tmp_path
     for index in (hashindex.loads(bytes(old)), hashindex.load(tmp_path / "old.hx", mmap=True)):
         same(index)
         assert index.next_id == ivf.next_id
+
+
+def test_lists_chosen_by_the_caller_of_a_trained_index_are_bounded_as_probed_ones(trained):
+    """search(lists=) on a trained index: each chosen list's centroid distance is computed for its
+    bounds, so lists and blocks are skipped there too; answers are the oracle's over those lists
+    (-1 probes nothing, a list named twice is probed once)."""
+    ivf, xb, xq = trained
+    ivf.add(xb)
+    where = ivf.assign(xb)
+    rng = np.random.default_rng(5)
+    lists = rng.integers(-1, 16, (len(xq), 5))
+    lists[:, 0] = ivf.assign(xq)  # each query's own list first, so that its k-th distance is tight
+    lists[1, 3] = lists[1, 2]
+    d = hamming_matrix(xq, xb)
+    got = ivf.search(xq, 6, lists=lists)
+    assert ivf.last_search_stats["codes_skipped"] > 0
+    ranged = ivf.range_search(xq, 20, lists=lists)
+    for q in range(len(xq)):
+        members = np.flatnonzero(np.isin(where, lists[q][lists[q] >= 0]))
+        best = members[np.lexsort((members, d[q][members]))[:6]]
+        np.testing.assert_array_equal(got.ids[q, :len(best)], best)
+        np.testing.assert_array_equal(got.distances[q, :len(best)], d[q][best])
+        within = members[d[q][members] <= 20]
+        lo, hi = ranged.lims[q], ranged.lims[q + 1]
+        assert sorted(zip(ranged.distances[lo:hi], ranged.ids[lo:hi])) == sorted(zip(d[q][within], within))
