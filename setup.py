@@ -26,6 +26,7 @@ COMMON_SOURCES = [
     "ivf_format.cpp",
     "ivf_index.cpp",
     "ivf_coarse.cpp",
+    "ivf_lists.cpp",
     "kernel_scalar.cpp",
     "mih_cost.cpp",
     "mih_index.cpp",

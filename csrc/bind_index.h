@@ -57,12 +57,12 @@ inline py::bytes to_pybytes(const std::vector<uint8_t>& b) {
     return py::bytes(reinterpret_cast<const char*>(b.data()), b.size());
 }
 
-inline py::dict stats_dict(const MihStats& st) {
-    using namespace pybind11::literals;
-    return py::dict("queries"_a = st.queries, "by_mih"_a = st.by_mih, "by_scan"_a = st.by_scan,
-                    "candidates"_a = st.candidates, "hits"_a = st.hits, "buckets"_a = st.buckets,
-                    "max_radius"_a = st.max_radius, "tail"_a = st.tail, "probe_scale"_a = st.probe_scale,
-                    "scan_ns_per_word"_a = st.scan_ns_per_word);
+// What a probing search did, as a tuple in the order of the fields the Python class names
+// (_ProbingIndex._stats_fields): a dict, which a search would make and few callers read, was a large
+// share of a single query's call (CHANGELOG.md, "Binary IVF").
+inline py::tuple stats_tuple(const MihStats& st) {
+    return py::make_tuple(st.queries, st.by_mih, st.by_scan, st.candidates, st.hits, st.buckets, st.max_radius, st.tail,
+                          st.probe_scale, st.scan_ns_per_word);
 }
 
 // What an IVF search probes beyond nprobe: lists chosen by the caller, nprobe a query (a (nq, nprobe)
@@ -74,10 +74,8 @@ inline IvfProbe ivf_probe(const Codes& queries, int nprobe, const std::optional<
     return IvfProbe{lists ? lists->data() : nullptr, max_codes};
 }
 
-inline py::dict ivf_stats(const IvfStats& st) {
-    using namespace pybind11::literals;
-    return py::dict("queries"_a = st.queries, "lists_probed"_a = st.lists_probed, "codes_compared"_a = st.codes_compared,
-                    "lists_skipped"_a = st.lists_skipped, "codes_skipped"_a = st.codes_skipped);
+inline py::tuple stats_tuple(const IvfStats& st) {
+    return py::make_tuple(st.queries, st.lists_probed, st.codes_compared, st.lists_skipped, st.codes_skipped);
 }
 
 // Python runs signal handlers on its main thread only, between bytecodes; a
@@ -229,7 +227,7 @@ void bind_common(py::class_<Index>& c) {
                  if constexpr (kProbes<Index>) self.search(qs, nq, k, threads, d, i, &st, filter);
                  else self.search(qs, nq, k, threads, d, i, filter);
              });
-             if constexpr (kProbes<Index>) return py::make_tuple(r[0], r[1], stats_dict(st));
+             if constexpr (kProbes<Index>) return py::make_tuple(r[0], r[1], stats_tuple(st));
              else return r;
          },
          py::arg("queries"), py::arg("k"), py::arg("threads") = 0, py::arg("allow") = py::none(),
@@ -247,7 +245,7 @@ void bind_common(py::class_<Index>& c) {
                     else r = self.range_search(q.data(), q.shape(0), radius, threads, filter);
                 });
                 py::tuple t = range_arrays(std::move(r));
-                if constexpr (kProbes<Index>) return py::make_tuple(t[0], t[1], t[2], stats_dict(st));
+                if constexpr (kProbes<Index>) return py::make_tuple(t[0], t[1], t[2], stats_tuple(st));
                 else return t;
             },
             py::arg("queries"), py::arg("radius"), py::arg("threads") = 0, py::arg("allow") = py::none(),

@@ -179,7 +179,7 @@ PYBIND11_MODULE(_core, m) {
                 py::tuple r = knn_arrays(self, q, k, [&](const uint8_t* qs, int64_t nq, int32_t* d, int64_t* i) {
                     self.search(qs, nq, k, nprobe, threads, d, i, &st, filter, probe);
                 });
-                return py::make_tuple(r[0], r[1], ivf_stats(st));
+                return py::make_tuple(r[0], r[1], stats_tuple(st));
             },
             py::arg("queries"), py::arg("k"), py::arg("nprobe"), py::arg("threads") = 0,
             py::arg("allow") = py::none(), py::arg("deny") = py::none(), py::arg("lists") = py::none(),
@@ -197,7 +197,7 @@ PYBIND11_MODULE(_core, m) {
                     r = self.range_search(q.data(), q.shape(0), radius, nprobe, threads, &st, filter, probe);
                 });
                 py::tuple t = range_arrays(std::move(r));
-                return py::make_tuple(t[0], t[1], t[2], ivf_stats(st));
+                return py::make_tuple(t[0], t[1], t[2], stats_tuple(st));
             },
             py::arg("queries"), py::arg("radius"), py::arg("nprobe"), py::arg("threads") = 0,
             py::arg("allow") = py::none(), py::arg("deny") = py::none(), py::arg("lists") = py::none(),
@@ -257,7 +257,7 @@ PYBIND11_MODULE(_core, m) {
                 run_interruptible([&] {
                     self.search(fq, nq, k, exclude ? exclude->data() : nullptr, one_per_group, threads, d, i, filter, &st);
                 });
-                return py::make_tuple(distances, ids, stats_dict(st));
+                return py::make_tuple(distances, ids, stats_tuple(st));
             },
             py::arg("queries"), py::arg("weights"), py::arg("nq"), py::arg("k"), py::arg("exclude_groups"),
             py::arg("one_per_group"), py::arg("threads") = 0, py::arg("allow") = py::none(), py::arg("deny") = py::none())

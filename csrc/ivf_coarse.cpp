@@ -1,5 +1,5 @@
 // IVFIndex's coarse quantizer: its centroids, trained by k-majority (binary k-means: each centroid bit
-// the majority of its members' bits), each query's nearest lists, and the lists' bounds (ivf_bounds.h).
+// the majority of its members' bits), and each query's nearest lists and distances to them.
 #include <cstring>
 #include <mutex>
 #include <numeric>
@@ -97,23 +97,6 @@ std::vector<int32_t> IVFIndex::probe_distances(const uint64_t* qwords, int64_t n
             out[static_cast<std::size_t>(q) * np + at[static_cast<std::size_t>(i)]] = static_cast<int32_t>(dist[static_cast<std::size_t>(i)]);
     }
     return out;
-}
-
-void IVFIndex::widen_bounds(int64_t l, int64_t slot, const uint64_t* rows, int64_t n) {
-    if (!trained_ || n == 0) return;  // codes placed by the caller's quantizer, no centroid: no bound
-    const std::vector<uint32_t> d = to_centroid(l, rows, n);
-    for (int64_t i = 0; i < n; ++i) bounds_[static_cast<std::size_t>(l)].widen(slot + i, static_cast<int32_t>(d[static_cast<std::size_t>(i)]));
-}
-
-void IVFIndex::compute_bounds() {
-    const int words = words_for(code_size_);
-    for (int l = 0; l < nlist_; ++l) {
-        const Items& list = lists_[static_cast<std::size_t>(l)];
-        bounds_[static_cast<std::size_t>(l)].clear();
-        std::vector<uint64_t> rows(static_cast<std::size_t>(list.size() * words));
-        for (int64_t s = 0; s < list.size(); ++s) list.store(0).read_words(s, &rows[static_cast<std::size_t>(s * words)]);
-        widen_bounds(l, 0, rows.data(), list.size());
-    }
 }
 
 void IVFIndex::train(const uint8_t* codes, int64_t n, int iterations, uint64_t seed) {

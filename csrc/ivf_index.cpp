@@ -1,7 +1,6 @@
 #include "ivf_index.h"
 
 #include <algorithm>
-#include <cstring>
 #include <mutex>
 #include <limits>
 #include <unordered_map>
@@ -54,65 +53,6 @@ void IVFIndex::check_lists(const int64_t* lists, int64_t count, bool none) const
 
 void IVFIndex::check_trained() const {
     if (!trained_) throw std::invalid_argument("the index is not trained: call train(codes) or set its centroids first");
-}
-
-std::vector<int64_t> IVFIndex::list_sizes() const {
-    std::shared_lock<std::shared_mutex> lk(mu_);
-    std::vector<int64_t> out;
-    for (const Items& list : lists_) out.push_back(list.size());
-    return out;
-}
-
-void IVFIndex::add(const uint8_t* codes, int64_t n, const int64_t* ids, const int64_t* chosen) {
-    HX_CHECK(n >= 0, "number of codes must be >= 0");
-    std::unique_lock<std::shared_mutex> lk(mu_);
-    std::vector<int64_t> lists;
-    if (chosen) {
-        check_lists(chosen, n, false);
-        lists.assign(chosen, chosen + n);
-    } else {  // under the lock that the change holds, so that the centroids cannot change in between
-        check_trained();
-        lists = nearest_lists(rows_to_words(codes, n, code_size_).data(), n, 1, 0);
-    }
-    if (ids)
-        ids_.check_new(ids, n);
-    else
-        check_default_ids(ids_.next_id(), n);
-    std::vector<int64_t> assigned(static_cast<std::size_t>(n));
-    for (int64_t i = 0; i < n; ++i) assigned[static_cast<std::size_t>(i)] = ids ? ids[i] : ids_.next_id() + i;
-    // Grouped by list, so that each list grows once; all or nothing as every kind's add.
-    std::vector<std::vector<int64_t>> rows(static_cast<std::size_t>(nlist_));
-    for (int64_t i = 0; i < n; ++i) rows[static_cast<std::size_t>(lists[static_cast<std::size_t>(i)])].push_back(i);
-    std::vector<int64_t> grown;
-    try {
-        list_by_slot_.reserve(list_by_slot_.size() + static_cast<std::size_t>(n));
-        for (int l = 0; l < nlist_; ++l) {
-            const auto& r = rows[static_cast<std::size_t>(l)];
-            if (r.empty()) continue;
-            std::vector<uint8_t> block(r.size() * static_cast<std::size_t>(code_size_));
-            std::vector<int64_t> block_ids;
-            for (std::size_t j = 0; j < r.size(); ++j) {
-                std::memcpy(&block[j * static_cast<std::size_t>(code_size_)], codes + r[j] * code_size_, static_cast<std::size_t>(code_size_));
-                block_ids.push_back(assigned[static_cast<std::size_t>(r[j])]);
-            }
-            Items& list = lists_[static_cast<std::size_t>(l)];
-            const auto m = static_cast<int64_t>(r.size());
-            list.add({block.data()}, m, block_ids.data(), nullptr);
-            grown.push_back(l);
-            widen_bounds(l, list.size() - m, rows_to_words(block.data(), m, code_size_).data(), m);  // an add undone keeps them valid
-        }
-        ids_.append(assigned.data(), n);
-    } catch (...) {
-        for (const int64_t l : grown) {  // undo: the new items are the last of each list they went to
-            Items& list = lists_[static_cast<std::size_t>(l)];
-            const auto& r = rows[static_cast<std::size_t>(l)];
-            std::vector<int64_t> back;
-            for (const int64_t i : r) back.push_back(assigned[static_cast<std::size_t>(i)]);
-            list.remove(back.data(), static_cast<int64_t>(back.size()), [](int64_t, int64_t) {});
-        }
-        throw;
-    }
-    for (int64_t i = 0; i < n; ++i) list_by_slot_.push_back(static_cast<int32_t>(lists[static_cast<std::size_t>(i)]));
 }
 
 std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64_t nq, int nprobe, int threads,
@@ -183,6 +123,7 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
         std::vector<uint64_t> rq;
         std::vector<HitSink*> ptrs;
         std::vector<std::pair<int64_t, int64_t>> runs;
+        std::vector<int32_t> lower;  // per block of a list, for a query
         std::vector<uint8_t> keep_blocks;
         IvfStats tally;
         for (std::size_t i = i0; i < i1;) {
@@ -214,19 +155,34 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
                 s.slot_ids = list.ids().slot_ids();
                 s.n = n;  // lanes past it are not reported
                 s.pass = masks.empty() ? nullptr : masks[l].data();
-                if (!pdist.empty() && s.threshold < nbits()) {  // (a first list's k-NN sink starts at nbits)
-                    const int64_t nb = (n + kBlock - 1) / kBlock;
-                    if (bounds_[l].runs(d, s.threshold, nb, keep_blocks, runs) * 2 < nb) {  // those blocks for this query alone
-                        HitSink* one = &s;
-                        int64_t compared = 0;
+                // A k-NN query's first list (its sink starts at nbits, where no block can be ruled out):
+                // the blocks nearest the query by their bound first, the bound widening in doubling
+                // steps, so that its k-th distance falls before the far blocks come up. Other lists:
+                // the blocks within the query's k-th distance, alone if they are few.
+                const int64_t nb = (n + kBlock - 1) / kBlock;
+                const bool widening = !pdist.empty() && keep && s.threshold >= nbits();
+                constexpr int32_t kNoneScanned = ivf::Bounds::kNoneScanned;
+                if (!pdist.empty()) bounds_[l].block_lower(d, nb, lower);
+                if (widening || (!pdist.empty() && s.threshold < nbits() &&
+                                 ivf::Bounds::runs(lower, kNoneScanned, s.threshold, keep_blocks, runs) * 2 < nb)) {
+                    HitSink* one = &s;
+                    int64_t compared = 0;
+                    int32_t upto = 0;  // first the nearest blocks that hold k codes
+                    while (widening && upto < nbits() && ivf::Bounds::count_within(lower, upto) * kBlock < keep + kBlock)
+                        upto = 2 * upto + 1;
+                    for (int32_t scanned = kNoneScanned; scanned < s.threshold; upto = s.threshold) {
+                        const int32_t t = std::min(upto, s.threshold);
+                        if (widening) ivf::Bounds::runs(lower, scanned, t, keep_blocks, runs);
                         for (const auto& [b0, b1] : runs) {
                             kern.scan(list.store(0).blocks(), b0, b1, words, &qwords[q * static_cast<std::size_t>(words)], 1, &one);
                             compared += std::min(n, b1 * kBlock) - b0 * kBlock;
                         }
-                        tally.codes_compared += compared;
-                        tally.codes_skipped += n - compared;
-                        continue;
+                        if (!widening) break;
+                        scanned = t;
                     }
+                    tally.codes_compared += compared;
+                    tally.codes_skipped += n - compared;
+                    continue;
                 }
                 tally.codes_compared += n;
                 scanned = std::max(scanned, s.n);
@@ -344,49 +300,6 @@ RangeResult IVFIndex::range_search(const uint8_t* queries, int64_t nq, int32_t r
     RangeResult r = ranges_of(scan_lists(queries, nq, nprobe, threads, filter, 0, radius, st, probe));
     if (stats) *stats = st;
     return r;
-}
-
-void IVFIndex::remove(const int64_t* ids, int64_t n) {
-    std::unique_lock<std::shared_mutex> lk(mu_);
-    ids_.check_present(ids, n);
-    for (int64_t i = 0; i < n; ++i) {
-        const int64_t slot = ids_.slot_of(ids[i]), last = ids_.size() - 1;
-        const int32_t l = list_by_slot_[static_cast<std::size_t>(slot)];
-        Items& list = lists_[static_cast<std::size_t>(l)];
-        list.remove(ids + i, 1, [&](int64_t from, int64_t to) {  // the list's last member moved into the hole
-            if (from == to) return;
-            std::vector<uint64_t> row(static_cast<std::size_t>(words_for(code_size_)));
-            list.store(0).read_words(to, row.data());
-            widen_bounds(l, to, row.data(), 1);
-        });
-        bounds_[static_cast<std::size_t>(l)].truncate(list.size());
-        list_by_slot_[static_cast<std::size_t>(slot)] = list_by_slot_[static_cast<std::size_t>(last)];
-        list_by_slot_.pop_back();
-        ids_.remove_by_moving_last(slot);
-    }
-}
-
-void IVFIndex::get(const int64_t* ids, int64_t n, uint8_t* out) const {
-    std::shared_lock<std::shared_mutex> lk(mu_);
-    for (int64_t i = 0; i < n; ++i) ids_.slot_of(ids[i]);
-    for (int64_t i = 0; i < n; ++i)
-        lists_[static_cast<std::size_t>(list_by_slot_[static_cast<std::size_t>(ids_.slot_of(ids[i]))])].get(0, ids + i, 1, out + i * code_size_);
-}
-
-void IVFIndex::reset() {
-    std::unique_lock<std::shared_mutex> lk(mu_);
-    for (Items& list : lists_) list.clear();
-    for (ivf::Bounds& b : bounds_) b.clear();
-    ids_.clear();
-    list_by_slot_.clear();
-}
-
-std::size_t IVFIndex::memory_bytes() const {
-    std::shared_lock<std::shared_mutex> lk(mu_);
-    std::size_t total = centroids_.memory_bytes() + ids_.memory_bytes() + list_by_slot_.capacity() * sizeof(int32_t);
-    for (const Items& list : lists_) total += list.memory_bytes();
-    for (const ivf::Bounds& b : bounds_) total += b.memory_bytes();
-    return total;
 }
 
 }  // namespace hashindex

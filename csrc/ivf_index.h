@@ -22,7 +22,9 @@ namespace hashindex {
 // What a search probes beyond its nprobe: lists (nq x nprobe, -1 for none) chosen by the caller
 // (faiss's search_preassigned), null for each query's nprobe nearest centroids'; and max_codes: a
 // query scans its lists in probe order until it has compared that many codes, the last list in
-// part (faiss's max_codes; 0: no limit).
+// part, its first members in stored order (faiss's max_codes, whose lists are in the order of
+// adding; ours are in order by distance to the centroid, but for the members added or moved since
+// the list was last put in order); 0: no limit.
 struct IvfProbe {
     const int64_t* lists = nullptr;
     int64_t max_codes = 0;
@@ -104,6 +106,10 @@ private:
     // of them, from the codes.
     void widen_bounds(int64_t l, int64_t slot, const uint64_t* rows, int64_t n);
     void compute_bounds();
+    // List l's bounds from its codes, after putting its members in order by distance to the centroid
+    // if `order` (ivf_bounds.h); and that, if enough of them are out of order.
+    void bound_list(int64_t l, bool order);
+    void order_list_if_needed(int64_t l);
     // Each query's hits, sorted, in the lists of its nprobe nearest centroids (or as `probe` says): its k
     // best (keep = k, `threshold` the code's bits), or every one within `threshold` (keep = 0).
     std::vector<std::vector<Hit>> scan_lists(const uint8_t* queries, int64_t nq, int nprobe, int threads,

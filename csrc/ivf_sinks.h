@@ -27,12 +27,28 @@ struct ListSink : HitSink {
         int64_t id() const { return slot_id(slot_ids, slot); }
         Hit hit() const { return Hit{distance, id()}; }
     };
+    // The buffers of sinks gone, kept per thread for the sinks to come: a search makes a sink per
+    // query, and making their buffers anew (a hit buffer is past glibc's per-thread cache) was a
+    // large share of a search at nprobe 1 (CHANGELOG.md, "Binary IVF").
+    struct Spare {
+        std::vector<Found> hits;
+        std::vector<int32_t> count;
+        std::vector<uint64_t> occupied;
+    };
+    // At most this many, none larger than this (a range search's buffer may hold millions of hits):
+    // a thread keeps about 1 MB for 256-bit codes and k = 10, 10 MB at the very most.
+    static constexpr std::size_t kSpares = 256, kSpareHits = 1024, kSpareCounts = 4097;
+    static std::vector<Spare>& spares() {
+        static thread_local std::vector<Spare> spare;
+        return spare;
+    }
     int64_t keep;
     const int64_t* slot_ids = nullptr;
     int64_t n = 0;
     const uint8_t* pass = nullptr;
     std::vector<Found> hits;        // those above the threshold go at the next tidy()
     std::vector<int32_t> count;     // hits held per distance (keep > 0)
+    std::vector<uint64_t> occupied;  // bit d: a hit was counted at d, so that the threshold falls past empty distances at once
     int64_t held = 0;               // hits held at or below the threshold
     bool filled = false;            // k hits held once (the threshold is then the k-th distance)
     int32_t top = 0;                // the largest distance of the first k hits
@@ -43,9 +59,27 @@ struct ListSink : HitSink {
     // threshold only falls).
     ListSink(int32_t threshold, int64_t keep_)
         : HitSink{threshold, &ListSink::cb}, keep(keep_), capacity(static_cast<std::size_t>(4 * keep_ + 64)) {
+        if (std::vector<Spare>& spare = spares(); !spare.empty()) {
+            hits.swap(spare.back().hits);
+            count.swap(spare.back().count);
+            occupied.swap(spare.back().occupied);
+            spare.pop_back();
+            hits.clear();
+        }
         if (keep) {
             count.assign(static_cast<std::size_t>(threshold) + 1, 0);
+            occupied.assign(static_cast<std::size_t>(threshold) / 64 + 1, 0);
             hits.reserve(std::min<std::size_t>(capacity, 256) + kBlock);
+        }
+    }
+    ListSink(ListSink&&) noexcept = default;
+    ListSink& operator=(ListSink&&) = delete;
+    ~ListSink() {
+        if (hits.capacity() == 0 || hits.capacity() > kSpareHits || count.capacity() > kSpareCounts) return;  // (0: moved from)
+        try {
+            std::vector<Spare>& spare = spares();
+            if (spare.size() < kSpares) spare.push_back(Spare{std::move(hits), std::move(count), std::move(occupied)});
+        } catch (const std::bad_alloc&) {
         }
     }
     static void cb(HitSink* self, int64_t first, uint32_t lanes, const uint32_t* dist) {
@@ -60,7 +94,7 @@ struct ListSink : HitSink {
         }
     }
     void counted(int32_t d) {
-        ++count[static_cast<std::size_t>(d)];
+        if (count[static_cast<std::size_t>(d)]++ == 0) occupied[static_cast<std::size_t>(d) / 64] |= uint64_t{1} << (d % 64);
         ++held;
         if (!filled) {  // the first k hits: the threshold drops to the largest at once
             top = std::max(top, d);
@@ -71,9 +105,17 @@ struct ListSink : HitSink {
         // then it falls while the hits below it are k without those at it
         while (held - count[static_cast<std::size_t>(threshold)] >= keep) {
             held -= count[static_cast<std::size_t>(threshold)];
-            --threshold;
+            threshold = occupied_below(threshold);
         }
         if (hits.size() >= capacity) tidy();
+    }
+    // The largest distance under t with a hit counted (one is: the hits under t are at least k).
+    int32_t occupied_below(int32_t t) const {
+        const int32_t top_bit = t - 1;
+        auto w = static_cast<std::size_t>(top_bit / 64);
+        uint64_t bits = occupied[w] & ((uint64_t{2} << (top_bit % 64)) - 1);
+        while (!bits) bits = occupied[--w];
+        return static_cast<int32_t>(w * 64 + 63) - __builtin_clzll(bits);
     }
     // Drops the hits above the threshold, and the ties at it past the k smallest ids when they are
     // many (then the ids are looked up); the buffer then holds at most about 2k + 32.

@@ -7,7 +7,6 @@ Subclasses set ``_core_class`` (the compiled index) and implement their searches
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any, TypeVar
 
 import numpy as np
@@ -115,11 +114,14 @@ class _Index:
 
 
 class _ProbingIndex(_Index):
-    """An index that may probe hash tables or scan, per query (MIHIndex, MultiFieldIndex)."""
+    """An index that reports what each search did (MIHIndex, IVFIndex, MultiFieldIndex)."""
+
+    # The names of the values the core returns, in its order (bind_index.h's stats_tuple).
+    _stats_fields: tuple[str, ...] = ("queries", "by_mih", "by_scan", "candidates", "hits", "buckets", "max_radius",
+                                      "tail", "probe_scale", "scan_ns_per_word")
 
     def _init_state(self) -> None:
-        self._stats: dict[str, Any] = {}
-        self._stats_lock = threading.Lock()
+        self._stats: tuple = ()
 
     @property
     def last_search_stats(self) -> dict[str, Any]:
@@ -132,12 +134,10 @@ class _ProbingIndex(_Index):
         scan_ns_per_word: the cost model's learned state when the call began (measured /
         modelled probing time; scan cost per code word).
         """
-        with self._stats_lock:
-            return dict(self._stats)
+        return dict(zip(self._stats_fields, self._stats))
 
-    def _keep(self, stats: dict[str, Any]) -> None:
-        with self._stats_lock:
-            self._stats = stats
+    def _keep(self, stats: tuple) -> None:
+        self._stats = stats  # one reference replaced: a reader sees the old tuple or the new one, whole
 
 
 class _SingleFieldIndex(_Index):

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 INT64_MAX = np.iinfo(np.int64).max
+_UINT8 = np.dtype(np.uint8)
 
 
 def _type_name(x: object) -> str:
@@ -26,6 +27,8 @@ def _type_name(x: object) -> str:
 
 def int_arg(value: object, name: str, *, minimum: int, maximum: int | None = None) -> int:
     """A Python or numpy integer (not bool, not float) in [minimum, maximum]."""
+    if type(value) is int and minimum <= value and (maximum is None or value <= maximum):
+        return value  # the common case, without the ABC check below (most of a small search's validation)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an integer, got {_type_name(value)} {value!r}")
     value = operator.index(value)
@@ -71,6 +74,11 @@ def threads_arg(threads: object) -> int:
 
 def codes_arg(codes: object, code_size: int, name: str) -> np.ndarray:
     """uint8 codes of shape (n, code_size), or one code of shape (code_size,)."""
+    if type(codes) is np.ndarray and codes.dtype is _UINT8 and codes.flags.c_contiguous:
+        if codes.ndim == 2 and codes.shape[1] == code_size:
+            return codes  # as they are: the common case, checked at the cost of a few attributes
+        if codes.ndim == 1 and codes.shape[0] == code_size:
+            return codes.reshape(1, -1)
     if not isinstance(codes, np.ndarray):
         raise TypeError(
             f"{name}: expected a numpy.ndarray of uint8 with shape (n, {code_size}), got {_type_name(codes)}; "

@@ -18,17 +18,24 @@ class IVFIndex(_ProbingIndex, _SingleFieldIndex):
     its nearest centroid's list. Each list is stored in the kernels' blocked layout and scanned by
     the same SIMD kernels as :class:`FlatIndex`, once for all the queries of a batch that probe it.
     Results are sorted by (distance, id), padded as FlatIndex pads them; allow / deny apply inside
-    the scan; a list, or a block of 8 codes, whose distances to its centroid put it past a query's
-    k-th distance so far (triangle inequality) is not compared, with the same answers.
+    the scan. Each list keeps its members in order by distance to its centroid; a list, or a block of
+    8 codes, whose distances to its centroid put it past a query's k-th distance so far (triangle
+    inequality) is not compared, with the same answers, and a query reads its nearest list from the
+    blocks nearest it by that bound outward.
     :attr:`last_search_stats` counts the lists probed, the codes compared and those skipped.
     :attr:`nprobe` is what a search probes when it names no ``nprobe``; it is saved with the index.
     """
 
     _core_class = _core.IVFIndex
+    _stats_fields = ("queries", "lists_probed", "codes_compared", "lists_skipped", "codes_skipped")
 
     def __init__(self, nbits: int, nlist: int) -> None:
         self._index = _core.IVFIndex(nbits_arg(nbits), int_arg(nlist, "nlist", minimum=1, maximum=1 << 24))
         self._init_state()
+
+    def _init_state(self) -> None:
+        super()._init_state()
+        self._nlist = self._index.nlist  # fixed at construction; read by every search
 
     def __repr__(self) -> str:
         return f"IVFIndex(nbits={self.nbits}, nlist={self.nlist}, ntotal={self.ntotal}, trained={self.is_trained})"
@@ -91,7 +98,8 @@ class IVFIndex(_ProbingIndex, _SingleFieldIndex):
         """The k nearest codes among the lists of each query's nprobe nearest centroids, or among
         ``lists``: int64 (nq, nprobe), the lists each query probes (-1: none), chosen by a quantizer of
         the caller's own (faiss's search_preassigned). ``max_codes``: a query scans its lists nearest
-        first until it has compared that many codes, the last in part (faiss's max_codes; 0 or None:
+        first until it has compared that many codes, the last in part: its members nearest the centroid,
+        as each list keeps them in that order (faiss's max_codes, which takes the first added; 0 or None:
         every code of its lists)."""
         queries = self._queries(queries)
         nprobe, lists = self._probes(queries, nprobe, lists)
@@ -117,7 +125,7 @@ class IVFIndex(_ProbingIndex, _SingleFieldIndex):
         if lists is None:
             if nprobe is None:
                 nprobe = self.nprobe
-            return min(int_arg(nprobe, "nprobe", minimum=1), self.nlist), None  # the core refuses an untrained index
+            return min(int_arg(nprobe, "nprobe", minimum=1), self._nlist), None  # the core refuses an untrained index
         rows = np.asarray(lists)
         width = rows.shape[1] if rows.ndim == 2 and rows.shape[1] >= 1 else "nprobe >= 1"
         rows = _lists_arg(rows, (len(queries), width))

@@ -93,10 +93,12 @@ def test_batches_past_a_round_split_over_threads_equal_the_oracle(trained, simd)
 
 def test_max_codes_scans_lists_nearest_first_until_the_budget(trained):
     """max_codes (faiss's): a query scans its lists in probe order, each up to what is left of the
-    budget (a list's codes in the order they were added), and probes none past it."""
+    budget (a list's codes in stored order: by distance to its centroid, ties in the order they
+    were added), and probes none past it."""
     ivf, xb, xq = trained
     ivf.add(xb)
     lists, sizes = ivf.assign(xb), ivf.list_sizes()
+    to_centroid = hamming_matrix(xb, ivf.centroids)
     order = np.lexsort((np.broadcast_to(np.arange(16), (len(xq), 16)), hamming_matrix(xq, ivf.centroids)))
     d = hamming_matrix(xq, xb)
     for max_codes in (1, 150, int(sizes.max()) + 7, 10**9):
@@ -107,7 +109,8 @@ def test_max_codes_scans_lists_nearest_first_until_the_budget(trained):
             for n in order[q, :5]:
                 if left <= 0:
                     break
-                members = np.flatnonzero(lists == n)[:left]
+                members = np.flatnonzero(lists == n)
+                members = members[np.argsort(to_centroid[members, n], kind="stable")][:left]
                 scanned.append(members)
                 left -= len(members)
             scanned = np.concatenate(scanned)
@@ -352,3 +355,33 @@ def test_lists_chosen_by_the_caller_of_a_trained_index_are_bounded_as_probed_one
         within = members[d[q][members] <= 20]
         lo, hi = ranged.lims[q], ranged.lims[q + 1]
         assert sorted(zip(ranged.distances[lo:hi], ranged.ids[lo:hi])) == sorted(zip(d[q][within], within))
+
+
+def test_lists_kept_in_order_are_read_from_the_blocks_nearest_the_query(trained):
+    """Each list is kept in order by distance to its centroid (put in order again as adds and
+    removals disorder it), so that a block's bound is tight and a query reads its nearest list from
+    the blocks nearest it by that bound outward, stopping where the bound passes its k-th distance:
+    at nprobe 1 most of the list is not compared, with the answers of the whole list, whether the
+    codes came in one add or a few at a time."""
+    ivf, xb, xq = trained
+    few = hashindex.IVFIndex(128, 16)
+    few.centroids = ivf.centroids
+    ivf.add(xb)
+    for i in range(0, len(xb), 7):
+        few.add(xb[i:i + 7], np.arange(i, min(i + 7, len(xb))))
+    few.remove(np.arange(0, len(xb), 5))
+    few.add(xb[:len(xb):5], np.arange(0, len(xb), 5))  # the same codes again, appended
+    lists, nearest, d = ivf.assign(xb), ivf.assign(xq), hamming_matrix(xq, xb)
+    compared = {}
+    for name, index in (("one add", ivf), ("a few at a time", few)):
+        got = index.search(xq, 5, nprobe=1)
+        st = index.last_search_stats
+        compared[name] = st["codes_compared"]
+        assert st["codes_compared"] + st["codes_skipped"] == ivf.list_sizes()[nearest].sum()
+        assert st["codes_skipped"] > st["codes_compared"], (name, st)
+        for q in range(len(xq)):
+            members = np.flatnonzero(lists == nearest[q])
+            best = members[np.lexsort((members, d[q][members]))[:5]]
+            np.testing.assert_array_equal(got.ids[q], best)
+            np.testing.assert_array_equal(got.distances[q], d[q][best])
+    assert compared["a few at a time"] <= 1.5 * compared["one add"], compared

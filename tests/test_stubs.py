@@ -111,15 +111,24 @@ def test_classes_have_the_stubs_members(cls):
 
 
 def test_stats_values_have_the_stubs_type():
-    """The probing indexes' stats mix counts and learned rates: the stub must not say int."""
+    """The probing indexes' stats mix counts and learned rates: the stub must not say int. The core
+    returns them as a tuple, which the Python class names field by field: as many names as values."""
     import numpy as np
 
     tree = ast.parse(STUB.read_text())
     mih = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "MIHIndex")
     search = next(n for n in mih.body if isinstance(n, ast.FunctionDef) and n.name == "search")
-    value_type = ast.unparse(search.returns).rsplit("dict[str, ", 1)[1].split("]")[0]
+    value_type = ast.unparse(search.returns).rsplit("tuple[", 1)[1].split(",")[0]
     allowed = {"int": (int,), "float": (int, float), "Any": (object,)}[value_type]
     index = _core.MIHIndex(64, 0)
     index.add(np.zeros((10, 8), np.uint8), None)
     stats = index.search(np.zeros((1, 8), np.uint8), 3)[-1]
-    assert stats and all(isinstance(v, allowed) for v in stats.values()), (value_type, stats)
+    assert stats and all(isinstance(v, allowed) for v in stats), (value_type, stats)
+    assert len(stats) == len(hashindex.MIHIndex._stats_fields)
+    ivf = _core.IVFIndex(64, 1)
+    ivf.train(np.zeros((1, 8), np.uint8), 1, 0)
+    assert len(ivf.search(np.zeros((1, 8), np.uint8), 3, 1)[-1]) == len(hashindex.IVFIndex._stats_fields)
+    multi = hashindex.MultiFieldIndex({"a": 64})
+    multi.add({"a": np.zeros((4, 8), np.uint8)})
+    multi.search({"a": np.zeros((1, 8), np.uint8)}, 2)
+    assert set(multi.last_search_stats) == set(hashindex.MIHIndex._stats_fields)

@@ -30,7 +30,9 @@ result types and padding as faiss-cpu 1.15 (tested side by side with it). Where 
   centroids, but lists are chosen by an exact search over them; one that cannot give them back (an
   IndexBinaryFromFloat over a float HNSW or multi-index quantizer) chooses them by its own search,
   as in faiss (such an index is not written to a file). ``invlists`` tells list sizes;
-  ``set_direct_map_type`` is accepted (ids are always mapped).
+  ``set_direct_map_type`` is accepted (ids are always mapped). ``max_codes`` compares as many codes
+  as faiss's, but a list it cuts gives its members nearest the centroid, where faiss's gives the
+  first added (each list is kept in order by distance to its centroid).
 - **serialize_index_binary** returns hashindex's format as a uint8 array (not faiss's bytes).
 - **IndexBinaryShards / IndexBinaryReplicas** run their sub-indexes one after another (``threaded`` is
   kept and ignored) and merge by (distance, id); built without d, they take the first sub-index's
