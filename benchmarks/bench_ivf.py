@@ -12,6 +12,8 @@ Each index trains its own centroids (hashindex by k-majority, faiss by k-means o
 floats) from the same 100k codes; a second faiss index is given hashindex's centroids, so that the
 same lists are probed. For each nprobe: recall@k against the exact answer, batch ms/query (median of
 --repeats) and single-query ms (median of --single, each alone), and faiss's time over ours.
+faiss runs at OpenMP's default wait policy unless OMP_WAIT_POLICY says otherwise (PASSIVE: as the
+other scripts run it); the record says which.
 """
 from __future__ import annotations
 
@@ -22,9 +24,22 @@ import numpy as np
 from harness import script_parser
 
 import hashindex
-from hashindex.bench import import_faiss, machine_info, make_codes, median_each, median_seconds, recall_at_k, write_json
+from hashindex.bench import (
+    import_faiss,
+    let_faiss_sleep,
+    machine_info,
+    make_codes,
+    median_each,
+    median_seconds,
+    recall_at_k,
+    write_json,
+)
 
-faiss = import_faiss(required=True)
+# faiss at OpenMP's default wait policy, as a process of its own runs it (its threads spin between
+# parallel regions instead of waking for each: most of a search at nprobe 1-4); ours is timed after
+# they have gone to sleep. OMP_WAIT_POLICY=PASSIVE times faiss as the other scripts do.
+faiss = import_faiss(required=True, wait_policy=None)
+FAISS_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY") or "default"  # as OpenMP read it, at faiss's import
 
 
 def main(argv=None) -> int:
@@ -66,11 +81,7 @@ def main(argv=None) -> int:
     threads = hashindex.available_threads()
     faiss.omp_set_num_threads(threads)
     info = machine_info()
-    # import_faiss lets faiss's idle OpenMP threads sleep (they took our cores when they spun), which
-    # costs faiss a wake-up per parallel region: a large share of a search that does little work (low
-    # nprobe, single queries). OMP_WAIT_POLICY= (empty: OpenMP's default) times faiss as a process of
-    # its own runs it; the record says which (RESULTS.md has both).
-    info["faiss_omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY") or "default"
+    info["faiss_omp_wait_policy"] = FAISS_WAIT_POLICY
     print(f"{info.get('cpu')}, {threads} threads, simd {hashindex.simd_level()}, {args.n:,} x {args.nbits} bits "
           f"{what}, nlist {args.nlist}, k {args.k}; exact FlatIndex batch {flat_ms:.4f} ms/query; "
           f"faiss's OpenMP wait policy {info['faiss_omp_wait_policy']}")
@@ -82,8 +93,10 @@ def main(argv=None) -> int:
         q = xq[:args.nq]
         recall = [recall_at_k(r, truth) for r in (ours.search(q, args.k, nprobe=nprobe).distances,
                                                   same.search(q, args.k)[0], theirs.search(q, args.k)[0])]
+        let_faiss_sleep()
         batch = [median_seconds(f, args.repeats) / args.nq * 1e3
                  for f in (lambda: ours.search(q, args.k, nprobe=nprobe), lambda: same.search(q, args.k))]
+        let_faiss_sleep()
         single = [median_each(f, args.single) * 1e3
                   for f in (lambda i: ours.search(xq[i], args.k, nprobe=nprobe), lambda i: same.search(xq[i:i + 1], args.k))]
         row = {"nprobe": nprobe, "recall_ours": recall[0], "recall_faiss_same_centroids": recall[1],

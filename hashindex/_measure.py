@@ -92,12 +92,16 @@ def roofline(threads: int) -> dict[str, float]:
             "memory_read_gbps": hashindex._core.read_bandwidth(1 << 28, threads, 5)}
 
 
-def import_faiss(required: bool = False) -> Any:
+def import_faiss(required: bool = False, wait_policy: str | None = "PASSIVE") -> Any:
     """faiss, imported the one way every benchmark does: OpenMP told first (it must be, before faiss
-    loads it) to let its idle threads sleep. Spinning, they took the second core from whatever ran
-    next: our 2-thread searches ran up to 2x slower right after a faiss call. None if faiss-cpu is
-    missing, or exit with how to install it when ``required``."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    loads it) to let its idle threads sleep, unless the caller set OMP_WAIT_POLICY. Spinning, they
+    took the second core from whatever ran next: our 2-thread searches ran up to 2x slower right
+    after a faiss call. But sleeping costs faiss a wake-up per parallel region, most of a search
+    that does little work: ``wait_policy=None`` leaves OpenMP's default (spin a few milliseconds,
+    then sleep), and the script then pauses before timing ours (:func:`let_faiss_sleep`). None if
+    faiss-cpu is missing, or exit with how to install it when ``required``."""
+    if wait_policy is not None:
+        os.environ.setdefault("OMP_WAIT_POLICY", wait_policy)
     try:
         import faiss
     except ImportError:
@@ -105,6 +109,12 @@ def import_faiss(required: bool = False) -> Any:
             sys.exit("faiss-cpu is required: pip install '.[bench]'")
         return None
     return faiss
+
+
+def let_faiss_sleep() -> None:
+    """Waits out faiss's OpenMP threads spinning after its last call (at OpenMP's default policy
+    they spin a few milliseconds, measured, then sleep), so that they do not share our cores."""
+    time.sleep(0.05)
 
 
 def machine_info() -> dict[str, Any]:
@@ -121,7 +131,7 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     versions = {"numpy": np.__version__, "hashindex": hashindex.__version__}
-    faiss = import_faiss()
+    faiss = sys.modules.get("faiss") or import_faiss()  # (imported already: its OpenMP policy is set)
     if faiss is not None:
         versions["faiss"] = faiss.__version__
     return {"platform": platform.platform(), "cpu": model, "cpu_flags": flags,

@@ -35,6 +35,7 @@ import hashindex
 
 from ._measure import (  # noqa: F401  (the scripts' helpers, one import path)
     import_faiss,
+    let_faiss_sleep,
     machine_info,
     median_each,
     median_seconds,
