@@ -385,3 +385,40 @@ def test_lists_kept_in_order_are_read_from_the_blocks_nearest_the_query(trained)
             np.testing.assert_array_equal(got.ids[q], best)
             np.testing.assert_array_equal(got.distances[q], d[q][best])
     assert compared["a few at a time"] <= 1.5 * compared["one add"], compared
+
+
+@given(n=st.integers(1, 400), nlist=st.integers(1, 9), nprobe=st.integers(1, 9), k=st.integers(1, 30),
+       batch=st.sampled_from([1, 5, 400]), removed=st.integers(0, 60), every=st.sampled_from([None, 2, 3]),
+       seed=st.integers(0, 2**16))
+def test_probing_some_lists_equals_the_oracle_of_those_lists(n, nlist, nprobe, k, batch, removed, every, seed):
+    """Clustered codes added in batches (each list put in order again as they come), some removed,
+    an allow filter or none: the k best of the nprobe nearest lists (ties by list, then by id), for
+    every query, k-NN and range search, as the oracle finds them among those lists' members."""
+    rng = np.random.default_rng(seed)
+    centres = rng.integers(0, 256, (6, 8), dtype=np.uint8)
+    xb, xq = clustered(rng, n, 64, centres), clustered(rng, 6, 64, centres)
+    ivf = hashindex.IVFIndex(64, nlist)
+    ivf.train(np.concatenate([xb, clustered(rng, nlist, 64, centres)]), iterations=3, seed=seed)
+    for i in range(0, n, batch):
+        ivf.add(xb[i:i + batch], np.arange(i, min(n, i + batch)))
+    gone = rng.permutation(n)[:min(removed, n)]
+    ivf.remove(gone)
+    held = np.setdiff1d(np.arange(n), gone)
+    allow = None if every is None else held[::every]
+    passing = held if allow is None else allow
+    lists, near = ivf.assign(xb), hamming_matrix(xq, ivf.centroids)
+    d = hamming_matrix(xq, xb)
+    nprobe = min(nprobe, nlist)
+    got = ivf.search(xq, k, nprobe=nprobe, allow=allow)
+    radius = int(rng.integers(0, 65))
+    ranged = ivf.range_search(xq, radius, nprobe=nprobe, allow=allow)
+    for q in range(len(xq)):
+        probed = np.lexsort((np.arange(nlist), near[q]))[:nprobe]
+        members = passing[np.isin(lists[passing], probed)]
+        order = members[np.lexsort((members, d[q][members]))[:k]]
+        np.testing.assert_array_equal(got.ids[q, :len(order)], order)
+        np.testing.assert_array_equal(got.distances[q, :len(order)], d[q][order])
+        assert (got.ids[q, len(order):] == -1).all()
+        within = members[d[q][members] <= radius]
+        lo, hi = ranged.lims[q], ranged.lims[q + 1]
+        assert sorted(ranged.ids[lo:hi]) == sorted(within)
