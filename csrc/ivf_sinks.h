@@ -169,11 +169,14 @@ struct NearestLists : HitSink {
                                                k(static_cast<std::size_t>(k_)), nlist(nlist_) {
         best.reserve(k + 1);
     }
+    // A scan offers lists in increasing order, so one at the k-th distance comes after the k held
+    // and cannot enter: the kernel is asked for lanes below it (the ties at a few bits' spread of
+    // distances were most of the offers).
     void offer(Hit h) {
         if (best.size() == k && !(h < best.back())) return;
         best.insert(std::upper_bound(best.begin(), best.end(), h), h);
         if (best.size() > k) best.pop_back();
-        if (best.size() == k) threshold = best.back().distance;
+        if (best.size() == k) threshold = best.back().distance - 1;
     }
     static void cb(HitSink* self, int64_t first, uint32_t lanes, const uint32_t* dist) {
         auto* s = static_cast<NearestLists*>(self);
