@@ -174,8 +174,9 @@ struct NearestLists : HitSink {
     // distances were most of the offers).
     void offer(Hit h) {
         if (best.size() == k && !(h < best.back())) return;
-        best.insert(std::upper_bound(best.begin(), best.end(), h), h);
-        if (best.size() > k) best.pop_back();
+        if (best.size() < k) best.push_back(h);
+        else best.back() = h;
+        for (std::size_t i = best.size() - 1; i > 0 && h < best[i - 1]; --i) std::swap(best[i], best[i - 1]);  // into place
         if (best.size() == k) threshold = best.back().distance - 1;
     }
     static void cb(HitSink* self, int64_t first, uint32_t lanes, const uint32_t* dist) {
