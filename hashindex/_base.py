@@ -182,7 +182,7 @@ class _SingleFieldIndex(_Index):
 
     # -- shared argument handling ----------------------------------------------------------
     def _queries(self, queries: np.ndarray) -> np.ndarray:
-        return codes_arg(queries, self.code_size, "queries")
+        return codes_arg(queries, self._index.code_size, "queries")
 
     def _radius(self, radius: object) -> int:
         return min(int_arg(radius, "radius", minimum=0), self.nbits)

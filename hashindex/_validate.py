@@ -146,6 +146,8 @@ def mmap_arg(mmap: object) -> bool:
 def filter_arg(allow: object, deny: object) -> tuple[np.ndarray | None, np.ndarray | None]:
     """allow / deny as int64 id arrays (at most one of them). Each takes what ids take, a set of
     ints, or a boolean bitmap over ids (True at position i: id i)."""
+    if allow is None and deny is None:
+        return None, None
     if allow is not None and deny is not None:
         raise ValueError("allow, deny: give one of them, not both (deny=d is allow=everything but d)")
 
