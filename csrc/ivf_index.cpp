@@ -160,11 +160,11 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
                 // steps, so that its k-th distance falls before the far blocks come up. Other lists:
                 // the blocks within the query's k-th distance, alone if they are few.
                 const int64_t nb = (n + kBlock - 1) / kBlock;
-                const bool widening = !pdist.empty() && keep && s.threshold >= nbits();
+                const bool bounded = !pdist.empty() && (keep || s.threshold < nbits());  // (a radius of nbits rules nothing out)
+                const bool widening = bounded && s.threshold >= nbits();
                 constexpr int32_t kNoneScanned = ivf::Bounds::kNoneScanned;
-                if (!pdist.empty()) bounds_[l].block_lower(d, nb, lower);
-                if (widening || (!pdist.empty() && s.threshold < nbits() &&
-                                 ivf::Bounds::runs(lower, kNoneScanned, s.threshold, keep_blocks, runs) * 2 < nb)) {
+                if (bounded) bounds_[l].block_lower(d, nb, lower);
+                if (widening || (bounded && ivf::Bounds::runs(lower, kNoneScanned, s.threshold, keep_blocks, runs) * 2 < nb)) {
                     HitSink* one = &s;
                     int64_t compared = 0;
                     int32_t upto = 0;  // first the nearest blocks that hold k codes
