@@ -123,8 +123,7 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
         std::vector<uint64_t> rq;
         std::vector<HitSink*> ptrs;
         std::vector<std::pair<int64_t, int64_t>> runs;
-        std::vector<int32_t> lower;  // per block of a list, for a query
-        std::vector<uint8_t> keep_blocks;
+        ivf::BlockScan blocks;
         IvfStats tally;
         for (std::size_t i = i0; i < i1;) {
             const auto l = static_cast<std::size_t>(key[i] >> 32);
@@ -162,17 +161,17 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
                 const int64_t nb = (n + kBlock - 1) / kBlock;
                 const bool bounded = !pdist.empty() && (keep || s.threshold < nbits());  // (a radius of nbits rules nothing out)
                 const bool widening = bounded && s.threshold >= nbits();
-                constexpr int32_t kNoneScanned = ivf::Bounds::kNoneScanned;
-                if (bounded) bounds_[l].block_lower(d, nb, lower);
-                if (widening || (bounded && ivf::Bounds::runs(lower, kNoneScanned, s.threshold, keep_blocks, runs) * 2 < nb)) {
+                constexpr int32_t kNoneScanned = ivf::BlockScan::kNoneScanned;
+                if (bounded) blocks.start(bounds_[l], d, nb);
+                if (widening || (bounded && blocks.runs(kNoneScanned, s.threshold, runs) * 2 < nb)) {
                     HitSink* one = &s;
                     int64_t compared = 0;
                     int32_t upto = 0;  // first the nearest blocks that hold k codes
-                    while (widening && upto < nbits() && ivf::Bounds::count_within(lower, upto) * kBlock < keep + kBlock)
+                    while (widening && upto < nbits() && blocks.count_within(upto) * kBlock < keep + kBlock)
                         upto = 2 * upto + 1;
                     for (int32_t scanned = kNoneScanned; scanned < s.threshold; upto = s.threshold) {
                         const int32_t t = std::min(upto, s.threshold);
-                        if (widening) ivf::Bounds::runs(lower, scanned, t, keep_blocks, runs);
+                        if (widening) blocks.runs(scanned, t, runs);
                         for (const auto& [b0, b1] : runs) {
                             kern.scan(list.store(0).blocks(), b0, b1, words, &qwords[q * static_cast<std::size_t>(words)], 1, &one);
                             compared += std::min(n, b1 * kBlock) - b0 * kBlock;
