@@ -72,8 +72,7 @@ struct Bounds {
 // One list's blocks for one query at distance d from its centroid: those whose bound lies in a range.
 // Over the list's monotone blocks the bound falls then rises, so the blocks within t are one run,
 // found by two binary searches; the blocks after them (out of order: a tenth of the list at most)
-// are read one by one. Computing every block's bound for each (query, list) was most of a search's
-// own work at nprobe 1 (CHANGELOG.md, "Binary IVF").
+// are read one by one, as every block was before (CHANGELOG.md, "Binary IVF").
 class BlockScan {
 public:
     static constexpr int32_t kNoneScanned = std::numeric_limits<int32_t>::min() / 2;  // a bound is > -nbits

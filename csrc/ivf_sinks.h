@@ -94,9 +94,9 @@ struct ListSink : HitSink {
             if (s->keep) s->counted(d);
         }
     }
-    // Kept in registers as far as they go: `under` rather than held - count[threshold], and the
-    // occupied bit set whether or not it was, so that no branch waits on a count just stored (those
-    // reloads were a third of the callback's time).
+    // The fall is decided on `under` (the hits below the threshold), not on held - count[threshold]
+    // read back just after a count was stored, and the occupied bit is set whether or not it was:
+    // no branch waits on a store of this hit (CHANGELOG.md, "Binary IVF").
     void counted(int32_t d) {
         ++count[static_cast<std::size_t>(d)];
         occupied[static_cast<std::size_t>(d) / 64] |= uint64_t{1} << (d % 64);
