@@ -47,13 +47,14 @@ struct Bounds {
         block_far[b] = std::max(block_far[b], d);
         near = std::min(near, d);
         far = std::max(far, d);
-        // The blocks before b keep their order; from b on it is checked again (appends in order
-        // check one pair each).
+        // The blocks before b keep their order. Only the last block extends it, checked against the
+        // one before: a block widened in the middle (a removal's hole filled) leaves the rest to be
+        // read one by one until the list is put in order again, so that a change costs one check
+        // (rechecking the rest made removals from a large list quadratic: CHANGELOG.md, "Binary IVF").
         monotone = std::min(monotone, static_cast<int64_t>(b));
-        const auto nb = static_cast<int64_t>(block_near.size());
-        while (monotone < nb && (monotone == 0 || (block_near[static_cast<std::size_t>(monotone)] >= block_near[static_cast<std::size_t>(monotone - 1)] &&
-                                                   block_far[static_cast<std::size_t>(monotone)] >= block_far[static_cast<std::size_t>(monotone - 1)])))
-            ++monotone;
+        if (monotone == static_cast<int64_t>(b) && b + 1 == block_near.size() &&
+            (b == 0 || (block_near[b] >= block_near[b - 1] && block_far[b] >= block_far[b - 1])))
+            monotone = static_cast<int64_t>(b) + 1;
     }
     // The list now holds `size` members: its blocks past them go (none come: an untrained index has none).
     void truncate(int64_t size) {
