@@ -14,6 +14,16 @@
 
 namespace hashindex {
 
+namespace {
+// A search's other probes are cut between the threads by their lists' codes. Where they are this
+// few (a single query at nprobe up to 17), the cut counts what the bounds leave of each list
+// instead: a part handed to another thread costs about 2 us on a VM, more than the few blocks the
+// bounds leave of a clustered query's lists (CHANGELOG.md, "Binary IVF").
+constexpr std::size_t kFewProbes = 16;
+constexpr int64_t kCodesPerPart = 1536;  // codes a part must compare to be worth a thread
+constexpr int64_t kCodesPerProbe = 64;   // a (query, list)'s own cost, in codes
+}  // namespace
+
 IVFIndex::IVFIndex(int nbits, int nlist) : code_size_(nbits / 8), nlist_(nlist), centroids_(nbits > 0 ? nbits / 8 : 1) {
     check_nbits(nbits);
     HX_CHECK(nlist >= 1 && nlist <= (1 << 24), "nlist must be between 1 and 2^24, got " + std::to_string(nlist));
@@ -250,20 +260,35 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
         } else {
             std::sort(key.begin(), key.end());
         }
-        auto work = [&](uint64_t k) { return lists_[static_cast<std::size_t>(k >> 32)].size() + kBlock; };
+        const bool few = key.size() <= kFewProbes;
+        std::vector<int64_t> work(key.size());
         int64_t total = 0;
-        for (const uint64_t k : key) total += work(k);
+        for (std::size_t i = 0; i < key.size(); ++i) {
+            const auto l = static_cast<std::size_t>(key[i] >> 32);
+            work[i] = lists_[l].size() + kBlock;
+            const auto p = static_cast<std::size_t>(key[i] & 0xffffffffu);
+            if (const int32_t t = start[p / static_cast<std::size_t>(nprobe)]; few && !pdist.empty() && (keep || t < nbits())) {
+                // The list's members taken as spread evenly between its nearest and farthest (its
+                // blocks' bounds, read here at first, cost uniform codes what they saved).
+                const int64_t d = pdist[static_cast<std::size_t>(q0) * static_cast<std::size_t>(nprobe) + p];
+                const ivf::Bounds& b = bounds_[l];
+                const int64_t spread = int64_t{b.far} - b.near + 1;
+                work[i] = kCodesPerProbe + (b.skips(d, t) ? 0 : lists_[l].size() * std::min<int64_t>(2 * int64_t{t} + 1, spread) / spread);
+            }
+            total += work[i];
+        }
+        const int parts = few ? static_cast<int>(std::clamp<int64_t>(total / kCodesPerPart, 1, nthreads)) : nthreads;
         std::vector<std::size_t> cut{0};
         int64_t done = 0;
         for (std::size_t i = 0; i < key.size(); ++i) {
-            if (i > 0 && key[i] >> 32 != key[i - 1] >> 32 && static_cast<int64_t>(cut.size()) < nthreads &&
-                done * nthreads >= total * static_cast<int64_t>(cut.size()))
+            if (i > 0 && key[i] >> 32 != key[i - 1] >> 32 && static_cast<int64_t>(cut.size()) < parts &&
+                done * parts >= total * static_cast<int64_t>(cut.size()))
                 cut.push_back(i);
-            done += work(key[i]);
+            done += work[i];
         }
         cut.push_back(key.size());
         std::vector<std::vector<std::pair<int64_t, std::vector<Hit>>>> found(cut.size() - 1);
-        parallel_for(nthreads, static_cast<int64_t>(found.size()), [&](int64_t part) {
+        parallel_for(parts, static_cast<int64_t>(found.size()), [&](int64_t part) {
             std::vector<int32_t> sink_of(static_cast<std::size_t>(m), -1);
             std::vector<ivf::ListSink> sinks;
             sinks.reserve(static_cast<std::size_t>(m));  // the scan holds pointers into it

@@ -37,6 +37,11 @@ def test_exact_when_every_list_is_probed(trained, simd):
         got, want = ivf.search(xq, k, nprobe=16), flat.search(xq, k)
         np.testing.assert_array_equal(got.distances, want.distances)
         np.testing.assert_array_equal(got.ids, want.ids)  # ties by id too
+    for q in range(4):  # one query: its 15 other lists cut between threads by what their bounds leave
+        for k in (7, 5000):  # (k = 5000: every list read, two parts; k = 7: one)
+            got, want = ivf.search(xq[q], k, nprobe=16, threads=2), flat.search(xq[q], k)
+            np.testing.assert_array_equal(got.distances, want.distances)
+            np.testing.assert_array_equal(got.ids, want.ids)
     r, w = ivf.range_search(xq, 40, nprobe=16), flat.range_search(xq, 40)
     np.testing.assert_array_equal(r.lims, w.lims)
     np.testing.assert_array_equal(r.ids, w.ids)
