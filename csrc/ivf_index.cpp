@@ -265,7 +265,7 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
         int64_t total = 0;
         for (std::size_t i = 0; i < key.size(); ++i) {
             const auto l = static_cast<std::size_t>(key[i] >> 32);
-            work[i] = lists_[l].size() + kBlock;
+            work[i] = lists_[l].size() + kCodesPerProbe;
             const auto p = static_cast<std::size_t>(key[i] & 0xffffffffu);
             if (const int32_t t = start[p / static_cast<std::size_t>(nprobe)]; few && !pdist.empty() && (keep || t < nbits())) {
                 // The list's members taken as spread evenly between its nearest and farthest (its

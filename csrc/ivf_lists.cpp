@@ -12,6 +12,16 @@
 
 namespace hashindex {
 
+namespace {
+// Positions 0 .. d.size() - 1 in order of d (distances to a centroid), ties in position order.
+std::vector<std::size_t> by_distance(const std::vector<uint32_t>& d) {
+    std::vector<std::size_t> order(d.size());
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return d[a] < d[b]; });
+    return order;
+}
+}  // namespace
+
 std::vector<int64_t> IVFIndex::list_sizes() const {
     std::shared_lock<std::shared_mutex> lk(mu_);
     std::vector<int64_t> out;
@@ -55,11 +65,8 @@ void IVFIndex::add(const uint8_t* codes, int64_t n, const int64_t* ids, const in
             std::vector<uint32_t> d;
             if (trained_) {  // the new members in order by distance to the centroid (ivf_bounds.h)
                 const std::vector<uint32_t> by_row = to_centroid(l, rows_to_words(block.data(), m, code_size_).data(), m);
-                std::vector<std::size_t> order(r.size());
-                std::iota(order.begin(), order.end(), std::size_t{0});
-                std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return by_row[a] < by_row[b]; });
                 std::vector<int64_t> sorted;
-                for (const std::size_t j : order) {
+                for (const std::size_t j : by_distance(by_row)) {
                     sorted.push_back(r[j]);
                     d.push_back(by_row[j]);
                 }
@@ -155,14 +162,12 @@ void IVFIndex::bound_list(int64_t l, bool order) {
     std::vector<uint32_t> d = trained_ ? to_centroid(l, rows.data(), n) : std::vector<uint32_t>{};
     std::optional<Items> sorted;  // a copy in order, to replace the list once nothing can fail
     if (order && trained_) {
-        std::vector<int64_t> slots(static_cast<std::size_t>(n));
-        std::iota(slots.begin(), slots.end(), int64_t{0});
-        std::stable_sort(slots.begin(), slots.end(), [&](int64_t a, int64_t b) { return d[static_cast<std::size_t>(a)] < d[static_cast<std::size_t>(b)]; });
+        const std::vector<std::size_t> slots = by_distance(d);
         std::vector<uint8_t> codes(static_cast<std::size_t>(n * code_size_));
         std::vector<int64_t> ids(static_cast<std::size_t>(n));
         std::vector<uint32_t> sorted_d(static_cast<std::size_t>(n));
         for (int64_t i = 0; i < n; ++i) {
-            const int64_t s = slots[static_cast<std::size_t>(i)];
+            const auto s = static_cast<int64_t>(slots[static_cast<std::size_t>(i)]);
             list.store(0).read_row(s, &codes[static_cast<std::size_t>(i * code_size_)]);
             ids[static_cast<std::size_t>(i)] = list.ids().id_of(s);
             sorted_d[static_cast<std::size_t>(i)] = d[static_cast<std::size_t>(s)];

@@ -177,7 +177,7 @@ struct NearestLists : HitSink {
 
     NearestLists(int64_t k_, int64_t nlist_) : HitSink{std::numeric_limits<int32_t>::max(), &NearestLists::cb},
                                                k(static_cast<std::size_t>(k_)), nlist(nlist_) {
-        best.reserve(k + 1);
+        best.reserve(k);
     }
     // A scan offers lists in increasing order, so one at the k-th distance comes after the k held
     // and cannot enter: the kernel is asked for lanes below it (the ties at a few bits' spread of
