@@ -182,6 +182,7 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
                     for (int32_t scanned = kNoneScanned; scanned < s.threshold; upto = s.threshold) {
                         const int32_t t = std::min(upto, s.threshold);
                         if (widening) blocks.runs(scanned, t, runs);
+                        for (const auto& [b0, b1] : runs) list.store(0).prefetch(b0, b1);
                         for (const auto& [b0, b1] : runs) {
                             kern.scan(list.store(0).blocks(), b0, b1, words, &qwords[q * static_cast<std::size_t>(words)], 1, &one);
                             compared += std::min(n, b1 * kBlock) - b0 * kBlock;

@@ -91,6 +91,7 @@ struct ListSink : HitSink {
             const auto d = static_cast<int32_t>(dist[l]);
             if (slot >= s->n || (s->pass && !s->pass[slot]) || d > s->threshold) continue;
             s->hits.push_back(Found{d, slot, s->slot_ids});
+            if (s->slot_ids) __builtin_prefetch(s->slot_ids + slot);  // for result(): it waited on each id
             if (s->keep) s->counted(d);
         }
     }
