@@ -6,12 +6,16 @@
                                               # index file: --field names a MultiFieldIndex's field)
     python benchmarks/bench_ivf.py --plot ivf.png                  # recall@k against ms/query
 
-With --codes, --nq rows (seeded) are held out as queries and the rest indexed.
+With --codes, --nq rows (seeded) are held out as queries and the rest indexed (the stream and the
+single queries then cycle through them).
 
 Each index trains its own centroids (hashindex by k-majority, faiss by k-means on the bits as
 floats) from the same 100k codes; a second faiss index is given hashindex's centroids, so that the
-same lists are probed. For each nprobe: recall@k against the exact answer, batch ms/query (median of
---repeats) and single-query ms (median of --single, each alone), and faiss's time over ours.
+same lists are probed. For each nprobe: recall@k against the exact answer; batch ms/query, the same
+--nq queries searched --repeats times (median), their lists in cache after the first; stream
+ms/query, --stream batches of --nq queries never searched before, each timed once (median), the
+caches evicted before each index's turn; single-query ms over --single queries never searched
+before, each alone (median), the caches evicted before each index's turn; faiss's time over ours.
 faiss runs at OpenMP's default wait policy unless OMP_WAIT_POLICY says otherwise (PASSIVE: as the
 other scripts run it); the record says which.
 """
@@ -21,7 +25,7 @@ import os
 import sys
 
 import numpy as np
-from harness import script_parser
+from harness import evict_caches, median_stream, script_parser
 
 import hashindex
 from hashindex.bench import (
@@ -50,17 +54,22 @@ def main(argv=None) -> int:
     p.add_argument("--codes", default=None, help="codes to index: a .npy of uint8 rows, or a hashindex index file")
     p.add_argument("--field", default=None, help="with --codes naming a MultiFieldIndex file: the field")
     p.add_argument("--plot", default=None, help="write recall@k against batch ms/query to this image")
+    p.add_argument("--stream", type=int, default=10, help="batches of --nq new queries, each timed once")
     args = p.parse_args(argv)
+    if args.stream < 2:
+        p.error(f"--stream: expected at least 2 batches (the first is not timed), got {args.stream}")
     if args.quick:
         args.n, args.nlist, args.single, args.repeats = 200_000, 256, 50, 3
     rng = np.random.default_rng(0)
     if args.codes:
         xb, xq, what = held_out(args.codes, args.field, max(args.nq, args.single), rng)
         args.n, args.nbits = len(xb), xb.shape[1] * 8
+        fresh = np.resize(xq, (args.stream * args.nq + args.single, xq.shape[1]))
     else:
         centres = rng.integers(0, 256, (max(1, args.n // 100), args.nbits // 8), dtype=np.uint8)
         xb = make_codes(rng, args.n, args.nbits, "clustered", centres)
         xq = make_codes(rng, max(args.nq, args.single), args.nbits, "clustered", centres)
+        fresh = make_codes(rng, args.stream * args.nq + args.single, args.nbits, "clustered", centres)
         what = "clustered"
     train = xb[:min(len(xb), 100_000)]
     ours = hashindex.IVFIndex(args.nbits, args.nlist)
@@ -86,7 +95,9 @@ def main(argv=None) -> int:
           f"{what}, nlist {args.nlist}, k {args.k}; exact FlatIndex batch {flat_ms:.4f} ms/query; "
           f"faiss's OpenMP wait policy {info['faiss_omp_wait_policy']}")
     print(f"{'nprobe':>6} | {'recall ours / faiss same / faiss own':>36} | {'batch ms/q ours / faiss':>24} {'x':>5} | "
-          f"{'single ms ours / faiss':>23} {'x':>5} | vs exact")
+          f"{'stream ms/q ours / faiss':>25} {'x':>5} | {'single ms ours / faiss':>23} {'x':>5} | vs exact")
+    batches = fresh[:args.stream * args.nq].reshape(args.stream, args.nq, -1)
+    singles = fresh[args.stream * args.nq:]
     rows = []
     for nprobe in args.nprobe:
         same.nprobe = theirs.nprobe = nprobe
@@ -97,14 +108,21 @@ def main(argv=None) -> int:
         batch = [median_seconds(f, args.repeats) / args.nq * 1e3
                  for f in (lambda: ours.search(q, args.k, nprobe=nprobe), lambda: same.search(q, args.k))]
         let_faiss_sleep()
-        single = [median_each(f, args.single) * 1e3
-                  for f in (lambda i: ours.search(xq[i], args.k, nprobe=nprobe), lambda i: same.search(xq[i:i + 1], args.k))]
+        stream = [median_stream(f, args.stream) / args.nq * 1e3
+                  for f in (lambda i: ours.search(batches[i], args.k, nprobe=nprobe), lambda i: same.search(batches[i], args.k))]
+        let_faiss_sleep()
+        single = []
+        for f in (lambda i: ours.search(singles[i], args.k, nprobe=nprobe), lambda i: same.search(singles[i:i + 1], args.k)):
+            evict_caches()
+            single.append(median_each(f, args.single) * 1e3)
         row = {"nprobe": nprobe, "recall_ours": recall[0], "recall_faiss_same_centroids": recall[1],
                "recall_faiss_own_centroids": recall[2], "batch_ms_ours": batch[0], "batch_ms_faiss": batch[1],
+               "stream_ms_ours": stream[0], "stream_ms_faiss": stream[1],
                "single_ms_ours": single[0], "single_ms_faiss": single[1], "exact_batch_ms": flat_ms}
         rows.append(row)
         print(f"{nprobe:>6} | {recall[0]:>10.3f} / {recall[1]:.3f} / {recall[2]:.3f}{'':>7} | {batch[0]:>10.4f} / "
-              f"{batch[1]:.4f}   {batch[1] / batch[0]:>5.2f} | {single[0]:>9.4f} / {single[1]:.4f}   "
+              f"{batch[1]:.4f}   {batch[1] / batch[0]:>5.2f} | {stream[0]:>11.4f} / {stream[1]:.4f}   "
+              f"{stream[1] / stream[0]:>5.2f} | {single[0]:>9.4f} / {single[1]:.4f}   "
               f"{single[1] / single[0]:>5.2f} | {flat_ms / batch[0]:>5.1f}x")
     write_json({"args": vars(args), "machine": info, "codes": what, "rows": rows}, "ivf", args.json)
     if args.plot:

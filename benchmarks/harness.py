@@ -32,6 +32,7 @@ from hashindex.bench import (
     medians_interleaved,
     methods,
     run,
+    timed,
 )
 from hashindex.cli import add_bench_arguments
 
@@ -51,6 +52,27 @@ def script_parser(description: str, *, n: int | list[int], nq: int = 200, single
     p.add_argument("--quick", action="store_true")
     p.add_argument("--json", default=None)
     return p
+
+
+_EVICTION: list[np.ndarray] = []
+
+
+def evict_caches(nbytes: int = 128 << 20) -> None:
+    """Writes and reads a buffer several times any last-level cache, so that what the next timed
+    method reads comes from memory, not from lines the method timed before it left in the cache."""
+    if not _EVICTION:
+        _EVICTION.append(np.zeros(nbytes // 8, dtype=np.int64))
+    _EVICTION[0] += 1
+    _EVICTION[0].sum()
+
+
+def median_stream(fn: Callable[[int], Any], count: int) -> float:
+    """Median seconds of fn(1) ... fn(count - 1), each timed once after the caches were evicted and
+    fn(0) ran untimed: batches of queries never seen, as a stream of searches meets an index larger
+    than the caches (a batch repeated finds its lists in cache)."""
+    evict_caches()
+    fn(0)
+    return float(np.median([timed(lambda i=i: fn(i)) for i in range(1, count)]))
 
 
 # --- competitors ----------------------------------------------------------------------------

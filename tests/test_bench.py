@@ -120,8 +120,12 @@ def test_bench_ivf_on_codes_of_a_file_with_a_plot(harness, tmp_path, capsys):
     record = json.loads(out.read_text())
     assert record["codes"] == "archive.hx (normal)" and [r["nprobe"] for r in record["rows"]] == [1, 8]
     assert record["rows"][1]["recall_ours"] == 1.0  # every list: exact
+    assert all(r["stream_ms_ours"] > 0 and r["stream_ms_faiss"] > 0 for r in record["rows"])
     assert "480 x 64 bits" in capsys.readouterr().out
     pytest.importorskip("matplotlib", reason="plots need matplotlib: pip install 'hashindex[bench]'")
     assert image.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(SystemExit, match="--field"):
         bench_ivf.main(["--codes", str(tmp_path / "archive.hx"), "--nq", "5", "--single", "2"])
+    with pytest.raises(SystemExit):  # the first batch of a stream is not timed
+        bench_ivf.main(["--codes", str(tmp_path / "archive.hx"), "--field", "normal", "--stream", "1"])
+    assert "--stream: expected at least 2 batches" in capsys.readouterr().err
