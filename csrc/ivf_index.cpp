@@ -95,6 +95,17 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
         nprobe = std::min(nprobe, nlist_);
         probes = nearest_lists(qwords.data(), nq, nprobe, threads, &pdist);
     }
+    // A few lists (a single query's): their blocks' bounds and the lines that lead to their codes
+    // and ids asked for at once, so that the lists' misses overlap instead of each list waiting on
+    // its own in turn (CHANGELOG.md, "Binary IVF").
+    if (!pdist.empty() && probes.size() <= kFewProbes)
+        for (const int64_t l : probes)
+            if (l >= 0) {
+                const Items& list = lists_[static_cast<std::size_t>(l)];
+                bounds_[static_cast<std::size_t>(l)].prefetch();
+                __builtin_prefetch(list.store(0).blocks());
+                __builtin_prefetch(list.ids().slot_ids());
+            }
     // With max_codes, each query's lists in probe order take what is left of its budget: (query <<
     // 32 | list) -> codes to scan, and the lists past the budget are not probed.
     std::unordered_map<uint64_t, int64_t> budget;
