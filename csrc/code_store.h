@@ -45,9 +45,7 @@ public:
     // are a few runs in a list no other query read lately: asked for at once they come in parallel,
     // where the scan alone waited on each run's first lines (CHANGELOG.md, "Binary IVF").
     void prefetch(int64_t b0, int64_t b1) const {
-        const auto* first = reinterpret_cast<const char*>(blocks() + b0 * kBlock * words_);
-        const auto* end = reinterpret_cast<const char*>(blocks() + b1 * kBlock * words_);
-        for (; first < end; first += 64) __builtin_prefetch(first);
+        prefetch_bytes(blocks() + b0 * kBlock * words_, static_cast<std::size_t>((b1 - b0) * kBlock * words_) * 8);
     }
     // Bytes of the blocked layout for n codes (what files of format 2 store).
     int64_t layout_bytes(int64_t n) const { return (n + kBlock - 1) / kBlock * kBlock * words_ * 8; }

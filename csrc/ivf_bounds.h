@@ -69,12 +69,8 @@ struct Bounds {
     bool skips(int64_t d, int32_t threshold) const { return lower(d, near, far) > threshold; }
     // Asks for the blocks' bounds ahead of the binary searches over them (BlockScan).
     void prefetch() const {
-        const auto* n = reinterpret_cast<const char*>(block_near.data());
-        const auto* f = reinterpret_cast<const char*>(block_far.data());
-        for (std::size_t off = 0; off < block_near.size() * sizeof(int32_t); off += 64) {
-            __builtin_prefetch(n + off);
-            __builtin_prefetch(f + off);
-        }
+        prefetch_bytes(block_near.data(), block_near.size() * sizeof(int32_t));
+        prefetch_bytes(block_far.data(), block_far.size() * sizeof(int32_t));
     }
     std::size_t memory_bytes() const { return (block_near.capacity() + block_far.capacity()) * sizeof(int32_t); }
 };

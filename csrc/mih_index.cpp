@@ -210,9 +210,8 @@ bool MIHIndex::probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& 
                 table->lookup(qt ^ mask, b, e);
                 ++buckets;
                 if (e > b) {
-                    const char* first = reinterpret_cast<const char*>(&table->codes[static_cast<std::size_t>(b) * words]);
-                    const std::size_t bytes = static_cast<std::size_t>(e - b) * words * 8;
-                    for (std::size_t off = 0; off < bytes && off < 4096; off += 64) __builtin_prefetch(first + off);
+                    prefetch_bytes(&table->codes[static_cast<std::size_t>(b) * words],
+                                   std::min<std::size_t>(static_cast<std::size_t>(e - b) * words * 8, 4096));
                     batch_begin[pending] = b;
                     batch_end[pending] = e;
                     if (++pending == kBatch) verify_pending();
