@@ -13,12 +13,6 @@
 
 namespace hashindex {
 
-namespace {
-// From this many probes on, the coarse search counts its hits per distance (ivf::ListSink) instead of
-// inserting each into a sorted row: at nprobe 64 the insertions' moves were a third of a batch.
-constexpr int kCountedProbes = 16;
-}  // namespace
-
 std::vector<uint8_t> k_majority(const uint8_t* codes, int64_t n, int code_size, int nlist_, int iterations,
                                 uint64_t seed) {
     const auto cs = static_cast<std::size_t>(code_size);
@@ -137,23 +131,42 @@ std::vector<int64_t> IVFIndex::nearest_lists(const uint64_t* qwords, int64_t nq,
                                              std::vector<int32_t>* distances) const {
     std::vector<int64_t> lists(static_cast<std::size_t>(nq * nprobe));
     if (distances) distances->assign(lists.size(), 0);
-    auto keep = [&](int64_t q, const std::vector<Hit>& best) {
+    auto keep = [&](int64_t q, auto best) {  // best(r): the r-th nearest list
         for (int r = 0; r < nprobe; ++r) {
             const auto at = static_cast<std::size_t>(q * nprobe + r);
-            lists[at] = best[static_cast<std::size_t>(r)].id;
-            if (distances) (*distances)[at] = best[static_cast<std::size_t>(r)].distance;
+            const Hit h = best(r);
+            lists[at] = h.id;
+            if (distances) (*distances)[at] = h.distance;
         }
     };
-    if (nprobe >= kCountedProbes) {
-        scan_store<ivf::ListSink>(centroids_, qwords, nq, threads, [&](int64_t) {
+    // One query at a time through the kernel: grouped, a block with a centroid within any query's
+    // nearest so far was scanned again for each query of the group, and at nprobe 4 the coarse search
+    // took a third of a batch (CHANGELOG.md, "Binary IVF").
+    const Kernels& kern = active_kernels();
+    const int words = centroids_.words();
+    auto coarse = [&](auto make_sink, auto finish) {
+        using Sink = decltype(make_sink(int64_t{0}));
+        drive_scan<Sink>(centroids_.nblocks(), int64_t{kBlock} * 8 * words, nq, threads, make_sink,
+                         [&](int64_t b0, int64_t b1, int64_t q0, int64_t nqs, Sink* sinks) {
+                             for (int64_t i = 0; i < nqs; ++i) {
+                                 HitSink* one = &sinks[i];
+                                 kern.scan(centroids_.blocks(), b0, b1, words, qwords + (q0 + i) * words, 1, &one);
+                             }
+                         },
+                         finish);
+    };
+    if (nprobe >= ivf::kCountedProbes)
+        coarse([&](int64_t) {
             ivf::ListSink sink(nbits(), nprobe);
             sink.n = nlist_;
             return sink;
-        }, [&](int64_t q, ivf::ListSink& sink) { keep(q, sink.result()); });
-    } else {
-        scan_store<ivf::NearestLists>(centroids_, qwords, nq, threads, [&](int64_t) { return ivf::NearestLists(nprobe, nlist_); },
-                                 [&](int64_t q, ivf::NearestLists& sink) { keep(q, sink.best); });
-    }
+        }, [&](int64_t q, ivf::ListSink& sink) {
+            const std::vector<Hit> best = sink.result();
+            keep(q, [&](int r) { return best[static_cast<std::size_t>(r)]; });
+        });
+    else
+        coarse([&](int64_t) { return ivf::NearestLists(nprobe, nlist_); },
+               [&](int64_t q, ivf::NearestLists& sink) { keep(q, [&](int r) { return sink.hit(r); }); });
     return lists;
 }
 
