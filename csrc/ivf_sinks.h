@@ -25,7 +25,6 @@ struct ListSink : HitSink {
         int64_t slot;
         const int64_t* slot_ids;
         int64_t id() const { return slot_id(slot_ids, slot); }
-        Hit hit() const { return Hit{distance, id()}; }
     };
     // The buffers of sinks gone, kept per thread for the sinks to come: a search makes a sink per
     // query, and making their buffers anew (a hit buffer is past glibc's per-thread cache) was a
@@ -49,10 +48,12 @@ struct ListSink : HitSink {
     std::vector<Found> hits;        // those above the threshold go at the next tidy()
     std::vector<int32_t> count;     // hits held per distance (keep > 0)
     std::vector<uint64_t> occupied;  // bit d: a hit was counted at d, so that the threshold falls past empty distances at once
-    int64_t held = 0;               // hits held at or below the threshold
-    int64_t under = 0;              // and below it
-    bool filled = false;            // k hits held once (the threshold is then the k-th distance)
-    int32_t top = 0;                // the largest distance of the first k hits
+    struct Tally {
+        int64_t held = 0;     // hits held at or below the threshold
+        int64_t under = 0;    // and below it
+        bool filled = false;  // k hits held once (the threshold is then the k-th distance)
+        int32_t top = 0;      // the largest distance of the first k hits
+    } tally;
     std::size_t capacity;
 
     // threshold: a radius (keep = 0), or for a top-k what a hit must not exceed: the code's bits, or
@@ -83,42 +84,64 @@ struct ListSink : HitSink {
         } catch (const std::bad_alloc&) {
         }
     }
+    // The tally and the threshold are worked on in registers and stored once a block: as members, each
+    // hit's stores to the buffer could alias them, so every hit read them back from memory, some
+    // just after they were stored (CHANGELOG.md, "Binary IVF").
     static void cb(HitSink* self, int64_t first, uint32_t lanes, const uint32_t* dist) {
         auto* s = static_cast<ListSink*>(self);
+        const int64_t n = s->n, keep = s->keep;
+        const uint8_t* pass = s->pass;
+        const int64_t* ids = s->slot_ids;
+        Tally tally = s->tally;
+        int32_t t = s->threshold;
         for (; lanes; lanes &= lanes - 1) {
             const int l = __builtin_ctz(lanes);
             const int64_t slot = first + l;
             const auto d = static_cast<int32_t>(dist[l]);
-            if (slot >= s->n || (s->pass && !s->pass[slot]) || d > s->threshold) continue;
-            s->hits.push_back(Found{d, slot, s->slot_ids});
-            if (s->slot_ids) __builtin_prefetch(s->slot_ids + slot);  // for result(): it waited on each id
-            if (s->keep) s->counted(d);
+            if (slot >= n || (pass && !pass[slot]) || d > t) continue;
+            s->hits.push_back(Found{d, slot, ids});
+            if (ids) __builtin_prefetch(ids + slot);  // for result(): it waited on each id
+            if (!keep) continue;
+            t = s->count_in(tally, t, d);
+            if (s->hits.size() >= s->capacity) {
+                s->tally = tally;
+                s->threshold = t;
+                s->tidy();
+                tally = s->tally;
+            }
         }
+        s->tally = tally;
+        s->threshold = t;
     }
-    // The fall is decided on `under` (the hits below the threshold), not on held - count[threshold]
-    // read back just after a count was stored, and the occupied bit is set whether or not it was:
-    // no branch waits on a store of this hit (CHANGELOG.md, "Binary IVF").
     void counted(int32_t d) {
+        threshold = count_in(tally, threshold, d);
+        if (hits.size() >= capacity) tidy();
+    }
+    // A hit at d counted into the tally; the threshold t after it. The fall is decided on `under` (the
+    // hits below the threshold), not on held - count[t] read back just after a count was stored, and
+    // the occupied bit is set whether or not it was: no branch waits on a store of this hit
+    // (CHANGELOG.md, "Binary IVF").
+    int32_t count_in(Tally& c, int32_t t, int32_t d) {
         ++count[static_cast<std::size_t>(d)];
         occupied[static_cast<std::size_t>(d) / 64] |= uint64_t{1} << (d % 64);
-        ++held;
-        under += d < threshold;
-        if (!filled) {  // the first k hits: the threshold drops to the largest at once
-            top = std::max(top, d);
-            if (held < keep) return;
-            filled = true;
-            if (top < threshold) {  // the k held are all at or below top
-                threshold = top;
-                under = held - count[static_cast<std::size_t>(top)];
+        ++c.held;
+        c.under += d < t;
+        if (!c.filled) {  // the first k hits: the threshold drops to the largest at once
+            c.top = std::max(c.top, d);
+            if (c.held < keep) return t;
+            c.filled = true;
+            if (c.top < t) {  // the k held are all at or below top
+                t = c.top;
+                c.under = c.held - count[static_cast<std::size_t>(t)];
             }
         }
         // then it falls while the hits below it are k without those at it
-        while (under >= keep) {
-            held = under;
-            threshold = occupied_below(threshold);
-            under -= count[static_cast<std::size_t>(threshold)];
+        while (c.under >= keep) {
+            c.held = c.under;
+            t = occupied_below(t);
+            c.under -= count[static_cast<std::size_t>(t)];
         }
-        if (hits.size() >= capacity) tidy();
+        return t;
     }
     // The largest distance under t with a hit counted (one is: the hits under t are at least k).
     int32_t occupied_below(int32_t t) const {
@@ -133,14 +156,14 @@ struct ListSink : HitSink {
     void tidy() {
         const int32_t t = threshold;
         hits.erase(std::remove_if(hits.begin(), hits.end(), [t](const Found& h) { return h.distance > t; }), hits.end());
-        if (keep && held >= 2 * keep + 32) {
-            const auto below = static_cast<std::ptrdiff_t>(under);
+        if (keep && tally.held >= 2 * keep + 32) {
+            const auto below = static_cast<std::ptrdiff_t>(tally.under);
             auto ties = std::partition(hits.begin(), hits.end(), [t](const Found& h) { return h.distance < t; });
             std::nth_element(ties, ties + (keep - below - 1), hits.end(),
                              [](const Found& a, const Found& b) { return a.id() < b.id(); });
             hits.resize(static_cast<std::size_t>(keep));
             count[static_cast<std::size_t>(t)] = static_cast<int32_t>(keep - below);
-            held = keep;
+            tally.held = keep;
         }
         capacity = std::max(capacity, 2 * hits.size());
     }
@@ -155,9 +178,11 @@ struct ListSink : HitSink {
     // The hits by (distance, id), at most k of them; each id looked up once.
     std::vector<Hit> result() {
         tidy();
-        std::vector<Hit> out;
-        out.reserve(hits.size());
-        for (const Found& h : hits) out.push_back(h.hit());
+        std::vector<Hit> out(hits.size());
+        for (std::size_t i = 0; i < hits.size(); ++i) {  // field by field: a Hit built whole went through
+            out[i].distance = hits[i].distance;           // the stack, and its copy waited on the two stores
+            out[i].id = hits[i].id();
+        }
         if (keep && static_cast<int64_t>(out.size()) > keep) {
             std::nth_element(out.begin(), out.begin() + (keep - 1), out.end());
             out.resize(static_cast<std::size_t>(keep));
