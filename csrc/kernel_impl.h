@@ -65,8 +65,9 @@ HX_KERNEL_INLINE void zero_all(typename Ops::Acc (&acc)[G]) {
 // every vector register around it (all are caller-saved).
 template <int G, int WC>
 __attribute__((noinline)) void report_block(const uint64_t* blk, const uint64_t* q, int words, int64_t first_slot,
-                                            HitSink* const* sinks) {
-    for (int j = 0; j < G; ++j) {
+                                            HitSink* const* sinks, uint32_t which) {
+    for (; which; which &= which - 1) {
+        const int j = __builtin_ctz(which);
         typename Ops::Acc acc[1] = {Ops::zero()};
         block_acc<1, WC>(blk, q + j * words, words, acc);
         const uint32_t lanes = Ops::within(acc[0], Ops::threshold(sinks[j]->threshold));
@@ -110,7 +111,11 @@ void scan_group(const uint64_t* blocks, int64_t b0, int64_t b1, int runtime_word
                 thr[0] = Ops::threshold(sinks[0]->threshold);
                 continue;
             }
-            report_block<G, WC>(blk, q, words, b * kBlock, sinks);
+            // Only the queries of the group with a lane within: the others' blocks are not recomputed.
+            uint32_t which = 0;
+#pragma GCC unroll 4
+            for (int j = 0; j < G; ++j) which |= static_cast<uint32_t>(Ops::within(acc[j], thr[j]) != 0) << j;
+            report_block<G, WC>(blk, q, words, b * kBlock, sinks, which);
 #pragma GCC unroll 4
             for (int j = 0; j < G; ++j) thr[j] = Ops::threshold(sinks[j]->threshold);
         }
