@@ -121,6 +121,7 @@ class _ProbingIndex(_Index):
                                       "tail", "probe_scale", "scan_ns_per_word")
 
     def _init_state(self) -> None:
+        super()._init_state()
         self._stats: tuple = ()
 
     @property
@@ -181,8 +182,12 @@ class _SingleFieldIndex(_Index):
         return self.get(int_arg(id, "id", minimum=0))[0]
 
     # -- shared argument handling ----------------------------------------------------------
+    def _init_state(self) -> None:
+        super()._init_state()
+        self._code_size = self._index.code_size  # fixed for the index's life; read by every search
+
     def _queries(self, queries: np.ndarray) -> np.ndarray:
-        return codes_arg(queries, self._index.code_size, "queries")
+        return codes_arg(queries, self._code_size, "queries")
 
     def _radius(self, radius: object) -> int:
         return min(int_arg(radius, "radius", minimum=0), self.nbits)

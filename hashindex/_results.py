@@ -23,6 +23,11 @@ class SearchResult(NamedTuple):
     ids: np.ndarray  # int64 (nq, k)
 
 
+#: ``result_of(SearchResult, (distances, ids))``: a result made without NamedTuple's own ``__new__``,
+#: a Python-level call that was a large share of a small search's time in Python.
+result_of = tuple.__new__
+
+
 class RangeSearchResult(NamedTuple):
     """All results within a radius, in CSR form like faiss: the results of query i are
     ``distances[lims[i]:lims[i+1]]`` and ``ids[lims[i]:lims[i+1]]``, sorted by (distance, id)."""

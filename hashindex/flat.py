@@ -5,7 +5,7 @@ import numpy as np
 
 from . import _core
 from ._base import _SingleFieldIndex
-from ._results import RangeSearchResult, SearchResult
+from ._results import RangeSearchResult, SearchResult, result_of
 from ._validate import filter_arg, k_arg, nbits_arg, threads_arg
 
 
@@ -25,6 +25,7 @@ class FlatIndex(_SingleFieldIndex):
 
     def __init__(self, nbits: int) -> None:
         self._index = _core.FlatIndex(nbits_arg(nbits))
+        self._init_state()
 
     def search(self, queries: np.ndarray, k: int, *, threads: int | None = None, allow: object = None,
                deny: object = None) -> SearchResult:
@@ -39,7 +40,7 @@ class FlatIndex(_SingleFieldIndex):
         """
         queries = self._queries(queries)
         k = k_arg(k)
-        return SearchResult(*self._index.search(queries, k, threads_arg(threads), *filter_arg(allow, deny)))
+        return result_of(SearchResult, self._index.search(queries, k, threads_arg(threads), *filter_arg(allow, deny)))
 
     def range_search(self, queries: np.ndarray, radius: int, *, threads: int | None = None, allow: object = None,
                      deny: object = None) -> RangeSearchResult:

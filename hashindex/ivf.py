@@ -5,7 +5,7 @@ import numpy as np
 
 from . import _core
 from ._base import _ProbingIndex, _SingleFieldIndex
-from ._results import RangeSearchResult, SearchResult
+from ._results import RangeSearchResult, SearchResult, result_of
 from ._validate import _type_name, codes_arg, filter_arg, ids_arg, int_arg, k_arg, nbits_arg, threads_arg
 
 
@@ -106,7 +106,7 @@ class IVFIndex(_ProbingIndex, _SingleFieldIndex):
         distances, ids, stats = self._index.search(queries, k_arg(k), nprobe, threads_arg(threads),
                                                    *filter_arg(allow, deny), lists, _max_codes(max_codes))
         self._keep(stats)
-        return SearchResult(distances, ids)
+        return result_of(SearchResult, (distances, ids))
 
     def range_search(self, queries: np.ndarray, radius: int, *, nprobe: int | None = None, threads: int | None = None,
                      allow: object = None, deny: object = None, lists: np.ndarray | None = None,
@@ -122,6 +122,8 @@ class IVFIndex(_ProbingIndex, _SingleFieldIndex):
         return RangeSearchResult(lims, distances, ids)
 
     def _probes(self, queries: np.ndarray, nprobe: object, lists: object) -> tuple[int, np.ndarray | None]:
+        if lists is None and type(nprobe) is int and nprobe >= 1:
+            return min(nprobe, self._nlist), None
         if lists is None:
             if nprobe is None:
                 nprobe = self.nprobe

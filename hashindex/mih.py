@@ -5,7 +5,7 @@ import numpy as np
 
 from . import _core
 from ._base import _ProbingIndex, _SingleFieldIndex
-from ._results import RangeSearchResult, SearchResult
+from ._results import RangeSearchResult, SearchResult, result_of
 from ._validate import filter_arg, int_arg, k_arg, nbits_arg, threads_arg
 
 
@@ -55,7 +55,7 @@ class MIHIndex(_ProbingIndex, _SingleFieldIndex):
         k = k_arg(k)
         distances, ids, stats = self._index.search(queries, k, threads_arg(threads), *filter_arg(allow, deny))
         self._keep(stats)
-        return SearchResult(distances, ids)
+        return result_of(SearchResult, (distances, ids))
 
     def range_search(self, queries: np.ndarray, radius: int, *, threads: int | None = None, allow: object = None,
                      deny: object = None) -> RangeSearchResult:

@@ -7,7 +7,7 @@ import numpy as np
 
 from . import _core
 from ._base import _ProbingIndex
-from ._results import SearchResult
+from ._results import SearchResult, result_of
 from ._validate import (
     field_add_args,
     field_search_args,
@@ -131,4 +131,4 @@ class MultiFieldIndex(_ProbingIndex):
         distances, ids, stats = self._index.search(arrays, w, nq, k, exclude, one_per_group, threads_arg(threads),
                                                    *filter_arg(allow, deny))
         self._keep(stats)
-        return SearchResult(distances, ids)
+        return result_of(SearchResult, (distances, ids))
