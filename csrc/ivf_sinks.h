@@ -68,9 +68,9 @@ struct ListSink : HitSink {
             spare.pop_back();
             hits.clear();
         }
-        if (keep) {
-            count.assign(static_cast<std::size_t>(threshold) + 1, 0);
-            occupied.assign(static_cast<std::size_t>(threshold) / 64 + 1, 0);
+        if (keep) {  // a spare's counts are zero (the sink gone cleared what it used): no fill of them all
+            count.resize(static_cast<std::size_t>(threshold) + 1);
+            occupied.resize(static_cast<std::size_t>(threshold) / 64 + 1);
             hits.reserve(std::min<std::size_t>(capacity, 256) + kBlock);
         }
     }
@@ -80,7 +80,13 @@ struct ListSink : HitSink {
         if (hits.capacity() == 0 || hits.capacity() > kSpareHits || count.capacity() > kSpareCounts) return;  // (0: moved from)
         try {
             std::vector<Spare>& spare = spares();
-            if (spare.size() < kSpares) spare.push_back(Spare{std::move(hits), std::move(count), std::move(occupied)});
+            if (spare.size() >= kSpares) return;
+            // Every count and bit set lies at or below the first k hits' largest distance: cleared up to
+            // it, where a 1024-bit code's sink filled all 1,025 counts anew (CHANGELOG.md, "Binary IVF").
+            const auto used = static_cast<std::size_t>(tally.top) + 1;
+            std::fill(count.begin(), count.begin() + static_cast<std::ptrdiff_t>(std::min(used, count.size())), 0);
+            std::fill(occupied.begin(), occupied.begin() + static_cast<std::ptrdiff_t>(std::min(used / 64 + 1, occupied.size())), 0);
+            spare.push_back(Spare{std::move(hits), std::move(count), std::move(occupied)});
         } catch (const std::bad_alloc&) {
         }
     }
