@@ -47,12 +47,9 @@ py::array_t<int32_t> hamming_distances(const Codes& x, const Codes& y, int threa
         CodeStore store(code_size);
         store.append(y.data(), ny);
         const std::vector<uint64_t> qwords = rows_to_words(x.data(), nx, code_size);
-        scan_store<RangeSink>(
-            store, qwords.data(), nx, threads,
-            [&](int64_t) { return RangeSink(8 * code_size, ny, nullptr); },  // slots index y directly
-            [&](int64_t q, RangeSink& sink) {
-                for (const SlotHit& h : sink.hits) dst[q * ny + h.slot] = h.distance;
-            });
+        scan_store<RowSink>(store, qwords.data(), nx, threads,
+                            [&](int64_t q) { return RowSink(8 * code_size, dst + q * ny, ny); },  // slots index y
+                            [](int64_t, RowSink&) {});
     });
     return out;
 }

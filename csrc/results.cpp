@@ -28,13 +28,22 @@ TopKSink::TopKSink(int64_t k_, int64_t valid_slots_, const int64_t* slot_ids_, c
     hits.reserve(capacity + kBlock);
 }
 
+// Each hit is written field by field into the buffer: a SlotHit{d, slot} pushed was assembled on the
+// stack and copied whole while its two stores were in flight, a wait on every hit (CHANGELOG.md,
+// "Scan hits").
 void TopKSink::on_hits_cb(HitSink* self, int64_t first_slot, uint32_t lanes, const uint32_t* dist) {
     auto* s = static_cast<TopKSink*>(self);
-    while (lanes) {
+    const int64_t valid = s->valid_slots;
+    const uint8_t* alive = s->alive;
+    for (; lanes; lanes &= lanes - 1) {
         const int lane = __builtin_ctz(lanes);
-        lanes &= lanes - 1;
         const int64_t slot = first_slot + lane;
-        if (slot < s->valid_slots) s->offer(static_cast<int32_t>(dist[lane]), slot);
+        const auto d = static_cast<int32_t>(dist[lane]);
+        if (slot >= valid || d > s->threshold || (alive && !alive[slot])) continue;
+        SlotHit& h = s->hits.emplace_back();
+        h.distance = d;
+        h.slot = slot;
+        if (s->hits.size() >= s->capacity) s->shrink();
     }
 }
 
@@ -93,12 +102,17 @@ RangeSink::RangeSink(int32_t radius, int64_t valid_slots_, const int64_t* slot_i
     : HitSink{radius, &RangeSink::on_hits_cb}, valid_slots(valid_slots_), slot_ids(slot_ids_), alive(alive_) {}
 
 void RangeSink::on_hits_cb(HitSink* self, int64_t first_slot, uint32_t lanes, const uint32_t* dist) {
-    auto* s = static_cast<RangeSink*>(self);
-    while (lanes) {
+    auto* s = static_cast<RangeSink*>(self);  // as TopKSink's: field by field
+    const int64_t valid = s->valid_slots;
+    const uint8_t* alive = s->alive;
+    for (; lanes; lanes &= lanes - 1) {
         const int lane = __builtin_ctz(lanes);
-        lanes &= lanes - 1;
         const int64_t slot = first_slot + lane;
-        if (slot < s->valid_slots) s->offer(static_cast<int32_t>(dist[lane]), slot);
+        const auto d = static_cast<int32_t>(dist[lane]);
+        if (slot >= valid || d > s->threshold || (alive && !alive[slot])) continue;
+        SlotHit& h = s->hits.emplace_back();
+        h.distance = d;
+        h.slot = slot;
     }
 }
 

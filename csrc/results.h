@@ -97,5 +97,23 @@ private:
 };
 inline std::vector<Hit> hits_of(const RangeSink& sink) { return sink.sorted(); }
 
+// Every distance of one query, written into its row of a matrix by slot (the threshold, the code's
+// bits, reports every lane): no buffer of hits to copy from (hashindex.hamming_distances).
+struct RowSink : HitSink {
+    RowSink(int32_t nbits, int32_t* row_, int64_t n_) : HitSink{nbits, &RowSink::on_hits_cb}, row(row_), n(n_) {}
+    void absorb(RowSink&) {}  // parts of a split scan write other slots of the same row
+    int32_t* row;
+    int64_t n;
+
+private:
+    static void on_hits_cb(HitSink* self, int64_t first_slot, uint32_t lanes, const uint32_t* dist) {
+        auto* s = static_cast<RowSink*>(self);
+        for (; lanes; lanes &= lanes - 1) {
+            const int lane = __builtin_ctz(lanes);
+            if (first_slot + lane < s->n) s->row[first_slot + lane] = static_cast<int32_t>(dist[lane]);
+        }
+    }
+};
+
 
 }  // namespace hashindex

@@ -23,6 +23,16 @@ def test_hamming_distances_match_oracle(simd, code_size, nx, ny, seed):
     np.testing.assert_array_equal(hashindex.hamming_distances(x, y), hamming_matrix(x, y))
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_hamming_distances_over_a_database_split_between_threads(simd, threads):
+    """Few queries over more than 2 MB of codes: the scan cuts the database between the threads, each
+    part writing its own columns of the rows (and ny not a multiple of the 8-code block)."""
+    rng = np.random.default_rng(threads)
+    x = rng.integers(0, 256, (3, 32), dtype=np.uint8)
+    y = rng.integers(0, 256, (70_001, 32), dtype=np.uint8)
+    np.testing.assert_array_equal(hashindex.hamming_distances(x, y, threads=threads), hamming_matrix(x, y))
+
+
 @pytest.mark.parametrize("code_size", [8, 32, 128, 248, 256, 264])
 def test_extreme_codes(simd, code_size):
     """All-zero vs all-one words: maximal per-byte counts (the AVX2 byte counters must not overflow)."""
