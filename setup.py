@@ -74,11 +74,16 @@ ParallelCompile("HASHINDEX_BUILD_JOBS", default=0).install()
 
 extra = ["/O2"] if sys.platform == "win32" else ["-O3"]
 link = []
+options = {}
 # HASHINDEX_SANITIZE=1: AddressSanitizer + UndefinedBehaviorSanitizer (GCC/Clang), for fuzz/sanitize.sh.
 # Any undefined behaviour aborts rather than printing and going on, so a test run cannot pass over it.
+# Its objects and module are built under a folder of their own: in the common build/ folder, the next
+# plain build found them up to date and shipped the sanitized module (which then failed to import:
+# "ASan runtime does not come first"), and a sanitized build could take plain objects as it.
 if os.environ.get("HASHINDEX_SANITIZE", "") not in ("", "0"):
     extra = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
     link = ["-fsanitize=address,undefined"]
+    options = {"build": {"build_base": os.path.join("build", "sanitize", "build")}}
 ext = Pybind11Extension(
     "hashindex._core",
     sources=[os.path.join(CSRC, s) for s in COMMON_SOURCES],
@@ -89,4 +94,4 @@ ext = Pybind11Extension(
     depends=[os.path.join(CSRC, f) for f in sorted(os.listdir(CSRC)) if f.endswith(".h")],
 )
 
-setup(ext_modules=[ext], cmdclass={"build_ext": BuildExt})
+setup(ext_modules=[ext], cmdclass={"build_ext": BuildExt}, options=options)
