@@ -139,24 +139,11 @@ std::vector<int64_t> IVFIndex::nearest_lists(const uint64_t* qwords, int64_t nq,
             if (distances) (*distances)[at] = h.distance;
         }
     };
-    // One query at a time through the kernel: grouped, a block with a centroid within any query's
-    // nearest so far was scanned again for each query of the group, and at nprobe 4 the coarse search
-    // took a third of a batch (CHANGELOG.md, "Binary IVF").
-    const Kernels& kern = active_kernels();
-    const int words = centroids_.words();
-    auto coarse = [&](auto make_sink, auto finish) {
-        using Sink = decltype(make_sink(int64_t{0}));
-        drive_scan<Sink>(centroids_.nblocks(), int64_t{kBlock} * 8 * words, nq, threads, make_sink,
-                         [&](int64_t b0, int64_t b1, int64_t q0, int64_t nqs, Sink* sinks) {
-                             for (int64_t i = 0; i < nqs; ++i) {
-                                 HitSink* one = &sinks[i];
-                                 kern.scan(centroids_.blocks(), b0, b1, words, qwords + (q0 + i) * words, 1, &one);
-                             }
-                         },
-                         finish);
-    };
+    // A query's nearest centroids lie far from it (a quarter of the bits and more): one query at a
+    // time through the kernel (scan.h, scan_store).
+    constexpr bool kGrouped = false;
     if (nprobe >= ivf::kCountedProbes)
-        coarse([&](int64_t) {
+        scan_store<ivf::ListSink, kGrouped>(centroids_, qwords, nq, threads, [&](int64_t) {
             ivf::ListSink sink(nbits(), nprobe);
             sink.n = nlist_;
             return sink;
@@ -165,8 +152,8 @@ std::vector<int64_t> IVFIndex::nearest_lists(const uint64_t* qwords, int64_t nq,
             keep(q, [&](int r) { return best[static_cast<std::size_t>(r)]; });
         });
     else
-        coarse([&](int64_t) { return ivf::NearestLists(nprobe, nlist_); },
-               [&](int64_t q, ivf::NearestLists& sink) { keep(q, [&](int r) { return sink.hit(r); }); });
+        scan_store<ivf::NearestLists, kGrouped>(centroids_, qwords, nq, threads, [&](int64_t) { return ivf::NearestLists(nprobe, nlist_); },
+                                      [&](int64_t q, ivf::NearestLists& sink) { keep(q, [&](int r) { return sink.hit(r); }); });
     return lists;
 }
 

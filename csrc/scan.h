@@ -96,8 +96,11 @@ void drive_scan(int64_t nblocks, int64_t block_bytes, int64_t nq, int threads, M
     }
 }
 
-// A store's scan through the active kernel (queries: nq rows of the store's words).
-template <class Sink, class MakeSink, class Finish>
+// A store's scan through the active kernel (queries: nq rows of the store's words). kGrouped: the
+// kernel takes the queries of a task together, sharing each block's loads; otherwise one at a time,
+// for sinks whose thresholds stay far from most codes long into the scan (IVF's coarse search), where
+// a group's blocks with a hit for some query were most blocks (CHANGELOG.md, "Binary IVF").
+template <class Sink, bool kGrouped = true, class MakeSink, class Finish>
 void scan_store(const CodeStore& store, const uint64_t* query_words, int64_t nq, int threads, MakeSink make_sink,
                 Finish finish) {
     const Kernels& kern = active_kernels();
@@ -105,9 +108,16 @@ void scan_store(const CodeStore& store, const uint64_t* query_words, int64_t nq,
     drive_scan<Sink>(
         store.nblocks(), int64_t{kBlock} * 8 * words, nq, threads, make_sink,
         [&](int64_t b0, int64_t b1, int64_t q0, int64_t nqs, Sink* sinks) {
-            std::vector<HitSink*> ptrs(static_cast<std::size_t>(nqs));
-            for (int64_t i = 0; i < nqs; ++i) ptrs[static_cast<std::size_t>(i)] = &sinks[i];
-            kern.scan(store.blocks(), b0, b1, words, query_words + q0 * words, nqs, ptrs.data());
+            if constexpr (kGrouped) {
+                std::vector<HitSink*> ptrs(static_cast<std::size_t>(nqs));
+                for (int64_t i = 0; i < nqs; ++i) ptrs[static_cast<std::size_t>(i)] = &sinks[i];
+                kern.scan(store.blocks(), b0, b1, words, query_words + q0 * words, nqs, ptrs.data());
+            } else {
+                for (int64_t i = 0; i < nqs; ++i) {
+                    HitSink* one = &sinks[i];
+                    kern.scan(store.blocks(), b0, b1, words, query_words + (q0 + i) * words, 1, &one);
+                }
+            }
         },
         finish);
 }
