@@ -189,11 +189,7 @@ struct ListSink : HitSink {
             out[i].distance = hits[i].distance;           // the stack, and its copy waited on the two stores
             out[i].id = hits[i].id();
         }
-        if (keep && static_cast<int64_t>(out.size()) > keep) {
-            std::nth_element(out.begin(), out.begin() + (keep - 1), out.end());
-            out.resize(static_cast<std::size_t>(keep));
-        }
-        std::sort(out.begin(), out.end());
+        sort_hits(out, keep);
         return out;
     }
 };

@@ -68,9 +68,7 @@ void TopKSink::shrink() {
 
 std::vector<Hit> TopKSink::best_k() const {
     std::vector<Hit> all = with_ids(hits, slot_ids);
-    const std::size_t n = std::min<std::size_t>(all.size(), static_cast<std::size_t>(k));
-    std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n), all.end());
-    all.resize(n);
+    sort_hits(all, k);
     return all;
 }
 
@@ -79,6 +77,51 @@ void TopKSink::absorb(TopKSink& other) {
     other.hits.clear();
     threshold = std::min(threshold, other.threshold);
     shrink();
+}
+
+void sort_hits_by_count(std::vector<Hit>& hits, std::size_t want) {
+    int32_t low = hits[0].distance, top = low;
+    for (const Hit& h : hits) {
+        low = std::min(low, h.distance);
+        top = std::max(top, h.distance);
+    }
+    if (low < 0 || static_cast<uint64_t>(top) > 4 * uint64_t{hits.size()} + 256) {  // more distances than hits: compared
+        if (want < hits.size()) {
+            std::nth_element(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(want) - 1, hits.end());
+            hits.resize(want);
+        }
+        std::sort(hits.begin(), hits.end());
+        return;
+    }
+    thread_local std::vector<std::size_t> at;  // then: where each distance's hits start
+    at.assign(static_cast<std::size_t>(top) + 2, 0);
+    for (const Hit& h : hits) ++at[static_cast<std::size_t>(h.distance) + 1];
+    auto last = static_cast<std::size_t>(top);  // the largest distance kept: the first at which want are held
+    for (std::size_t d = 0; d <= static_cast<std::size_t>(top); ++d) {
+        at[d + 1] += at[d];
+        if (at[d + 1] >= want) {
+            last = d;
+            break;
+        }
+    }
+    std::vector<Hit> out(at[last + 1]);
+    for (const Hit& h : hits)
+        if (static_cast<std::size_t>(h.distance) <= last) out[at[static_cast<std::size_t>(h.distance)]++] = h;
+    // at[d] is now where distance d's hits end; each run is put in order of id, the last one's first
+    // (want - its start) alone.
+    auto by_id = [](const Hit& a, const Hit& b) { return a.id < b.id; };
+    std::size_t begin = 0;
+    for (std::size_t d = 0; d <= last; ++d) {
+        const std::size_t end = at[d], upto = std::min(end, want);
+        if (upto > begin + 1 || end > upto) {
+            const auto b = out.begin() + static_cast<std::ptrdiff_t>(begin), u = out.begin() + static_cast<std::ptrdiff_t>(upto);
+            if (end > upto) std::nth_element(b, u - 1, out.begin() + static_cast<std::ptrdiff_t>(end), by_id);
+            std::sort(b, u, by_id);
+        }
+        begin = end;
+    }
+    out.resize(want);
+    hits.swap(out);
 }
 
 void TopKSink::write_sorted(int32_t* dist, int64_t* ids) const { write_padded(best_k(), k, dist, ids); }
@@ -123,7 +166,7 @@ void RangeSink::absorb(RangeSink& other) {
 
 std::vector<Hit> RangeSink::sorted() const {
     std::vector<Hit> out = with_ids(hits, slot_ids);
-    std::sort(out.begin(), out.end());
+    sort_hits(out);
     return out;
 }
 

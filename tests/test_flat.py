@@ -53,6 +53,35 @@ def test_range_search_matches_oracle(simd, db, radius, threads):
     np.testing.assert_array_equal(out, want[2])
 
 
+@pytest.mark.parametrize("kind", ["flat", "mih", "ivf"])
+def test_many_hits_in_runs_of_ties_come_in_distance_then_id_order(simd, kind):
+    """Past a few dozen hits the results are ordered by a count per distance, then by id within each
+    distance: k cutting a run of ties, k past n, and range searches of thousands of hits, against the oracle."""
+    rng = np.random.default_rng(5)
+    xb = random_codes(rng, 3000, 8, pool=40)  # runs of about 75 equal codes: ties at every distance
+    xb[::3] = random_codes(rng, 1000, 8)      # and spread distances
+    ids = rng.permutation(10**6)[:len(xb)].astype(np.int64)
+    xq = np.concatenate([xb[:3], random_codes(rng, 2, 8)])
+    if kind == "ivf":
+        index = hashindex.IVFIndex(64, 4)
+        index.train(xb, seed=1)
+    else:
+        index = hashindex.FlatIndex(64) if kind == "flat" else hashindex.MIHIndex(64)
+    index.add(xb, ids)
+    probe = {"nprobe": 4} if kind == "ivf" else {}
+    for k in (1, 63, 64, 65, 100, 500, 2999, 3001):
+        got = index.search(xq, k, **probe)
+        want = knn(xq, xb, ids, k, PAD)
+        np.testing.assert_array_equal(got.distances, want[0], err_msg=f"k={k}")
+        np.testing.assert_array_equal(got.ids, want[1], err_msg=f"k={k}")
+    for radius in (0, 12, 30, 64):
+        lims, dist, out = index.range_search(xq, radius, **probe)
+        want = range_search(xq, xb, ids, radius)
+        np.testing.assert_array_equal(lims, want[0])
+        np.testing.assert_array_equal(dist, want[1])
+        np.testing.assert_array_equal(out, want[2])
+
+
 @pytest.mark.parametrize("nbits", [64, 200, 2048])
 @pytest.mark.parametrize("nq", [1, 3])
 def test_split_database_path(simd, nbits, nq):
