@@ -85,12 +85,8 @@ void sort_hits_by_count(std::vector<Hit>& hits, std::size_t want) {
         low = std::min(low, h.distance);
         top = std::max(top, h.distance);
     }
-    if (low < 0 || static_cast<uint64_t>(top) > 4 * uint64_t{hits.size()} + 256) {  // more distances than hits: compared
-        if (want < hits.size()) {
-            std::nth_element(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(want) - 1, hits.end());
-            hits.resize(want);
-        }
-        std::sort(hits.begin(), hits.end());
+    if (low < 0 || static_cast<uint64_t>(top) > 4 * uint64_t{hits.size()} + 256) {  // more distances than hits
+        sort_hits_compared(hits, want);
         return;
     }
     thread_local std::vector<std::size_t> at;  // then: where each distance's hits start

@@ -80,19 +80,21 @@ inline std::vector<Hit> hits_of(const TopKSink& sink) { return sink.best_k(); }
 // and only the hits of one distance are compared, by id: a comparison sort of the whole list was
 // about half of an IVF search at k = 100 (CHANGELOG.md, "Sorting hits by counting").
 void sort_hits_by_count(std::vector<Hit>& hits, std::size_t want);
-inline void sort_hits(std::vector<Hit>& hits, int64_t keep = 0) {
-    constexpr std::size_t kCounted = 64;  // below it, comparing is cheaper (and this stays inline)
-    const std::size_t n = hits.size();
-    const std::size_t want = keep > 0 ? std::min(n, static_cast<std::size_t>(keep)) : n;
-    if (n >= kCounted) {
-        sort_hits_by_count(hits, want);
-        return;
-    }
-    if (want < n) {
+inline void sort_hits_compared(std::vector<Hit>& hits, std::size_t want) {
+    if (want < hits.size()) {
         std::nth_element(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(want) - 1, hits.end());
         hits.resize(want);
     }
     std::sort(hits.begin(), hits.end());
+}
+inline void sort_hits(std::vector<Hit>& hits, int64_t keep = 0) {
+    constexpr std::size_t kCounted = 64;  // below it, comparing is cheaper (and this stays inline)
+    const std::size_t n = hits.size();
+    const std::size_t want = keep > 0 ? std::min(n, static_cast<std::size_t>(keep)) : n;
+    if (n >= kCounted)
+        sort_hits_by_count(hits, want);
+    else
+        sort_hits_compared(hits, want);
 }
 // Merges sorted k-best lists (e.g. of two parts of one index) into the k best.
 void merge_best_k(std::vector<Hit>& into, const std::vector<Hit>& other, int64_t k);
