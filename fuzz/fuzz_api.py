@@ -1,6 +1,7 @@
 """Atheris target for the Python API, with a numpy model of the index as the oracle.
 
-Each input becomes an index (a kind and a width, sometimes an invalid one) and up to 12 calls (add, with
+Each input becomes an index (a kind and a width, sometimes an invalid one; an IVFIndex trained at
+once, searched at any nprobe against the oracle over the lists it probes) and up to 12 calls (add, with
 or without ids and groups; search; range_search; remove; get; contains; reset; a bytes, pickle or damaged
 bytes round trip; hamming_distances) whose arguments are arrays of random dtype, shape, memory order and
 strides, or k / radius / threads / ids values from the ordinary to the absurd (negative, 2**63, floats,
@@ -246,7 +247,7 @@ def expect_error(exc: BaseException, names: tuple[str, ...]) -> None:
 class Session:
     def __init__(self, inp: Input):
         self.inp = inp
-        self.kind = inp.pick(["flat", "mih", "multi"])
+        self.kind = inp.pick(["flat", "mih", "multi", "ivf"])
         widths = [8, 16, 24, 64, 72, 128]
         if self.kind == "multi":
             self.fields = {name: inp.pick(widths) for name in ["a", "b", "c"][: inp.int(1, 3)]}
@@ -276,6 +277,8 @@ class Session:
         if self.kind == "multi":
             return hashindex.MultiFieldIndex(self.fields, mih=inp.chance(2))
         nbits = self.fields[""]
+        if self.kind == "ivf":
+            return self._construct_ivf(nbits)
         if self.kind == "mih":
             m = inp.pick([None, None, 1, 2, 3, nbits, nbits + 1, 0, -1, 2.0])
             try:
@@ -284,6 +287,41 @@ class Session:
                 expect_error(exc, ("m",))
                 return hashindex.MIHIndex(nbits)
         return hashindex.FlatIndex(nbits)
+
+    def _construct_ivf(self, nbits: int):
+        """Trained at once (an untrained index refuses searches, as it should), on codes that hold
+        ties and equal centroids: lists hold whatever the nearest centroid by (distance, list) is."""
+        inp = self.inp
+        nlist = inp.pick([1, 2, 3, 5])
+        index = hashindex.IVFIndex(nbits, nlist)
+        rows, train = make_codes(inp, nlist + inp.int(0, 8), nbits // 8, None)
+        iterations, seed = int_value(inp, 1, 4), int_value(inp, 0, 9)
+        try:
+            index.train(train, iterations=iterations, seed=seed)
+        except BaseException as exc:  # noqa: BLE001
+            expect_error(exc, ("codes", "iterations", "seed"))
+            index.train(np.arange(nlist * (nbits // 8), dtype=np.uint8).reshape(nlist, nbits // 8))
+        else:
+            valid = rows is not None and is_int(iterations, 1, 2**31 - 1) and is_int(seed, 0, 2**64 - 1)
+            self.judge("train", True, valid, f"codes {train!r}, iterations={iterations!r}, seed={seed!r}")
+        return index
+
+    def probed(self, q: np.ndarray, rows: np.ndarray, nprobe) -> np.ndarray:
+        """(nq, n): whether each item lies in a list that the query probes (IVF; else all)."""
+        if self.kind != "ivf":
+            return np.ones((len(q), len(rows)), bool)
+        centroids = self.index.centroids
+        nlist = len(centroids)
+        nprobe = min(as_int(self.index.nprobe if nprobe is None else nprobe), nlist)
+        lists = np.lexsort((np.broadcast_to(np.arange(nlist), (len(rows), nlist)), oracle.hamming_matrix(rows, centroids)))[:, 0]
+        order = np.lexsort((np.broadcast_to(np.arange(nlist), (len(q), nlist)), oracle.hamming_matrix(q, centroids)))
+        return np.stack([np.isin(lists, order[i, :nprobe]) for i in range(len(q))]) if len(q) else np.zeros((0, len(rows)), bool)
+
+    def nprobe_value(self):
+        return None if self.kind != "ivf" or self.inp.chance(3) else int_value(self.inp, 1, 6)
+
+    def probing(self, nprobe) -> dict:
+        return {} if self.kind != "ivf" else {"nprobe": nprobe}
 
     # -- the model's view ----------------------------------------------------------------------------
     def code_sizes(self) -> list[int]:
@@ -367,17 +405,24 @@ class Session:
         if self.kind == "multi":
             self._search_multi(pairs, k, threads)
             return
-        ok, result = self.call(("queries", "k", "threads"), lambda: self.index.search(pairs[0][1], k, threads=threads))
+        nprobe = self.nprobe_value()
+        ok, result = self.call(("queries", "k", "threads", "nprobe"),
+                               lambda: self.index.search(pairs[0][1], k, threads=threads, **self.probing(nprobe)))
         q = pairs[0][0]
-        valid = q is not None and is_int(k, 1, 2**31 - 2) and (threads is None or is_int(threads, 1, None))
-        self.judge("search", ok, valid, f"queries {type(pairs[0][1]).__name__}, k={k!r}, threads={threads!r}")
+        valid = (q is not None and is_int(k, 1, 2**31 - 2) and (threads is None or is_int(threads, 1, None))
+                 and (nprobe is None or is_int(nprobe, 1, None)))
+        self.judge("search", ok, valid, f"queries {type(pairs[0][1]).__name__}, k={k!r}, threads={threads!r}, nprobe={nprobe!r}")
         if not ok:
             return
         k = as_int(k)
         ids, rows, _ = self.model.arrays()
-        expect_d, expect_i = oracle.knn(q, rows[0], ids, k, hashindex.PAD_DISTANCE)
-        if not (np.array_equal(result.distances, expect_d) and np.array_equal(result.ids, expect_i)):
-            raise Finding(f"search k={k} differs from the oracle:\n{result}\nexpected {expect_d} {expect_i}")
+        probed = self.probed(q, rows[0], nprobe)
+        if result.distances.shape != (len(q), k) or result.ids.shape != (len(q), k):
+            raise Finding(f"search k={k} returned shapes {result.distances.shape}, {result.ids.shape} for {len(q)} queries")
+        for i in range(len(q)):  # each query over the items its lists hold
+            expect_d, expect_i = oracle.knn(q[i:i + 1], rows[0][probed[i]], ids[probed[i]], k, hashindex.PAD_DISTANCE)
+            if not (np.array_equal(result.distances[i:i + 1], expect_d) and np.array_equal(result.ids[i:i + 1], expect_i)):
+                raise Finding(f"search k={k} differs from the oracle:\n{result}\nexpected {expect_d} {expect_i}")
 
     def _search_multi(self, pairs, k, threads) -> None:
         inp = self.inp
@@ -442,19 +487,25 @@ class Session:
             if hasattr(self.index, "range_search"):
                 raise Finding("MultiFieldIndex.range_search exists but the model has none")
             return
-        ok, result = self.call(("queries", "radius", "threads"),
-                               lambda: self.index.range_search(queries, radius, threads=threads))
-        valid = q is not None and is_int(radius, 0, None) and (threads is None or is_int(threads, 1, None))
+        nprobe = self.nprobe_value()
+        ok, result = self.call(("queries", "radius", "threads", "nprobe"),
+                               lambda: self.index.range_search(queries, radius, threads=threads, **self.probing(nprobe)))
+        valid = (q is not None and is_int(radius, 0, None) and (threads is None or is_int(threads, 1, None))
+                 and (nprobe is None or is_int(nprobe, 1, None)))
         self.judge("range_search", ok, valid,
-                   f"queries {type(queries).__name__}, radius={radius!r}, threads={threads!r}")
+                   f"queries {type(queries).__name__}, radius={radius!r}, threads={threads!r}, nprobe={nprobe!r}")
         if not ok:
             return
         radius = as_int(radius)
         ids, rows, _ = self.model.arrays()
-        lims, dist, out = oracle.range_search(q, rows[0], ids, radius)
-        if not (np.array_equal(result.lims, lims) and np.array_equal(result.distances, dist)
-                and np.array_equal(result.ids, out)):
-            raise Finding(f"range_search radius={radius} differs from the oracle")
+        probed = self.probed(q, rows[0], nprobe)
+        for i in range(len(q)):
+            lims, dist, out = oracle.range_search(q[i:i + 1], rows[0][probed[i]], ids[probed[i]], radius)
+            lo, hi = result.lims[i], result.lims[i + 1]
+            if not (hi - lo == lims[1] and np.array_equal(result.distances[lo:hi], dist) and np.array_equal(result.ids[lo:hi], out)):
+                raise Finding(f"range_search radius={radius} differs from the oracle at query {i}")
+        if len(result.lims) != len(q) + 1:
+            raise Finding("range_search lims has the wrong length")
 
     def remove_or_get(self, remove: bool) -> None:
         inp = self.inp

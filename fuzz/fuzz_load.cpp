@@ -1,10 +1,11 @@
 // libFuzzer target for the index file loaders (format.cpp and every kind's from_bytes).
 //
 // The input is one selector byte and a payload; the target wraps the payload in a valid header and
-// CRC-32 (fuzzing through a checksum would test nothing but the checksum) of the kind (byte % 3) and
-// format version ((byte / 3) % 2: 1 or 2) it selects and hands the image to every loader, then
-// opens it again in place (from_image over a 64-byte aligned copy, as a mapped file is, unverified). Each must either build an index or throw a std::exception (FormatError for bad
-// files); after a successful load, a search and a save round trip must work. ASan and UBSan turn
+// CRC-32 (fuzzing through a checksum would test nothing but the checksum) of the kind (1 + byte % 4)
+// and format version ((byte / 4) % 2: 1 or 2) it selects and hands the image to every loader, then
+// opens it again in place (from_image over a 64-byte aligned copy, as a mapped file is, unverified).
+// Each must either build an index or throw a std::exception (FormatError for bad files); after a
+// successful load, a search and a save round trip must work. ASan and UBSan turn
 // any out-of-bounds read, overflow or leak into a crash that libFuzzer reports.
 #include <cstdint>
 #include <cstring>
@@ -90,13 +91,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     };
     load_and_probe<MultiFieldIndex>(image, multi_probe);
     map_and_probe<MultiFieldIndex>(image, multi_probe);
-    load_and_probe<IVFIndex>(image, [](const IVFIndex& ix) {
+    auto ivf_probe = [](const IVFIndex& ix) {
         if (!ix.trained()) return;
         std::vector<uint8_t> q(static_cast<std::size_t>(ix.code_size()), 0x5a);
         int32_t d[3];
         int64_t i[3];
         ix.search(q.data(), 1, 3, 2, 1, d, i, nullptr);
         ix.range_search(q.data(), 1, 4, 2, 1, nullptr);
-    });
+        const int64_t some[2] = {0, 7};
+        ix.search(q.data(), 1, 3, ix.nlist(), 1, d, i, nullptr, IdFilter{some, 2, true}, IvfProbe{nullptr, 5});
+    };
+    load_and_probe<IVFIndex>(image, ivf_probe);
+    map_and_probe<IVFIndex>(image, ivf_probe);
     return 0;
 }

@@ -8,6 +8,10 @@ from ._base import _ProbingIndex, _SingleFieldIndex
 from ._results import RangeSearchResult, SearchResult, result_of
 from ._validate import _type_name, codes_arg, filter_arg, ids_arg, int_arg, k_arg, nbits_arg, threads_arg
 
+MAX_ITERATIONS = (1 << 31) - 1  # the core's int; k-majority stops well before, once nothing moves
+MAX_SEED = (1 << 64) - 1  # the core's seed is 64 bits
+MAX_CODES = (1 << 63) - 1
+
 
 class IVFIndex(_ProbingIndex, _SingleFieldIndex):
     """Codes kept in ``nlist`` inverted lists, one per binary centroid; a query scans the lists of
@@ -60,7 +64,8 @@ class IVFIndex(_ProbingIndex, _SingleFieldIndex):
     def train(self, codes: np.ndarray, *, iterations: int = 10, seed: int = 0) -> None:
         """Centroids by k-majority from at least nlist codes (while the index is empty)."""
         codes = codes_arg(codes, self.code_size, "codes")
-        self._index.train(codes, int_arg(iterations, "iterations", minimum=1), int_arg(seed, "seed", minimum=0))
+        self._index.train(codes, int_arg(iterations, "iterations", minimum=1, maximum=MAX_ITERATIONS),
+                          int_arg(seed, "seed", minimum=0, maximum=MAX_SEED))
 
     @property
     def centroids(self) -> np.ndarray:
@@ -150,4 +155,5 @@ def _lists_arg(lists: object, shape: tuple) -> np.ndarray:
 
 
 def _max_codes(max_codes: object) -> int:
-    return 0 if max_codes is None else int_arg(max_codes, "max_codes", minimum=0)
+    # A budget past any index's codes is no limit: capped as an absurd thread count is.
+    return 0 if max_codes is None else min(int_arg(max_codes, "max_codes", minimum=0), MAX_CODES)

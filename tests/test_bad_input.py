@@ -118,6 +118,26 @@ def test_integers_beyond_int64_are_named_errors_not_overflow(index):
         multi.search({"a": np.zeros((1, 8), np.uint8)}, 1, exclude_groups=2**64)
 
 
+
+def test_ivf_integers_beyond_the_core_s_are_named_errors_or_no_limit():
+    # iterations, seed and max_codes reached pybind11 unchecked past the core's types ("incompatible
+    # function arguments" and the whole signature).
+    rng = np.random.default_rng(0)
+    xb = rng.integers(0, 256, (40, 8), dtype=np.uint8)
+    ivf = hashindex.IVFIndex(64, 4)
+    for name, value in (("iterations", 2**31), ("seed", 2**64)):
+        with pytest.raises(ValueError, match=f"{name}: expected an integer <="):
+            ivf.train(xb, **{name: value})
+    ivf.train(xb, iterations=2**31 - 1, seed=2**64 - 1)  # the largest the core takes; converges well before
+    ivf.add(xb)
+    want = ivf.search(xb[:3], 5, nprobe=2)
+    for budget in (2**63 - 1, 2**63, 2**70):  # past any index's codes: no limit, as None
+        got = ivf.search(xb[:3], 5, nprobe=2, max_codes=budget)
+        np.testing.assert_array_equal(got.ids, want.ids)
+        assert len(ivf.range_search(xb[:3], 64, nprobe=2, max_codes=budget).ids) == \
+            len(ivf.range_search(xb[:3], 64, nprobe=2).ids)
+
+
 LARGEST_ID = 2**63 - 2
 
 
