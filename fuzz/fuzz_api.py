@@ -1,7 +1,8 @@
 """Atheris target for the Python API, with a numpy model of the index as the oracle.
 
 Each input becomes an index (a kind and a width, sometimes an invalid one; an IVFIndex trained at
-once, searched at any nprobe against the oracle over the lists it probes) and up to 12 calls (add, with
+once, searched at any nprobe against the oracle over the lists it probes; searches sometimes under
+allow= or deny= in any form, or an invalid one) and up to 12 calls (add, with
 or without ids and groups; search; range_search; remove; get; contains; reset; a bytes, pickle or damaged
 bytes round trip; hamming_distances) whose arguments are arrays of random dtype, shape, memory order and
 strides, or k / radius / threads / ids values from the ordinary to the absurd (negative, 2**63, floats,
@@ -317,6 +318,34 @@ class Session:
         order = np.lexsort((np.broadcast_to(np.arange(nlist), (len(q), nlist)), oracle.hamming_matrix(q, centroids)))
         return np.stack([np.isin(lists, order[i, :nprobe]) for i in range(len(q))]) if len(q) else np.zeros((0, len(rows)), bool)
 
+    def filter_value(self):
+        """(which ids pass, as a function of an id array, or None if the filter is invalid by design;
+        the keyword arguments that pass it): mostly none, else allow= or deny= in any form filters
+        take, with present and absent ids, or something invalid."""
+        inp = self.inp
+        r = inp.int(0, 11)
+        if r < 6:
+            return (lambda ids: np.ones(len(ids), bool)), {}
+        name = inp.pick(["allow", "deny"])
+        live = list(self.model.items)
+        if r < 9:
+            chosen = [inp.pick(live) for _ in range(inp.int(0, 4))] if live else []
+            if inp.chance(3):
+                chosen.append(min(self.model.next_id + inp.int(0, 3), MAX_ID))  # absent: ignored
+            form = inp.int(0, 5)
+            value = (chosen if form == 0 else np.array(chosen, dtype=inp.pick([np.int64, np.uint64, np.int32]))
+                     if form == 1 and all(c < 2**31 for c in chosen) else set(chosen) if form == 2 else tuple(chosen)
+                     if form == 3 else chosen[0] if form == 4 and len(chosen) == 1 else chosen)
+        elif r == 9:  # a bitmap over ids: True at position i passes id i
+            value = np.array([inp.chance(4) for _ in range(inp.int(0, 24))], dtype=bool)
+            chosen = np.flatnonzero(value).tolist()
+        elif r == 10:
+            return None, {"allow": [0], "deny": [1]}
+        else:
+            return None, {name: inp.pick([[-1], [1.0], np.array([[1]]), "1", range(3), [2**63], np.zeros((1, 2), bool)])}
+        ids = np.array(chosen, dtype=np.int64)
+        return ((lambda x: np.isin(x, ids)) if name == "allow" else (lambda x: ~np.isin(x, ids))), {name: value}
+
     def nprobe_value(self):
         return None if self.kind != "ivf" or self.inp.chance(3) else int_value(self.inp, 1, 6)
 
@@ -406,17 +435,19 @@ class Session:
             self._search_multi(pairs, k, threads)
             return
         nprobe = self.nprobe_value()
-        ok, result = self.call(("queries", "k", "threads", "nprobe"),
-                               lambda: self.index.search(pairs[0][1], k, threads=threads, **self.probing(nprobe)))
+        passes, filtering = self.filter_value()
+        ok, result = self.call(("queries", "k", "threads", "nprobe", "allow", "deny"),
+                               lambda: self.index.search(pairs[0][1], k, threads=threads, **self.probing(nprobe), **filtering))
         q = pairs[0][0]
         valid = (q is not None and is_int(k, 1, 2**31 - 2) and (threads is None or is_int(threads, 1, None))
-                 and (nprobe is None or is_int(nprobe, 1, None)))
-        self.judge("search", ok, valid, f"queries {type(pairs[0][1]).__name__}, k={k!r}, threads={threads!r}, nprobe={nprobe!r}")
+                 and (nprobe is None or is_int(nprobe, 1, None)) and passes is not None)
+        self.judge("search", ok, valid, f"queries {type(pairs[0][1]).__name__}, k={k!r}, threads={threads!r}, "
+                                        f"nprobe={nprobe!r}, {filtering!r}")
         if not ok:
             return
         k = as_int(k)
         ids, rows, _ = self.model.arrays()
-        probed = self.probed(q, rows[0], nprobe)
+        probed = self.probed(q, rows[0], nprobe) & passes(ids)
         if result.distances.shape != (len(q), k) or result.ids.shape != (len(q), k):
             raise Finding(f"search k={k} returned shapes {result.distances.shape}, {result.ids.shape} for {len(q)} queries")
         for i in range(len(q)):  # each query over the items its lists hold
@@ -437,11 +468,14 @@ class Session:
             exclude = inp.pick([-1, 0, 1, 2, -2, np.zeros(len(pairs[0][0]) if pairs[0][0] is not None else 0, np.int64),
                                 np.zeros(3, np.int64), 1.5])
         one = inp.pick([False, True, 1, None])
-        ok, result = self.call(("queries", "k", "threads", "weights", "exclude_groups", "one_per_group"),
+        passes, filtering = self.filter_value()
+        ok, result = self.call(("queries", "k", "threads", "weights", "exclude_groups", "one_per_group", "allow", "deny"),
                                lambda: self.index.search(queries, k, weights=weights, exclude_groups=exclude,
-                                                         one_per_group=one, threads=threads))
+                                                         one_per_group=one, threads=threads, **filtering))
         if not ok:
             return
+        if passes is None:
+            raise Finding(f"search accepted the filter {filtering!r}")
         k = as_int(k)
         w = {name: 1.0 for name in queries} if weights is None else {n: weights.get(n, 0.0) for n in names}
         for value in w.values():
@@ -460,7 +494,7 @@ class Session:
                 total += w[name] * oracle.hamming_matrix(rows_q[name], rows[f])
         ex = np.full(nq, -1) if exclude is None else np.broadcast_to(np.asarray(exclude, np.int64), (nq,))
         for q in range(nq):
-            keep = np.ones(len(ids), bool) if ex[q] == -1 else groups != ex[q]
+            keep = (np.ones(len(ids), bool) if ex[q] == -1 else groups != ex[q]) & passes(ids)
             order = [j for j in np.lexsort((ids, total[q])) if keep[j]]
             if one:
                 seen, picked = set(), []
@@ -488,17 +522,19 @@ class Session:
                 raise Finding("MultiFieldIndex.range_search exists but the model has none")
             return
         nprobe = self.nprobe_value()
-        ok, result = self.call(("queries", "radius", "threads", "nprobe"),
-                               lambda: self.index.range_search(queries, radius, threads=threads, **self.probing(nprobe)))
+        passes, filtering = self.filter_value()
+        ok, result = self.call(("queries", "radius", "threads", "nprobe", "allow", "deny"),
+                               lambda: self.index.range_search(queries, radius, threads=threads, **self.probing(nprobe),
+                                                               **filtering))
         valid = (q is not None and is_int(radius, 0, None) and (threads is None or is_int(threads, 1, None))
-                 and (nprobe is None or is_int(nprobe, 1, None)))
-        self.judge("range_search", ok, valid,
-                   f"queries {type(queries).__name__}, radius={radius!r}, threads={threads!r}, nprobe={nprobe!r}")
+                 and (nprobe is None or is_int(nprobe, 1, None)) and passes is not None)
+        self.judge("range_search", ok, valid, f"queries {type(queries).__name__}, radius={radius!r}, "
+                                              f"threads={threads!r}, nprobe={nprobe!r}, {filtering!r}")
         if not ok:
             return
         radius = as_int(radius)
         ids, rows, _ = self.model.arrays()
-        probed = self.probed(q, rows[0], nprobe)
+        probed = self.probed(q, rows[0], nprobe) & passes(ids)
         for i in range(len(q)):
             lims, dist, out = oracle.range_search(q[i:i + 1], rows[0][probed[i]], ids[probed[i]], radius)
             lo, hi = result.lims[i], result.lims[i + 1]
