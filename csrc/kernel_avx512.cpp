@@ -75,8 +75,8 @@ struct Ops {
             _mm256_mask_compressstoreu_epi32(idx + found, keep, lane);
             // The distances compressed as 64-bit lanes, then narrowed into the first ones: clang 14
             // turned a compressing store of the narrowed lanes into a masked narrowing store (VPMOVQD
-            // under `keep`), which writes the lanes in place, not packed (wrong distances for every
-            // partial mask; scripts/cross-test.sh with CXX=clang++ checks it).
+            // under `keep`), which writes the lanes in place, not packed: a survivor after a rejected
+            // row got another's distance (scripts/cross-test.sh with CXX=clang++ checks it).
             const int kept = __builtin_popcount(keep);
             _mm256_mask_storeu_epi32(dist + found, static_cast<__mmask8>((1u << kept) - 1u),
                                      _mm512_cvtepi64_epi32(_mm512_maskz_compress_epi64(keep, d)));

@@ -118,7 +118,6 @@ def test_integers_beyond_int64_are_named_errors_not_overflow(index):
         multi.search({"a": np.zeros((1, 8), np.uint8)}, 1, exclude_groups=2**64)
 
 
-
 def test_ivf_integers_beyond_the_core_s_are_named_errors_or_no_limit():
     # iterations, seed and max_codes reached pybind11 unchecked past the core's types ("incompatible
     # function arguments" and the whole signature).
