@@ -23,10 +23,12 @@ struct IoError : std::runtime_error {
     std::string path;  // the file the caller named
 };
 
-// One-line precondition checks that carry the failed condition into the message.
-#define HX_CHECK(cond, msg)                                                                  \
-    do {                                                                                     \
-        if (!(cond)) throw std::invalid_argument(std::string(msg) + " (failed: " #cond ")"); \
+// One-line precondition checks. The message is what a Python caller reads (ValueError), so it says
+// what was expected and what came, without the C++ condition ("(failed: n >= nlist_)" named members
+// a user never sees).
+#define HX_CHECK(cond, msg)                                          \
+    do {                                                             \
+        if (!(cond)) throw std::invalid_argument(std::string(msg)); \
     } while (0)
 
 }  // namespace hashindex

@@ -76,7 +76,7 @@ void Items::move_last_into(int64_t slot) {
 }
 
 void Items::get(int field, const int64_t* ids, int64_t n, uint8_t* out) const {
-    HX_CHECK(field >= 0 && field < nfields(), "field out of range");
+    HX_CHECK(field >= 0 && field < nfields(), "field must be in [0, " + std::to_string(nfields()) + "), got " + std::to_string(field));
     for (int64_t i = 0; i < n; ++i) ids_.slot_of(ids[i]);
     const CodeStore& s = store(field);
     for (int64_t i = 0; i < n; ++i) s.read_row(ids_.slot_of(ids[i]), out + i * s.code_size());

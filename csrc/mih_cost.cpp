@@ -47,7 +47,7 @@ double now_ns() {
 }  // namespace mih
 
 void set_mih_budget_scale(double scale) {
-    HX_CHECK(scale > 0, "scale must be > 0");
+    HX_CHECK(scale > 0, "scale must be > 0, got " + std::to_string(scale));
     mih::g_budget_scale.store(scale);
 }
 

@@ -21,7 +21,8 @@ std::atomic<uint64_t> g_bandwidth_sink{0};
 }  // namespace
 
 double popcount_peak(int threads, double seconds, int repeats) {
-    HX_CHECK(seconds > 0 && repeats >= 1, "seconds > 0 and repeats >= 1");
+    HX_CHECK(seconds > 0 && repeats >= 1, "seconds must be > 0 and repeats >= 1, got " + std::to_string(seconds) + " and " +
+                                                std::to_string(repeats));
     threads = resolve_threads(threads);
     const PeakFn peak = active_kernels().peak;
     uint64_t sink = 0;
@@ -53,7 +54,8 @@ double popcount_peak(int threads, double seconds, int repeats) {
 }
 
 double read_bandwidth(int64_t nbytes, int threads, int repeats) {
-    HX_CHECK(nbytes >= 4096 && repeats >= 1, "nbytes >= 4096 and repeats >= 1");
+    HX_CHECK(nbytes >= 4096 && repeats >= 1, "nbytes must be >= 4096 and repeats >= 1, got " + std::to_string(nbytes) + " and " +
+                                                   std::to_string(repeats));
     threads = resolve_threads(threads);
     const int64_t words = nbytes / 8;
     std::vector<uint64_t, CacheAligned<uint64_t>> buf(static_cast<std::size_t>(words));

@@ -127,6 +127,8 @@ def test_ivf_integers_beyond_the_core_s_are_named_errors_or_no_limit():
     for name, value in (("iterations", 2**31), ("seed", 2**64)):
         with pytest.raises(ValueError, match=f"{name}: expected an integer <="):
             ivf.train(xb, **{name: value})
+    with pytest.raises(ValueError, match=r"^codes: training needs at least nlist = 4 codes, got 3$"):
+        ivf.train(xb[:3])  # the core's own check: its message, without the C++ condition it tested
     ivf.train(xb, iterations=2**31 - 1, seed=2**64 - 1)  # the largest the core takes; converges well before
     ivf.add(xb)
     want = ivf.search(xb[:3], 5, nprobe=2)
