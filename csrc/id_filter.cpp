@@ -17,9 +17,10 @@ std::vector<uint8_t> slot_mask(const IdFilter& filter, const IdMap& map, int64_t
 }
 
 std::vector<int64_t> allowed_slots(const IdFilter& filter, const IdMap& map) {
-    // One bit per slot, then the set bits in order: O(m + n / 64), sorted and without repeats.
-    // (Sorting the slots cost 0.4 ms for 10k ids, and a byte per slot scanned byte by byte 0.9 ms
-    // at 1M slots; the gather then reads the store in order, which its prefetcher follows.)
+    // One bit per slot, then the set bits in order: O(m + n / 64), sorted and without repeats,
+    // where sorting the slots or a byte per slot read byte by byte cost more
+    // (benchmarks/RESULTS.md, "Measurements behind the code"); the gather then reads the store in
+    // order, which its prefetcher follows.
     const int64_t n = map.size();
     std::vector<uint64_t> bits(static_cast<std::size_t>((n + 63) / 64), 0);
     int64_t found = 0;

@@ -23,11 +23,10 @@ std::vector<uint8_t> slot_mask(const IdFilter& filter, const IdMap& map, int64_t
 std::vector<int64_t> allowed_slots(const IdFilter& filter, const IdMap& map);
 
 // Whether an allow list is searched by copying its items out and scanning the copy, rather than
-// scanning everything with a per-slot mask. The copy costs a scattered read per item (about 15 ns
-// at 1M x 64-bit codes) once per call; the mask path scans all n items for each query, and its
-// threshold falls slowly when few items pass. Measured at 1M x 64-bit codes, single queries: 1 %
-// allowed 0.21 ms copied (0.55 masked), 4 % 0.7 ms either way; batches of 200: 10 % 0.020 ms/query
-// copied against 0.042 masked, 50 % 0.074 against 0.055.
+// scanning everything with a per-slot mask. The copy costs a scattered read per item once per call;
+// the mask path scans all n items for each query, and its threshold falls slowly when few items
+// pass. Where the two cross, single queries and batches, was measured at 1M x 64-bit codes
+// (benchmarks/RESULTS.md, "Measurements behind the code").
 inline bool gather_pays(const IdFilter& filter, int64_t n, int64_t nq) {
     return filter.active() && filter.allow && filter.n * 32 < n * (nq > 16 ? nq / 16 : 1);
 }

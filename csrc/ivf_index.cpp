@@ -17,8 +17,8 @@ namespace hashindex {
 namespace {
 // A search's other probes are cut between the threads by their lists' codes. Where they are this
 // few (a single query at nprobe up to 17), the cut counts what the bounds leave of each list
-// instead: a part handed to another thread costs about 2 us on a VM, more than the few blocks the
-// bounds leave of a clustered query's lists (CHANGELOG.md, "Binary IVF").
+// instead: a part handed to another thread costs more than the few blocks the bounds leave of a
+// clustered query's lists (CHANGELOG.md, "Binary IVF").
 constexpr std::size_t kFewProbes = 16;
 constexpr int64_t kCodesPerPart = 1536;  // codes a part must compare to be worth a thread
 constexpr int64_t kCodesPerProbe = 64;   // a (query, list)'s own cost, in codes
@@ -237,7 +237,7 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
         const int64_t m = std::min(round, nq - q0);
         std::vector<int32_t> start(static_cast<std::size_t>(m), threshold);  // a query without a first list
         // The nearest lists: the round's queries split between the threads (cutting by lists, as
-        // below, measured 7-13 % slower at nprobe 1).
+        // below, was slower at nprobe 1: CHANGELOG.md, "Binary IVF").
         const int64_t per = (m + nthreads - 1) / nthreads;
         parallel_for(nthreads, (m + per - 1) / per, [&](int64_t c) {
             const int64_t a = c * per, b = std::min(m, a + per);

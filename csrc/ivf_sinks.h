@@ -195,14 +195,15 @@ struct ListSink : HitSink {
 };
 
 // Below this many probes the coarse search keeps its nearest lists in NearestLists; from it on it
-// counts its hits per distance (ListSink): at nprobe 64 the insertions' moves were a third of a batch.
+// counts its hits per distance (ListSink): at nprobe 64 the insertions' moves were most of the
+// coarse search (CHANGELOG.md, "Binary IVF").
 constexpr int kCountedProbes = 16;
 
 // The coarse search's sink: a query's nprobe nearest centroids, kept sorted by (distance, list) in
 // place. Small k is the rule here, so an insertion beats TopKSink's buffer and selection, and the
-// threshold is tight from the first k lists on (perf: TopKSink's bookkeeping was ~19 % of a
-// 1M-code search at nprobe 4). Each is one integer, distance above list, so that an insertion
-// compares and moves words.
+// threshold is tight from the first k lists on (TopKSink's bookkeeping was a large share of a
+// search at nprobe 4: CHANGELOG.md, "Binary IVF"). Each is one integer, distance above list, so that
+// an insertion compares and moves words.
 struct NearestLists : HitSink {
     uint64_t best[kCountedProbes];  // ascending
     int size = 0;

@@ -4,7 +4,8 @@
 // method). Byte counts are added across words before one PSADBW folds them into 64-bit lane sums:
 // a byte holds at most 8 per word, so 31 words fit before it could overflow 255. A block's 8 lanes
 // are two registers. One query per pass over a block (it stays in L1 for the next query): with two
-// sharing each load, the 16 ymm registers spilled and 1024-bit scans ran 6-12 % slower.
+// sharing each load, the 16 ymm registers spilled and long codes scanned slower
+// (benchmarks/RESULTS.md, "Measurements behind the code").
 #include "kernels.h"
 
 #ifdef HASHINDEX_X86

@@ -16,7 +16,8 @@
 #include <cstdint>
 
 // The per-level operations and the helpers over them are always inlined into the loops: left to
-// itself GCC called some out of line (AVX2 scans ran 12 % slower).
+// itself GCC called some out of line, and AVX2 scans ran slower
+// (benchmarks/RESULTS.md, "Measurements behind the code").
 #define HX_KERNEL_INLINE __attribute__((always_inline)) inline
 
 namespace hashindex {

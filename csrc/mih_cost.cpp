@@ -80,8 +80,8 @@ void MihCostModel::observe_scan(double elapsed_ns, double words, int64_t nq, int
 
 void MihCostModel::set_workload(int64_t w) {
     // Whether probing pays depends on k (or the radius): the give-up history of
-    // k = 10 says nothing about k = 100 (10M clustered codes: it kept 95 % of
-    // k = 100 queries off the tables, at +18 % against a scan).
+    // k = 10 says nothing about k = 100, whose queries it kept off the tables
+    // (benchmarks/RESULTS.md, "Measurements behind the code").
     if (workload.exchange(w, std::memory_order_relaxed) != w) gave_up_history.store(0, std::memory_order_relaxed);
 }
 

@@ -11,16 +11,14 @@ namespace hashindex {
 namespace mih {
 
 // Probing cost model, in nanoseconds before calibration (MihCostModel scales
-// it by measurement): fitted on the 2-core Sapphire Rapids VM of
-// benchmarks/RESULTS.md, single 64-bit queries, m = 4: 1M uniform codes, 1.65k
-// buckets and 26.8k candidates took 0.21 ms, 2.78k and 49k 0.35 ms; 10M, ~1.1k
-// buckets and 304k candidates 0.50 ms.
+// it by measurement): fitted on single 64-bit queries of 1M and 10M uniform
+// codes, m = 4 (benchmarks/RESULTS.md, "Measurements behind the code").
 constexpr double kProbeNs = 100.0;        // one bucket looked up, its codes fetched
 constexpr double kVerifyNsPerWord = 1.5;  // one candidate word verified and filtered
 // A candidate within the threshold: its seen-mark and slot are random accesses
-// into arrays as large as the index. Clustered queries have many (10M codes:
-// without this term the learned scale rose to 5x and k = 100 queries that
-// probe in 0.06-0.8 ms were scanned in 4 ms).
+// into arrays as large as the index. Clustered queries have many: without this
+// term the learned scale rose and k = 100 queries that probe fast were scanned
+// (benchmarks/RESULTS.md, "Measurements behind the code").
 constexpr double kHitNs = 150.0;
 constexpr double kLearnRate = 0.2;        // weight of a new measurement in the averages
 // Queries give up probing (and are scanned) when probing is predicted to cost
@@ -42,9 +40,9 @@ inline double binomial(int n, int r) {
 }
 
 // The fastest of 5 timed runs of f, after one untimed: calibration's scan timings. The first scans
-// after a build wake sleeping workers and meet cold lines (1M x 64 bits: 0.47, 0.32, 0.25 ms, then
-// 0.19), and a preempted run is not the scan's cost either; the fastest of 3 without the warm-up
-// read 0.253 ns per word where 0.17-0.18 holds, and probing then took queries it should not.
+// after a build wake sleeping workers and meet cold lines, and a preempted run is not the scan's
+// cost either; the fastest of 3 without the warm-up read the scan slower than it is, and probing
+// then took queries it should not (benchmarks/RESULTS.md, "Measurements behind the code").
 template <class F>
 double fastest_ns(F&& f) {
     f();

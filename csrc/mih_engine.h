@@ -89,9 +89,9 @@ struct TableSpec {
 
 // Substrings per field of nbits bits for n items: log2(n) bits (the paper's choice), 4 to 16 bits.
 // At most 16: a table's offsets (2^16 x 4 bytes = 256 KiB) stay in L2, so a probe costs a cache
-// hit, not a trip to memory (64-bit codes, 1M uniform: m = 3 probes ~43k buckets for the 10
-// nearest, m = 4 ~2.8k); for the encoder's codes (16-bit signatures per cell of an 8 x 8 grid)
-// 16-bit substrings are exactly the cells.
+// hit, not a trip to memory, and longer substrings probe far more buckets for the same
+// neighbours (benchmarks/RESULTS.md, "Measurements behind the code"); for the encoder's codes
+// (16-bit signatures per cell of an 8 x 8 grid) 16-bit substrings are exactly the cells.
 int auto_m(int nbits, int64_t n);
 // A 64-bit hash of a code (Tables::hashes).
 uint64_t code_hash(const uint64_t* words, int n);
@@ -145,12 +145,12 @@ void probe_or_scan(MihCostModel& cost, int64_t nq, int threads, double scan_word
 }
 
 // The fixed model's constants were fitted on one VM, and scales learned over the first queries
-// came too late (on a Zen 4 host the first 20 queries of a fresh 1M-code index averaged 0.14-0.31
-// ms where probing answers in 0.025 ms). So each build (and load) times what this index costs
-// here: scan(count) scans the first `count` of calibration_queries(n) stored codes as queries,
-// probe(i, budget, stats, kth) probes the i-th and sets kth to its k-th distance over the uniform
-// estimate when it proved it. Queries near stored codes are what retrieval asks. Small indexes skip
-// it (their scans take microseconds).
+// came too late: on another host the first queries of a fresh index were scanned where probing
+// answers several times faster (benchmarks/RESULTS.md, "Measurements behind the code").
+// So each build (and load) times what this index costs here: scan(count) scans the first `count`
+// of calibration_queries(n) stored codes as queries, probe(i, budget, stats, kth) probes the i-th
+// and sets kth to its k-th distance over the uniform estimate when it proved it. Queries near
+// stored codes are what retrieval asks. Small indexes skip it (their scans take microseconds).
 inline int64_t calibration_queries() { return std::max<int64_t>(8, 2 * resolve_threads(0)); }
 // The slot of the i-th calibration query among n items.
 inline int64_t calibration_slot(int64_t i, int64_t n) { return i * (n / calibration_queries()); }
@@ -164,8 +164,9 @@ void calibrate(MihCostModel& cost, int64_t n, double words, int64_t marks, Scan 
     cost.scan_batch_ns.store(mih::fastest_ns([&] { scan(nq); }) * threads / (static_cast<double>(nq) * words),
                              std::memory_order_relaxed);
     // Every worker's probe marks (4 bytes per item) are allocated now, not in some later query's
-    // time (+0.2 ms on the first query of each thread at 1M codes, +2 ms at 10M): one task per
-    // thread, each waiting (at most 20 ms) until all have started, so that each thread takes one.
+    // time, where the first query of each thread paid for them
+    // (benchmarks/RESULTS.md, "Measurements behind the code"): one task per thread, each waiting
+    // (at most 20 ms) until all have started, so that each thread takes one.
     std::atomic<int> started{0};
     parallel_for(threads, threads, [&](int64_t) {
         thread_stamps().next(static_cast<std::size_t>(marks));
@@ -180,8 +181,8 @@ void calibrate(MihCostModel& cost, int64_t n, double words, int64_t marks, Scan 
         MihStats st;
         double kth_ratio = -1;
         const double t0 = mih::now_ns();
-        // Bounded: where neighbours are far a probe to the end may verify every item (0.5 s each
-        // on 1M encoder-like items of two fields, against a 5 ms scan); the ratio needs only some work.
+        // Bounded: where neighbours are far a probe to the end may verify every item, far longer than
+        // a scan (benchmarks/RESULTS.md, "Measurements behind the code"); the ratio needs only some work.
         const ProbeOutcome out = probe(i, 2 * single, st, kth_ratio);
         const double elapsed = mih::now_ns() - t0;
         if (out.modelled > 0) ratios.push_back(elapsed / out.modelled);
@@ -191,9 +192,9 @@ void calibrate(MihCostModel& cost, int64_t n, double words, int64_t marks, Scan 
         std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
         return v[v.size() / 2];
     };
-    // The pricing's target: with the uniform estimate, clustered queries (1M x 64 bits, k-th 4-5
-    // where uniform codes have 15) were priced to a bound they never need and handed to the scan
-    // after one bucket (0.3 ms where probing answers in 0.04).
+    // The pricing's target: with the uniform estimate, clustered queries (whose k-th distance lies far
+    // below uniform codes') were priced to a bound they never need and handed to the scan after
+    // one bucket (benchmarks/RESULTS.md, "Measurements behind the code").
     if (!kth.empty()) cost.kth_scale.store(std::clamp(median(kth), 0.05, 1.0), std::memory_order_relaxed);
     if (!ratios.empty()) cost.probe_scale.store(std::clamp(median(ratios), 0.1, 10.0), std::memory_order_relaxed);
 }

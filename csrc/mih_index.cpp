@@ -239,8 +239,8 @@ bool MIHIndex::probe(const uint64_t* q, Sink& sink, double budget_ns, MihStats& 
 // every later (radius, table) step until the pigeonhole bound exceeds
 // `target`. Checked before each step, so a query that cannot pay gives up
 // before spending, not after. (Predicting with the k-th distance found so far
-// alone gave up on queries that pay: 10M uniform 64-bit, k = 10, went from
-// 34x faiss to 9x; hence the optimistic estimate in target_distance.)
+// alone gave up on queries that pay (benchmarks/RESULTS.md, "Measurements behind the code");
+// hence the optimistic estimate in target_distance.)
 double MIHIndex::predicted_cost(int rho, int t, int64_t target) const {
     const int m = static_cast<int>(tables_->subs.size());
     const double n = static_cast<double>(tables_->built);

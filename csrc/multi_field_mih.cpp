@@ -21,8 +21,8 @@ constexpr std::size_t kCountKeys = 4096;
 
 // MIHIndex's fixed model, with every candidate a random access (a row of each field, read from the
 // row-major copy by slot), where MIHIndex reads its candidates in bucket order and pays the random
-// access only for hits: without it calibration measured probing at the clamp, 10x the model, on 1M
-// items of two 1024-bit fields.
+// access only for hits: without it calibration measured probing at its clamp, far above the model,
+// on items of two 1024-bit fields (benchmarks/RESULTS.md, "Measurements behind the code").
 double modelled_ns(int64_t buckets, int64_t candidates, int words) {
     return MihCostModel::modelled_probe_ns(buckets, candidates * words, candidates);
 }

@@ -37,8 +37,9 @@ void cpu_relax() {
 }
 
 // Spins until pred() or `budget` elapses; true if pred() held. A futex wake-up
-// costs 20-60 us on a VM, more than a whole single-query scan of a database
-// in cache, so both sides spin briefly before they sleep (as OpenMP runtimes do).
+// on a VM costs more than a whole single-query scan of a database in cache
+// (benchmarks/RESULTS.md, "Measurements behind the code"), so both sides spin briefly before they
+// sleep (as OpenMP runtimes do).
 template <class Pred>
 bool spin_until(Pred pred, std::chrono::microseconds budget) {
     const auto deadline = std::chrono::steady_clock::now() + budget;
@@ -195,8 +196,8 @@ int query_available_threads() {
 }
 }  // namespace
 
-// Read once: every search asks (an MIH search several times), and the
-// affinity syscall costs about a microsecond against a 15 us query.
+// Read once: every search asks (an MIH search several times), and the affinity
+// syscall is a noticeable share of a single query (benchmarks/RESULTS.md, "Measurements behind the code").
 int available_threads() {
     static const int n = query_available_threads();
     return n;

@@ -40,7 +40,7 @@ struct TopKSink : HitSink {
     // alive: optional per-slot flags; slots flagged 0 (removed) are never kept.
     TopKSink(int64_t k, int64_t valid_slots, const int64_t* slot_ids, const uint8_t* alive = nullptr);
     // One candidate from outside a scan (multi-index hashing verification). Kept as push_back, where
-    // the kernel's callback writes hits field by field: written in place here, MIH was 4-9 % slower
+    // the kernel's callback writes hits field by field: written in place here, MIH was slower
     // (CHANGELOG.md, "Scan hits").
     void offer(int32_t d, int64_t slot) {
         if (d > threshold || (alive && !alive[slot])) return;

@@ -22,9 +22,8 @@ constexpr int64_t kMaxQueryBatch = 256;
 // below it a second thread's hand-off costs what it saves (same table).
 constexpr int64_t kMinBytesForThreads = 24 * 1024;
 // A query is split across threads only when each part scans at least this
-// many bytes (~50 us at the single-thread scan rate of 20-40 GB/s): below it,
-// handing work to another thread costs more than it saves (measured on 200k x
-// 64-bit codes, 1.6 MB: 2 threads took 0.10-0.14 ms against 0.06-0.09 ms for one).
+// many bytes: below it, handing work to another thread costs more than it saves
+// (benchmarks/RESULTS.md, "Measurements behind the code").
 constexpr int64_t kMinBytesPerTask = 1 << 20;
 
 // 0 means every available thread; more than 4 per available thread is capped
@@ -71,7 +70,7 @@ void drive_scan(int64_t nblocks, int64_t block_bytes, int64_t nq, int threads, M
     }
 
     // Few queries: split the database so that even one query uses every thread, one contiguous part
-    // per thread (four parts per thread, each with its own sinks to merge, were 1.4x slower: same
+    // per thread (four parts per thread, each with its own sinks to merge, were slower: same
     // section).
     const int64_t ntasks = std::min<int64_t>(threads, max_parts);
     const int64_t per_task = (nblocks + ntasks - 1) / ntasks;

@@ -46,8 +46,8 @@ class CodeEncoder:
 
     # Default hashing chosen by benchmarks/bench_codes.py (RESULTS.md): ITQ signatures of 16 bits per
     # cell (1024 bits per code) keep more of the latent Euclidean ranking than one-hot cells.
-    # Batches of 16 keep torch's working set small: with glibc's default thresholds they encode 1.7x
-    # faster than batches of 128 (RESULTS.md, "Encoding throughput"), and no slower once tuned.
+    # Batches of 16 keep torch's working set small: with glibc's default thresholds they encode
+    # faster than batches of 128, and no slower once tuned (RESULTS.md, "Encoding throughput").
     def __init__(self, model: DecompositionNet, method: str = "signature", bits: int | None = 16,
                  device: str = "cpu", batch_size: int = 16):
         self.model = model.to(device).eval()

@@ -11,8 +11,9 @@ An image's code is a grid of codebook indices (8 x 8 for both configs). Two ways
 
 Which one ranks like the Euclidean distance between the quantised latents is measured, not assumed:
 benchmarks/bench_codes.py prints recall@k of each against that ranking. On held-out phantom slices
-with the shipped model, 16-bit signatures (1024 bits per code) reach recall@10 0.72 / 0.69 (normal /
-abnormal code) where one-hot codes (8192 bits) reach 0.62 / 0.64, so signatures are the default.
+with the shipped model, 16-bit signatures (1024 bits per code) keep more of it than one-hot codes of
+32 times the bits, so signatures are the default (benchmarks/RESULTS.md, "Codes: from index maps
+to bits").
 """
 from __future__ import annotations
 

@@ -62,9 +62,9 @@ class EncoderConfig:
 CONFIGS = {
     # 256 x 256 -> 64 x 64 in the stem -> 8 x 8 x 64 per branch, K = 512 (the paper).
     "paper": EncoderConfig("paper", 256, (32, 64, 128, 128, 128, 128), stem_levels=3, codebook_size=512, code_dim=64),
-    # For 2 CPU cores: 64 x 64 -> 32 x 32 in the stem -> the same 8 x 8 grid, smaller codebooks.
-    # Measured on 2 cores (batch 32, one training step): 27 images/s; at 128 x 128 with filters
-    # (16, 32, 48, 64, 64) 4.4 images/s, too slow to train in well under an hour.
+    # For 2 CPU cores: 64 x 64 -> 32 x 32 in the stem -> the same 8 x 8 grid, smaller codebooks; at
+    # 128 x 128 a training step on 2 cores was too slow to train in well under an hour
+    # (benchmarks/RESULTS.md, "Measurements behind the code").
     "small": EncoderConfig("small", 64, (16, 32, 64, 64), stem_levels=2, codebook_size=128, code_dim=32),
     # The shipped default: 128 x 128 -> 32 x 32 in the stem -> 8 x 8 x 64 per branch, K = 512 as the
     # paper, any subset of contrasts. Sized to train on a GPU in minutes and to encode on 2 CPU cores.
@@ -174,7 +174,8 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def _initialise(self, flat: torch.Tensor) -> None:
         """Codewords start on encoder outputs of the first batch: a random init far from them
-        leaves most codewords unused until restarts bring them in (measured: 5 % use after 20 steps)."""
+        leaves most codewords unused until restarts bring them in (benchmarks/RESULTS.md, "Measurements
+        behind the code")."""
         pick = torch.randint(0, flat.shape[0], (self.size,), device=flat.device)
         self.codebook.copy_(flat[pick] + 1e-3 * torch.randn_like(flat[pick]))
         self.embed_sum.copy_(self.codebook * self.cluster_size[:, None])

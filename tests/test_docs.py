@@ -95,3 +95,27 @@ def test_relative_links_resolve(page):
     broken = [t for t in re.findall(r"\]\(([^)#\s]+)", page.read_text())
               if not t.startswith(("http://", "https://")) and not (page.parent / t).exists()]
     assert not broken, broken
+
+
+def _cited_sections() -> list[tuple[str, str, str]]:
+    """(file, RESULTS or CHANGELOG, section name) for each section a comment, docstring or page cites
+    as `RESULTS.md, "Name"`, however its comment lines break."""
+    found = []
+    sources = [p for folder in ("csrc", "hashindex", "encoder", "benchmarks", "docs", "scripts", "fuzz")
+               for p in sorted((ROOT / folder).rglob("*")) if p.suffix in (".py", ".h", ".cpp", ".md", ".sh")]
+    for path in [ROOT / "README.md", *sources]:
+        text = re.sub(r"\n\s*(?://|#|\*)?\s*", " ", path.read_text(errors="replace"))  # comment lines joined
+        for doc, name in re.findall(r'\b(RESULTS|CHANGELOG)(?:\.md)?,\s*"([^"]+)"', text):
+            found.append((str(path.relative_to(ROOT)), doc, name))
+    return found
+
+
+def test_cited_sections_exist():
+    """A figure lives in RESULTS.md or the CHANGELOG and the code names the section: a renamed or
+    dropped section would leave the comment pointing at nothing."""
+    headings = {doc: [line.lstrip("#").strip() for line in path.read_text().splitlines() if line.startswith("#")]
+                for doc, path in (("RESULTS", ROOT / "benchmarks" / "RESULTS.md"), ("CHANGELOG", ROOT / "CHANGELOG.md"))}
+    cited = _cited_sections()
+    assert len(cited) > 20  # the comments of csrc/ cite dozens
+    missing = [c for c in cited if not any(c[2] in h for h in headings[c[1]])]
+    assert not missing, missing

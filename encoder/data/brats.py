@@ -294,7 +294,7 @@ def load_case(files: CaseFiles | str | os.PathLike, layout=None) -> Case:
         mask = brain_mask(images, present)
     if not mask.any():
         raise ValueError(f"case {files.case_id}: the brain mask is empty (no voxel differs from the background)")
-    np.multiply(images, mask, out=images)  # 0 outside the brain; 5x faster than a boolean-index store
+    np.multiply(images, mask, out=images)  # 0 outside the brain; faster than a boolean-index store
     case = Case(case_id=files.case_id, images=images, affine=affine, present=present, mask=mask)
     labels = files.labels if files.labels is not None else LAYOUTS["brats2021"].labels
     if files.seg is not None:

@@ -71,7 +71,7 @@ TUMOUR_KINDS = {
 class PhantomConfig:
     """What the phantoms look like; the seed says which ones."""
 
-    spacing: float = 1.0  # mm per voxel; 2 gives 120 x 120 x 78 volumes, 8x faster
+    spacing: float = 1.0  # mm per voxel; 2 gives 120 x 120 x 78 volumes, 8x fewer voxels
     healthy_fraction: float = 0.2  # share of cases without a tumour
     naming: str = "brats2021"  # file names and label values of BraTS 2018-2021, or "brats2023"
     noise: float = 0.025  # Rician noise sigma, relative to white matter on T1
@@ -166,7 +166,8 @@ def _template_at(spacing: float) -> tuple[np.ndarray, np.ndarray]:
 def _trilinear(volume: np.ndarray, coords: np.ndarray, fill: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
     """Samples a channels-last volume at voxel coordinates (3, N); outside it gives ``fill``.
 
-    Gathers whole channel rows per corner, which is ~4x faster than map_coordinates per channel.
+    Gathers whole channel rows per corner, faster than map_coordinates per channel
+    (benchmarks/RESULTS.md, "Measurements behind the code").
     """
     dims = np.array(volume.shape[:3])
     flat = volume.reshape(-1, volume.shape[3])
