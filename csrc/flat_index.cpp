@@ -18,9 +18,23 @@ void knn_scan(const CodeStore& store, const int64_t* slot_ids, const uint8_t* pa
               int64_t nq, int64_t k, int threads, int32_t* distances, int64_t* ids) {
     const std::vector<uint64_t> qwords = rows_to_words(queries, nq, store.code_size());
     const int64_t n = store.size();
-    scan_store<TopKSink>(
-        store, qwords.data(), nq, threads, [&](int64_t) { return TopKSink(k, n, slot_ids, pass); },
-        [&](int64_t q, TopKSink& sink) { sink.write_sorted(distances + q * k, ids + q * k); });
+    const int32_t nbits = store.code_size() * 8;
+    if (nbits > kCountedBits) {
+        scan_store<TopKSink>(
+            store, qwords.data(), nq, threads, [&](int64_t) { return TopKSink(k, n, slot_ids, pass); },
+            [&](int64_t q, TopKSink& sink) { sink.write_sorted(distances + q * k, ids + q * k); });
+        return;
+    }
+    scan_store<CountingSink>(
+        store, qwords.data(), nq, threads,
+        [&](int64_t) {
+            CountingSink sink(nbits, k);
+            sink.slot_ids = slot_ids;
+            sink.n = n;
+            sink.pass = pass;
+            return sink;
+        },
+        [&](int64_t q, CountingSink& sink) { write_padded(sink.result(), k, distances + q * k, ids + q * k); });
 }
 
 RangeResult range_scan(const CodeStore& store, const int64_t* slot_ids, const uint8_t* pass, const uint8_t* queries,

@@ -143,11 +143,11 @@ std::vector<int64_t> IVFIndex::nearest_lists(const uint64_t* qwords, int64_t nq,
     // time through the kernel (scan.h, scan_store).
     constexpr bool kGrouped = false;
     if (nprobe >= ivf::kCountedProbes)
-        scan_store<ivf::ListSink, kGrouped>(centroids_, qwords, nq, threads, [&](int64_t) {
-            ivf::ListSink sink(nbits(), nprobe);
+        scan_store<CountingSink, kGrouped>(centroids_, qwords, nq, threads, [&](int64_t) {
+            CountingSink sink(nbits(), nprobe);
             sink.n = nlist_;
             return sink;
-        }, [&](int64_t q, ivf::ListSink& sink) {
+        }, [&](int64_t q, CountingSink& sink) {
             const std::vector<Hit> best = sink.result();
             keep(q, [&](int r) { return best[static_cast<std::size_t>(r)]; });
         });

@@ -140,7 +140,7 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
     // the round is query * nprobe + rank.
     std::mutex tally_mu;
     auto scan_keys = [&](const uint64_t* key, std::size_t i0, std::size_t i1, int64_t q0, std::vector<int32_t>& sink_of,
-                         std::vector<ivf::ListSink>& sinks, const std::vector<int32_t>& start) {
+                         std::vector<CountingSink>& sinks, const std::vector<int32_t>& start) {
         std::vector<uint64_t> rq;
         std::vector<HitSink*> ptrs;
         std::vector<std::pair<int64_t, int64_t>> runs;
@@ -171,7 +171,7 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
                     sink_of[local] = static_cast<int32_t>(sinks.size());
                     sinks.emplace_back(t, keep);
                 }
-                ivf::ListSink& s = sinks[static_cast<std::size_t>(sink_of[local])];
+                CountingSink& s = sinks[static_cast<std::size_t>(sink_of[local])];
                 s.slot_ids = list.ids().slot_ids();
                 s.n = n;  // lanes past it are not reported
                 s.pass = masks.empty() ? nullptr : masks[l].data();
@@ -246,7 +246,7 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
                 if (probe(q0 + q, 0) >= 0) key.push_back(static_cast<uint64_t>(probe(q0 + q, 0)) << 32 | static_cast<uint64_t>(q * nprobe));
             std::sort(key.begin(), key.end());
             std::vector<int32_t> sink_of(static_cast<std::size_t>(m), -1);
-            std::vector<ivf::ListSink> sinks;
+            std::vector<CountingSink> sinks;
             sinks.reserve(static_cast<std::size_t>(b - a));  // the scan holds pointers into it
             scan_keys(key.data(), 0, key.size(), q0, sink_of, sinks, {});
             for (int64_t q = a; q < b; ++q)
@@ -302,7 +302,7 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
         std::vector<std::vector<std::pair<int64_t, std::vector<Hit>>>> found(cut.size() - 1);
         parallel_for(parts, static_cast<int64_t>(found.size()), [&](int64_t part) {
             std::vector<int32_t> sink_of(static_cast<std::size_t>(m), -1);
-            std::vector<ivf::ListSink> sinks;
+            std::vector<CountingSink> sinks;
             sinks.reserve(static_cast<std::size_t>(m));  // the scan holds pointers into it
             scan_keys(key.data(), cut[static_cast<std::size_t>(part)], cut[static_cast<std::size_t>(part) + 1], q0, sink_of, sinks, start);
             for (int64_t q = 0; q < m; ++q)

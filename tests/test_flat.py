@@ -105,8 +105,10 @@ def test_split_database_path(simd, nbits, nq):
 
 
 def test_large_nbits_and_every_threshold(simd):
+    """Up to 4096 bits scans count hits per distance (CountingSink); longer codes buffer them
+    (TopKSink): both sides of the boundary."""
     rng = np.random.default_rng(7)
-    for nbits in (1000, 2048, 4096 + 8):
+    for nbits in (1000, 2048, 4096, 4096 + 8):
         xb = random_codes(rng, 999, nbits // 8)
         xq = random_codes(rng, 5, nbits // 8)
         index = build(nbits, xb, np.arange(999))
