@@ -29,9 +29,7 @@ void knn_scan(const CodeStore& store, const int64_t* slot_ids, const uint8_t* pa
         store, qwords.data(), nq, threads,
         [&](int64_t) {
             CountingSink sink(nbits, k);
-            sink.slot_ids = slot_ids;
-            sink.n = n;
-            sink.pass = pass;
+            sink.reads(slot_ids, n, pass);
             return sink;
         },
         [&](int64_t q, CountingSink& sink) { write_padded(sink.result(), k, distances + q * k, ids + q * k); });

@@ -172,9 +172,7 @@ std::vector<std::vector<Hit>> IVFIndex::scan_lists(const uint8_t* queries, int64
                     sinks.emplace_back(t, keep);
                 }
                 CountingSink& s = sinks[static_cast<std::size_t>(sink_of[local])];
-                s.slot_ids = list.ids().slot_ids();
-                s.n = n;  // lanes past it are not reported
-                s.pass = masks.empty() ? nullptr : masks[l].data();
+                s.reads(list.ids().slot_ids(), n, masks.empty() ? nullptr : masks[l].data());
                 // A k-NN query's first list (its sink starts at nbits, where no block can be ruled out):
                 // the blocks nearest the query by their bound first, the bound widening in doubling
                 // steps, so that its k-th distance falls before the far blocks come up. Other lists:

@@ -138,9 +138,16 @@ struct CountingSink : HitSink {
         return spare;
     }
     int64_t keep;
+    // What the scan reads next (an IVF query's sink reads list after list): its slots' ids, the slots
+    // that hold codes (lanes past them are a block's padding), and the filter's flag per slot (null: all).
     const int64_t* slot_ids = nullptr;
     int64_t n = 0;
     const uint8_t* pass = nullptr;
+    void reads(const int64_t* ids, int64_t slots, const uint8_t* passing) {
+        slot_ids = ids;
+        n = slots;
+        pass = passing;
+    }
     std::vector<Found> hits;        // those above the threshold go at the next tidy()
     std::vector<int32_t> count;     // hits held per distance (keep > 0)
     std::vector<uint64_t> occupied;  // bit d: a hit was counted at d, so that the threshold falls past empty distances at once
