@@ -152,14 +152,21 @@ def _image_scores(pseudo: np.ndarray, healthy: np.ndarray, seg: np.ndarray, cont
     from .losses import ssim_map
 
     mse_in, ssim_in, mse_out = [], [], []
-    for p, h, s, c in zip(pseudo, healthy, seg, contrasts):
-        box = tumour_box(s)
-        if box is None:
-            continue
-        p, h = p[c], h[c]
-        ssim = ssim_map(torch.from_numpy(p[None]), torch.from_numpy(h[None]), per_channel=True)[0].numpy()
-        inside = np.zeros(s.shape, dtype=bool)
-        inside[box] = True
+    boxes = [tumour_box(s) for s in seg]
+    rows = [i for i, box in enumerate(boxes) if box is not None]
+    # SSIM of a chunk of slices at once, every contrast (each is filtered alone); those a slice lacks
+    # are dropped below.
+    chunk, maps = 32, {}
+    for at in range(0, len(rows), chunk):
+        part = rows[at:at + chunk]
+        ssim = ssim_map(torch.from_numpy(np.ascontiguousarray(pseudo[part], dtype=np.float32)),
+                        torch.from_numpy(np.ascontiguousarray(healthy[part], dtype=np.float32)), per_channel=True).numpy()
+        maps.update(zip(part, ssim))
+    for i in rows:
+        c = contrasts[i]
+        p, h, ssim = pseudo[i][c], healthy[i][c], maps[i][c]
+        inside = np.zeros(seg[i].shape, dtype=bool)
+        inside[boxes[i]] = True
         brain = (h != 0).any(0)
         mse_in.append(float(((p - h) ** 2)[:, inside].mean()))
         ssim_in.append(float(ssim[:, inside].mean()))

@@ -202,6 +202,34 @@ def test_augment_keeps_labels_and_shapes():
     assert set(seg2.unique().tolist()) <= {0, 1, 2, 3}
 
 
+def test_ssim_map_matches_the_windowed_formula():
+    """ssim_map against SSIM computed pixel by pixel in numpy: an 11x11 Gaussian window (sigma 1.5)
+    over the reflect-padded images, the local means, variances and covariance as weighted sums."""
+    from hashindex.encoder.losses import ssim_map
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(2, 3, 19, 14)).astype(np.float32)
+    b = (a + rng.normal(scale=0.5, size=a.shape)).astype(np.float32)
+    x = np.arange(11) - 5.0
+    g = np.exp(-x**2 / (2 * 1.5**2))
+    window = np.outer(g, g) / g.sum() ** 2
+    pa, pb = (np.pad(v.astype(np.float64), ((0, 0), (0, 0), (5, 5), (5, 5)), mode="reflect") for v in (a, b))
+    expected = np.empty(a.shape)
+    c1, c2 = (0.01 * 8) ** 2, (0.03 * 8) ** 2
+    for i in range(a.shape[2]):
+        for j in range(a.shape[3]):
+            wa, wb = pa[:, :, i:i + 11, j:j + 11], pb[:, :, i:i + 11, j:j + 11]
+            mu_a, mu_b = (wa * window).sum((2, 3)), (wb * window).sum((2, 3))
+            var_a = (wa * wa * window).sum((2, 3)) - mu_a**2
+            var_b = (wb * wb * window).sum((2, 3)) - mu_b**2
+            cov = (wa * wb * window).sum((2, 3)) - mu_a * mu_b
+            expected[:, :, i, j] = (2 * mu_a * mu_b + c1) * (2 * cov + c2) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    got = ssim_map(torch.from_numpy(a), torch.from_numpy(b), per_channel=True).numpy()
+    np.testing.assert_allclose(got, expected, atol=2e-5)
+    np.testing.assert_allclose(ssim_map(torch.from_numpy(a), torch.from_numpy(b)).numpy(), expected.mean(1, keepdims=True),
+                               atol=2e-5)
+
+
 def test_split_by_case_never_shares_a_case():
     ids = np.array(["a"] * 5 + ["b"] * 3 + ["c"] * 4 + ["d"] * 2)
     train_rows, val_cases = split_by_case(ids, 0.25, seed=0)
