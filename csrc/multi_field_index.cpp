@@ -5,7 +5,6 @@
 #include <cmath>
 #include <limits>
 #include <mutex>
-#include <set>
 #include <unordered_map>
 
 #include "dispatch.h"

@@ -185,7 +185,7 @@ bool MultiFieldIndex::probe(const Ask& ask, int64_t q, Top& top, double budget_n
             verify(sub.slots[i]);
             if (own && top.full() && top.bar() <= 0 && i + 1 < e) {
                 const uint32_t next = sub.slots[i + 1];
-                if (next < n && !t.dirty[next] && items_.ids().id_of(next) > top.best.rbegin()->id) {
+                if (next < n && !t.dirty[next] && items_.ids().id_of(next) > top.worst().id) {
                     proven = true;
                     return false;
                 }

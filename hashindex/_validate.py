@@ -194,6 +194,8 @@ def weights_arg(weights: object, names: list[str], has_queries: list[bool]) -> l
 
 def exclude_groups_arg(exclude_groups: object, nq: int) -> np.ndarray:
     """One group per query (an int applies to all); -1 excludes none."""
+    if type(exclude_groups) is int and -1 <= exclude_groups <= INT64_MAX:  # the common call, at once
+        return np.full(nq, exclude_groups, dtype=np.int64)
     if isinstance(exclude_groups, numbers.Integral) and not isinstance(exclude_groups, (bool, np.bool_)):
         group = int_arg(exclude_groups, "exclude_groups", minimum=-1, maximum=INT64_MAX)
         exclude_groups = np.full(nq, group, dtype=np.int64)
@@ -244,12 +246,56 @@ def field_add_args(codes: object, groups: object, code_sizes: Mapping[str, int])
     return [a for a in arrays if a is not None], n, None if groups is None else ids_arg(groups, "groups", count=n)
 
 
+def _plain_queries(queries: object, weights: object, code_sizes: Mapping[str, int]) -> tuple[list, int, list[float]] | None:
+    """The common call (a dict of uint8 arrays in the fields' shapes; no weights, or a dict of int or
+    float weights) checked in a few attribute reads: field arrays, their rows and the weights in field
+    order. None for anything else, errors included, which the general checks then take: their ABC
+    checks and dicts were most of a small search's time in Python (CHANGELOG.md, "Multi-field
+    searches of one query")."""
+    if type(queries) is not dict or (weights is not None and type(weights) is not dict):
+        return None
+    arrays: list[np.ndarray | None] = []
+    w: list[float] = []
+    rows, given, used = -1, 0, 0
+    for field, size in code_sizes.items():
+        a = queries.get(field)
+        if weights is None:
+            weight = 0.0 if a is None else 1.0
+        else:
+            value = weights.get(field, 0.0)
+            used += field in weights
+            if type(value) is not float and type(value) is not int or not 0 <= value < math.inf:
+                return None
+            weight = float(value)
+        if a is not None:
+            if type(a) is not np.ndarray or a.dtype is not _UINT8 or not a.flags.c_contiguous:
+                return None
+            if a.ndim == 1 and a.shape[0] == size:
+                a = a[None]  # one code
+            if a.ndim != 2 or a.shape[1] != size or (rows >= 0 and a.shape[0] != rows):
+                return None
+            rows = a.shape[0]
+            given += 1
+        elif weight > 0:
+            return None
+        arrays.append(a)
+        w.append(weight)
+    # No field given, a key naming none (or holding None), or no positive weight.
+    if rows < 0 or given != len(queries) or (weights is not None and used != len(weights)) or not any(w):
+        return None
+    return arrays, rows, w
+
+
 def field_search_args(queries: object, k: object, weights: object, exclude_groups: object, one_per_group: object,
                       code_sizes: Mapping[str, int]) -> tuple[list[np.ndarray | None], int, list[float], int, Any, bool]:
     """What a multi-field search takes: field arrays (None where absent), nq, weights in field order,
     k, one excluded group per query or None, one_per_group."""
-    arrays, nq = field_codes_arg(queries, code_sizes, "queries")
-    w = weights_arg(weights, list(code_sizes), [a is not None for a in arrays])
+    common = _plain_queries(queries, weights, code_sizes)
+    if common is not None:
+        arrays, nq, w = common
+    else:
+        arrays, nq = field_codes_arg(queries, code_sizes, "queries")
+        w = weights_arg(weights, list(code_sizes), [a is not None for a in arrays])
     exclude = None if exclude_groups is None else exclude_groups_arg(exclude_groups, nq)
     if not isinstance(one_per_group, (bool, np.bool_)):
         raise TypeError(f"one_per_group: expected a bool, got {type(one_per_group).__name__}")

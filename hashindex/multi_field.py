@@ -63,6 +63,12 @@ class MultiFieldIndex(_ProbingIndex):
         self._index = _core.MultiFieldIndex(names, nbits, bool(mih))
         self._init_state()
 
+    def _init_state(self) -> None:
+        super()._init_state()
+        # Fixed for the index's life; read by every search (built from the core's lists, it cost a
+        # search more than a microsecond).
+        self._code_sizes = {name: bits // 8 for name, bits in zip(self._index.names, self._index.nbits)}
+
     # -- shape of the items ---------------------------------------------------------------------
     @property
     def fields(self) -> dict[str, int]:
@@ -80,7 +86,7 @@ class MultiFieldIndex(_ProbingIndex):
 
     @property
     def code_size(self) -> dict[str, int]:
-        return {name: bits // 8 for name, bits in self.fields.items()}
+        return dict(self._code_sizes)
 
     def __repr__(self) -> str:
         mih = ", mih=True" if self.mih else ""
@@ -91,7 +97,7 @@ class MultiFieldIndex(_ProbingIndex):
             groups: np.ndarray | None = None) -> None:
         """Adds items: ``codes`` maps every field to uint8 (n, code_size) rows; ``ids`` as in
         FlatIndex; ``groups`` int64 (n,) >= 0 (e.g. the case id), or None for no group. All or nothing."""
-        arrays, n, groups = field_add_args(codes, groups, self.code_size)
+        arrays, n, groups = field_add_args(codes, groups, self._code_sizes)
         if ids is not None:
             ids = ids_arg(ids, "ids", count=n)
         self._index.add(arrays, ids, groups)
@@ -127,7 +133,7 @@ class MultiFieldIndex(_ProbingIndex):
         Returns float64 distances and int64 ids, (nq, k), sorted by (distance, id).
         """
         arrays, nq, w, k, exclude, one_per_group = field_search_args(queries, k, weights, exclude_groups,
-                                                                     one_per_group, self.code_size)
+                                                                     one_per_group, self._code_sizes)
         distances, ids, stats = self._index.search(arrays, w, nq, k, exclude, one_per_group, threads_arg(threads),
                                                    *filter_arg(allow, deny))
         self._keep(stats)

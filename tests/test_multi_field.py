@@ -174,6 +174,57 @@ def test_bad_input(call, error, match):
     assert len(index) == 1
 
 
+_U8 = np.arange(24, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("queries,weights", [
+    ({"normal": _U8[:12].reshape(3, 4)}, None),
+    ({"normal": _U8[:4]}, None),  # one code
+    ({"normal": _U8[:8].reshape(2, 4), "abnormal": _U8[:4].reshape(2, 2)}, {"normal": 1, "abnormal": 0.5}),
+    ({"normal": _U8[:8].reshape(2, 4), "abnormal": _U8[:4].reshape(2, 2)}, {"abnormal": 2.0}),
+    ({"normal": _U8[:8].reshape(2, 4), "abnormal": _U8[:4].reshape(2, 2)}, {"normal": 0}),
+    ({"normal": _U8[:4]}, {"abnormal": 2.0}),
+    ({"normal": _U8[:4]}, {"x": 1.0}),
+    ({"normal": _U8[:4]}, {"normal": True}),
+    ({"normal": _U8[:4]}, {"normal": float("nan")}),
+    ({"normal": _U8[:4]}, {"normal": -1}),
+    ({"normal": _U8[:4]}, {"normal": np.float32(2)}),
+    ({"normal": None}, None),
+    ({"normal": [1, 2, 3, 4]}, None),
+    ({"normal": _U8[:15].reshape(3, 5)}, None),
+    ({"normal": _U8[:12].reshape(3, 4), "abnormal": _U8[:4].reshape(2, 2)}, None),
+    ({"normal": _U8[:12].reshape(3, 4), "other": _U8[:4]}, None),
+    ({}, None),
+    ({"normal": _U8[:4].astype(np.int16)}, None),
+    ({"normal": _U8.reshape(3, 8)[:, ::2]}, None),  # not contiguous
+])
+def test_common_search_arguments_are_read_as_the_general_checks_read_them(queries, weights):
+    """A multi-field search's common arguments (dicts) are checked by a short path; the same
+    arguments as other mappings take the general checks: same arrays, weights and errors."""
+    from types import MappingProxyType
+
+    from hashindex._validate import field_search_args
+
+    sizes = {"normal": 4, "abnormal": 2}
+
+    def read(q, w):
+        try:
+            return field_search_args(q, 3, w, 1, True, sizes)
+        except (TypeError, ValueError) as exc:
+            return type(exc), str(exc)
+
+    short = read(queries, weights)
+    general = read(MappingProxyType(queries), None if weights is None else MappingProxyType(weights))
+    if isinstance(general, tuple) and isinstance(general[0], type):
+        assert short == general
+        return
+    (arrays, nq, w, k, exclude, one), (g_arrays, g_nq, g_w, g_k, g_exclude, g_one) = short, general
+    assert (nq, w, k, one) == (g_nq, g_w, g_k, g_one) and np.array_equal(exclude, g_exclude)
+    assert [a is None for a in arrays] == [a is None for a in g_arrays]
+    for a, b in zip(arrays, g_arrays):
+        assert a is None or (a.dtype == b.dtype and np.array_equal(a, b))
+
+
 def test_concurrent_searches_while_items_are_added_and_removed():
     import threading
 
