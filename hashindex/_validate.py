@@ -247,8 +247,8 @@ def field_add_args(codes: object, groups: object, code_sizes: Mapping[str, int])
 
 
 def _plain_queries(queries: object, weights: object, code_sizes: Mapping[str, int]) -> tuple[list, int, list[float]] | None:
-    """The common call (a dict of uint8 arrays in the fields' shapes; no weights, or a dict of int or
-    float weights) checked in a few attribute reads: field arrays, their rows and the weights in field
+    """The common call (a dict of code arrays; no weights, or a dict of int or float weights) checked
+    without the general checks' ABCs and dicts: field arrays, their rows and the weights in field
     order. None for anything else, errors included, which the general checks then take: their ABC
     checks and dicts were most of a small search's time in Python (CHANGELOG.md, "Multi-field
     searches of one query")."""
@@ -268,11 +268,11 @@ def _plain_queries(queries: object, weights: object, code_sizes: Mapping[str, in
                 return None
             weight = float(value)
         if a is not None:
-            if type(a) is not np.ndarray or a.dtype is not _UINT8 or not a.flags.c_contiguous:
+            try:
+                a = codes_arg(a, size, "queries")  # the general checks raise again, with the field's name
+            except (TypeError, ValueError):
                 return None
-            if a.ndim == 1 and a.shape[0] == size:
-                a = a[None]  # one code
-            if a.ndim != 2 or a.shape[1] != size or (rows >= 0 and a.shape[0] != rows):
+            if rows >= 0 and a.shape[0] != rows:
                 return None
             rows = a.shape[0]
             given += 1
